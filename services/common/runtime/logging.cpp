@@ -1,0 +1,319 @@
+#include "services/common/runtime/logging.h"
+
+#include <errno.h>
+#include <grpc/support/log.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/runtime/config.h"
+
+namespace padlock::runtime {
+namespace {
+
+// A single value longer than this is cut, so that one line stays one write.
+constexpr size_t kMaxValueBytes = 4096;
+
+// std::mutex rather than absl::Mutex: see executor.h (TSan cannot see Debian's absl::Mutex).
+struct LoggerState {
+  std::mutex mu;
+  std::string service ABSL_GUARDED_BY(mu) = program_invocation_short_name;
+  std::string user_id_salt ABSL_GUARDED_BY(mu);
+  std::function<void(std::string_view)> sink ABSL_GUARDED_BY(mu);
+};
+
+// Never destroyed: threads may log while static destructors run.
+LoggerState& State() {
+  static LoggerState* state = new LoggerState;
+  return *state;
+}
+
+std::atomic<int> g_min_level{static_cast<int>(LogLevel::kInfo)};
+
+// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not valid (overlong
+// forms, surrogates and code points above U+10FFFF are invalid).
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char c = byte(i);
+  size_t len;
+  uint32_t cp;
+  if (c >= 0xC2 && c <= 0xDF) {
+    len = 2;
+    cp = c & 0x1F;
+  } else if (c >= 0xE0 && c <= 0xEF) {
+    len = 3;
+    cp = c & 0x0F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    len = 4;
+    cp = c & 0x07;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  for (size_t k = 1; k < len; ++k) {
+    if ((byte(i + k) & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (byte(i + k) & 0x3F);
+  }
+  if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;  // overlong
+  if (cp >= 0xD800 && cp <= 0xDFFF) return 0;                             // surrogate
+  if (cp > 0x10FFFF) return 0;
+  return len;
+}
+
+std::string FormatTimestamp(absl::Time time) {
+  // RFC 3339, UTC, milliseconds: 2024-05-01T12:00:00.123Z
+  return absl::FormatTime("%Y-%m-%d%ET%H:%M:%E3SZ", time, absl::UTCTimeZone());
+}
+
+void WriteLine(std::string_view line) {
+  {
+    LoggerState& state = State();
+    std::lock_guard<std::mutex> lock(state.mu);
+    if (state.sink) {
+      state.sink(line);
+      return;
+    }
+  }
+  // One write per line; loop only for the rare partial write (a full pipe, a signal).
+  const char* data = line.data();
+  size_t left = line.size();
+  while (left > 0) {
+    ssize_t n = ::write(STDERR_FILENO, data, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return;  // nowhere left to report a failing stderr
+    }
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+}
+
+std::string CurrentService() {
+  LoggerState& state = State();
+  std::lock_guard<std::mutex> lock(state.mu);
+  return state.service;
+}
+
+// gRPC's own log lines (filtered by GRPC_VERBOSITY, default ERROR) in our format.
+void GprLogToJson(gpr_log_func_args* args) {
+  LogLevel level = LogLevel::kError;
+  if (args->severity == GPR_LOG_SEVERITY_DEBUG) level = LogLevel::kDebug;
+  if (args->severity == GPR_LOG_SEVERITY_INFO) level = LogLevel::kInfo;
+  if (!LogEnabled(level)) return;
+  WriteLine(FormatLogLine(absl::Now(), level, CurrentService(),
+                          args->message != nullptr ? args->message : "",
+                          {{"source", "grpc"},
+                           {"file", args->file != nullptr ? args->file : ""},
+                           {"line", args->line}}));
+}
+
+}  // namespace
+
+std::string_view LogLevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug:
+      return "debug";
+    case LogLevel::kInfo:
+      return "info";
+    case LogLevel::kWarn:
+      return "warn";
+    case LogLevel::kError:
+      return "error";
+  }
+  return "error";
+}
+
+void AppendJsonString(std::string& out, std::string_view value) {
+  out.push_back('"');
+  const size_t limit = std::min(value.size(), kMaxValueBytes);
+  size_t i = 0;
+  while (i < limit) {
+    const unsigned char c = static_cast<unsigned char>(value[i]);
+    if (c < 0x80) {
+      switch (c) {
+        case '"':
+          out.append("\\\"");
+          break;
+        case '\\':
+          out.append("\\\\");
+          break;
+        case '\n':
+          out.append("\\n");
+          break;
+        case '\r':
+          out.append("\\r");
+          break;
+        case '\t':
+          out.append("\\t");
+          break;
+        case '\b':
+          out.append("\\b");
+          break;
+        case '\f':
+          out.append("\\f");
+          break;
+        default:
+          if (c < 0x20 || c == 0x7F) {
+            char buf[8];
+            std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+            out.append(buf);
+          } else {
+            out.push_back(static_cast<char>(c));
+          }
+      }
+      ++i;
+      continue;
+    }
+    const size_t len = Utf8SequenceLength(value, i);
+    if (len == 0 || i + len > limit) {
+      // Invalid (or cut at the limit): one replacement character per bad byte.
+      out.append("\xEF\xBF\xBD");
+      ++i;
+    } else {
+      out.append(value.substr(i, len));
+      i += len;
+    }
+  }
+  if (value.size() > kMaxValueBytes) out.append("...(truncated)");
+  out.push_back('"');
+}
+
+LogField::LogField(std::string_view key, std::string_view value) : key_(key) {
+  AppendJsonString(json_value_, value);
+}
+LogField::LogField(std::string_view key, const char* value)
+    : LogField(key, std::string_view(value != nullptr ? value : "")) {}
+LogField::LogField(std::string_view key, const std::string& value)
+    : LogField(key, std::string_view(value)) {}
+#ifndef ABSL_USES_STD_STRING_VIEW
+LogField::LogField(std::string_view key, absl::string_view value)
+    : LogField(key, std::string_view(value.data(), value.size())) {}
+#endif
+LogField::LogField(std::string_view key, bool value)
+    : key_(key), json_value_(value ? "true" : "false") {}
+LogField::LogField(std::string_view key, double value) : key_(key) {
+  if (std::isfinite(value)) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.17g", value);
+    json_value_ = buf;
+  } else {
+    AppendJsonString(json_value_, std::isnan(value) ? "NaN" : (value > 0 ? "+Inf" : "-Inf"));
+  }
+}
+LogField::LogField(std::string_view key, const absl::Status& status)
+    : LogField(key, status.ok() ? std::string("OK")
+                                : absl::StrCat(absl::StatusCodeToString(status.code()), ": ",
+                                               status.message())) {}
+LogField::LogField(std::string_view key, absl::Duration value)
+    : LogField(key, absl::ToDoubleSeconds(value)) {}
+
+std::string FormatLogLine(absl::Time time, LogLevel level, std::string_view service,
+                          std::string_view msg, std::initializer_list<LogField> fields) {
+  std::string line;
+  line.reserve(96 + msg.size());
+  line.append("{\"ts\":\"");
+  line.append(FormatTimestamp(time));
+  line.append("\",\"level\":\"");
+  line.append(LogLevelName(level));
+  line.append("\",\"service\":");
+  AppendJsonString(line, service);
+  line.append(",\"msg\":");
+  AppendJsonString(line, msg);
+  for (const LogField& field : fields) {
+    line.push_back(',');
+    AppendJsonString(line, field.key());
+    line.push_back(':');
+    line.append(field.json_value());
+  }
+  line.append("}\n");
+  return line;
+}
+
+void InitLogging(std::string service_name, LogLevel min_level) {
+  {
+    LoggerState& state = State();
+    std::lock_guard<std::mutex> lock(state.mu);
+    state.service = std::move(service_name);
+  }
+  g_min_level.store(static_cast<int>(min_level), std::memory_order_relaxed);
+  gpr_set_log_function(&GprLogToJson);
+}
+
+LogLevel LogLevelFromConfig(Config& config) {
+  const std::string level =
+      config.OneOf("PADLOCK_LOG_LEVEL", "info", {"debug", "info", "warn", "error"});
+  if (level == "debug") return LogLevel::kDebug;
+  if (level == "warn") return LogLevel::kWarn;
+  if (level == "error") return LogLevel::kError;
+  return LogLevel::kInfo;
+}
+
+void InitLoggingFromConfig(Config& config, std::string service_name) {
+  const LogLevel level = LogLevelFromConfig(config);
+  std::string salt = config.String("PADLOCK_LOG_USER_ID_SALT", "");
+  {
+    LoggerState& state = State();
+    std::lock_guard<std::mutex> lock(state.mu);
+    state.user_id_salt = std::move(salt);
+  }
+  InitLogging(std::move(service_name), level);
+}
+
+bool LogEnabled(LogLevel level) {
+  return static_cast<int>(level) >= g_min_level.load(std::memory_order_relaxed);
+}
+
+void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) {
+  if (!LogEnabled(level)) return;
+  WriteLine(FormatLogLine(absl::Now(), level, CurrentService(), msg, fields));
+}
+
+void LogDebug(std::string_view msg, std::initializer_list<LogField> fields) {
+  Log(LogLevel::kDebug, msg, fields);
+}
+void LogInfo(std::string_view msg, std::initializer_list<LogField> fields) {
+  Log(LogLevel::kInfo, msg, fields);
+}
+void LogWarn(std::string_view msg, std::initializer_list<LogField> fields) {
+  Log(LogLevel::kWarn, msg, fields);
+}
+void LogError(std::string_view msg, std::initializer_list<LogField> fields) {
+  Log(LogLevel::kError, msg, fields);
+}
+
+std::string HashUserId(std::string_view user_id) {
+  std::string input = "padlock-log-user-id-v1";
+  input.push_back('\0');
+  {
+    LoggerState& state = State();
+    std::lock_guard<std::mutex> lock(state.mu);
+    input.append(state.user_id_salt);
+  }
+  input.push_back('\0');
+  input.append(user_id);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int digest_len = 0;
+  if (EVP_Digest(input.data(), input.size(), digest, &digest_len, EVP_sha256(), nullptr) != 1 ||
+      digest_len < 8) {
+    return "unhashable";  // OpenSSL without SHA-256 cannot happen on a supported system
+  }
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), 8));
+}
+
+void SetLogSinkForTesting(std::function<void(std::string_view line)> sink) {
+  LoggerState& state = State();
+  std::lock_guard<std::mutex> lock(state.mu);
+  state.sink = std::move(sink);
+}
+
+}  // namespace padlock::runtime

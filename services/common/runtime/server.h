@@ -1,0 +1,198 @@
+#pragma once
+// The gRPC server every Padlock service runs: its services plus grpc.health.v1, server
+// reflection, Prometheus /metrics on a port of its own, gRPC server metrics, readiness checks and
+// a bounded drain on SIGTERM/SIGINT. A service main() is, in full:
+//
+//   auto config = runtime::Config::FromEnvironment();
+//   runtime::InitLoggingFromConfig(config, "presence");
+//   runtime::ServerOptions options = runtime::ServerOptionsFromConfig(config, "presence", 7410, 9410);
+//   ... read the service's own variables ...
+//   runtime::ExitIfInvalid(config);
+//   runtime::ServiceRunner runner(options);
+//   PresenceService service(...);                       // outlives runner.Wait()
+//   runner.AddService(&service);
+//   runner.AddReadinessCheck("redis", [&] { return redis.Ping(); });
+//   runner.AddDrainHook([&](absl::Time deadline) { service.CloseStreams(deadline); });
+//   if (absl::Status s = runner.Start(); !s.ok()) { runtime::LogError("start", {{"error", s}}); return 1; }
+//   runner.Wait();
+//   return 0;
+//
+// Health (grpc.health.v1.Health/Check and Watch):
+//   ""                   readiness: SERVING only while every readiness check passes. Checks run at
+//                        Start and then every readiness_poll_interval on a background thread; a
+//                        check going bad logs a warning naming it, and recovery an info line.
+//   "liveness"           SERVING whenever the process answers.
+//   each added service   by full name (e.g. "padlock.v1.Presence"): the readiness value.
+//   While draining, every name is NOT_SERVING.
+//
+// Shutdown (Wait): on SIGTERM or SIGINT (or RequestShutdown) health goes NOT_SERVING, the drain
+// hooks run, then grpc::Server::Shutdown(deadline = now + grace_period): no new calls, in-flight
+// calls may finish until the deadline and are cancelled after it. Then /metrics stops and Wait
+// returns. Callback-API handlers must finish promptly once cancelled (ServerBidiReactor::OnCancel
+// → Finish), because gRPC waits for every reactor to be done. Should the drain still be running
+// hard_exit_margin after the deadline, the process logs an error and exits with status 1 so that
+// an orchestrator never has to SIGKILL it. A second SIGTERM/SIGINT exits at once (128 + signo).
+//
+// Signals: Start installs sigaction handlers for SIGTERM and SIGINT that only write to an eventfd
+// (async-signal-safe); Wait polls it. Rule for main(): do not install other handlers for these two
+// signals and do not block them in every thread (blocking them in some threads is fine). Start also
+// ignores SIGPIPE, so that a write to a peer that closed (hiredis, libpq) returns EPIPE instead of
+// killing the process.
+//
+// Thread-safety: configure (metrics(), AddService, builder(), Add*) and Start from one thread;
+// RequestShutdown is safe from any thread and from signal handlers; Wait from one thread.
+
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <grpcpp/support/server_interceptor.h>
+#include <prometheus/registry.h>
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "services/common/runtime/config.h"
+
+namespace prometheus {
+class Exposer;
+class Gauge;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace padlock::runtime {
+
+class GrpcServerMetrics;
+class ProcessCollector;
+
+struct ServerOptions {
+  std::string service_name;       // "gateway": used in logs and metrics
+  std::string listen_address;     // "0.0.0.0:7400"; port 0 picks a free port
+  std::string metrics_host = "0.0.0.0";
+  int metrics_port = 0;           // /metrics HTTP port (0 = pick any, for tests)
+  absl::Duration grace_period = absl::Seconds(20);
+  // GOAWAY after this age so that clients re-resolve and spread over new replicas; in-flight
+  // calls then get grace_period to finish. Infinite = never (public gateway).
+  absl::Duration max_connection_age = absl::InfiniteDuration();
+  absl::Duration readiness_poll_interval = absl::Seconds(2);
+  // How long after the drain deadline a stuck shutdown is cut short with _exit(1).
+  // Infinite = never.
+  absl::Duration hard_exit_margin = absl::Seconds(5);
+  // nullptr = plaintext (internal services, tests); the gateway passes TLS credentials.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Install the SIGTERM/SIGINT handlers in Start. In-process tests turn this off.
+  bool handle_signals = true;
+};
+
+// Options from the environment, with these variables (errors are recorded in `config`):
+//   PADLOCK_GRPC_ADDRESS     host:port to listen on (default 0.0.0.0:<PADLOCK_GRPC_PORT>)
+//   PADLOCK_GRPC_PORT        gRPC port (default `default_grpc_port`); set one of the two
+//   PADLOCK_METRICS_HOST     /metrics bind host (default 0.0.0.0)
+//   PADLOCK_METRICS_PORT     /metrics port (default `default_metrics_port`)
+//   PADLOCK_SHUTDOWN_GRACE   drain time after SIGTERM (default 20s, at most 1h)
+//   PADLOCK_MAX_CONNECTION_AGE  connection age before GOAWAY (default `default_max_connection_age`;
+//                            "0s" = no limit)
+//   PADLOCK_READINESS_INTERVAL  readiness poll period (default 2s, 10ms..10m)
+ServerOptions ServerOptionsFromConfig(
+    Config& config, std::string service_name, int default_grpc_port, int default_metrics_port,
+    absl::Duration default_max_connection_age = absl::InfiniteDuration());
+
+class ServiceRunner {
+ public:
+  explicit ServiceRunner(ServerOptions options);
+  // When started and not yet drained: requests shutdown and drains (as Wait would).
+  ~ServiceRunner();
+  ServiceRunner(const ServiceRunner&) = delete;
+  ServiceRunner& operator=(const ServiceRunner&) = delete;
+
+  // Register domain metrics (padlock_...) here, before or after Start. Valid for the life of
+  // this object.
+  prometheus::Registry& metrics() { return *registry_; }
+  // Sync, async-generic or callback services. Not owned: must outlive Wait().
+  void AddService(grpc::Service* service);
+  // For extra channel arguments, message size limits, keepalive settings. Before Start. Do not
+  // call experimental().SetInterceptorCreators on it: use AddInterceptorFactory.
+  grpc::ServerBuilder& builder() { return *builder_; }
+  // Extra server interceptors; they run before the metrics interceptor, which therefore sees the
+  // final status. Before Start.
+  void AddInterceptorFactory(
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory);
+  // A dependency the service cannot work without ("redis", "postgres"). The check must return
+  // within a readiness interval or so (give its calls a deadline); it runs on a background
+  // thread, never concurrently with itself. Before Start.
+  void AddReadinessCheck(std::string name, std::function<absl::Status()> check);
+  // Runs in Wait after health went NOT_SERVING and before the server stops taking calls, in the
+  // order added, with the drain deadline (e.g. tell stream clients to reconnect elsewhere).
+  void AddDrainHook(std::function<void(absl::Time deadline)> hook);
+
+  // Binds the /metrics port and the gRPC address (port 0 allowed), starts serving, runs the
+  // readiness checks once, starts the readiness thread and (handle_signals) the signal
+  // handlers. Errors: Unavailable when a port cannot be bound; FailedPrecondition when called
+  // twice. On error nothing is left running.
+  absl::Status Start();
+  // The bound ports, after a successful Start.
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }
+  // After Start; null before. For in-process channels in tests.
+  grpc::Server* server() { return server_.get(); }
+
+  // Blocks until SIGTERM/SIGINT (handle_signals) or RequestShutdown, then drains as described
+  // above and returns. Returns at once when Start did not succeed.
+  void Wait();
+  // Makes Wait return (after draining). Async-signal-safe; any thread; idempotent.
+  void RequestShutdown();
+
+ private:
+  struct ReadinessCheck {
+    std::string name;
+    std::function<absl::Status()> check;
+    bool failing = false;  // touched only by PollReadiness
+    prometheus::Gauge* gauge = nullptr;
+  };
+
+  void PollReadiness();
+  void ReadinessLoop();
+  void Drain(std::string_view reason);
+  void StopMetrics();
+  void SetServiceNames(std::vector<std::string> names);
+
+  const ServerOptions options_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<GrpcServerMetrics> grpc_metrics_;
+  std::shared_ptr<ProcessCollector> process_collector_;
+  std::unique_ptr<grpc::ServerBuilder> builder_;
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      extra_interceptors_;
+  std::vector<ReadinessCheck> checks_;
+  std::vector<std::function<void(absl::Time)>> drain_hooks_;
+  prometheus::Gauge* ready_gauge_ = nullptr;
+  std::optional<bool> last_ready_;  // touched only by PollReadiness (Start, then its thread)
+
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<grpc::Server> server_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  bool started_ = false;
+  bool drained_ = false;
+  int shutdown_fd_ = -1;  // eventfd written by RequestShutdown
+
+  std::mutex mu_;  // std, not absl: see executor.h
+  std::condition_variable changed_;  // stop_readiness_ or drain_done_ changed
+  // Full names of the services added, as the server registered them (set once during Start).
+  std::vector<std::string> service_names_ ABSL_GUARDED_BY(mu_);
+  bool stop_readiness_ ABSL_GUARDED_BY(mu_) = false;
+  bool drain_done_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread readiness_thread_;
+};
+
+}  // namespace padlock::runtime

@@ -1,0 +1,452 @@
+// The runtime as a service binary sees it: runtime_slow_server (ServiceRunner + a SlowService) runs
+// as a child process on free loopback ports; the tests talk gRPC and HTTP to it, signal it, and
+// read its log.
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/generic/generic_stub.h>
+
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/common/runtime/health_client.h"
+#include "slow_service.grpc.pb.h"
+#include "tests/harness/harness.h"
+#include "tests/unit/runtime/runtime_test_util.h"
+
+namespace padlock::runtime {
+namespace {
+
+using ::padlock::runtime::testing::HttpGet;
+using ::padlock::runtime::testing::MetricValue;
+using ::padlock::runtime::testing::ParseJsonObject;
+using ::padlock::runtime::testing::ScrapeValue;
+using ::padlock::testing::FreeTcpPort;
+using ::padlock::testing::Subprocess;
+using ::padlock::testing::TempDir;
+using ::padlock::testing::WaitFor;
+using ::padlock::testing::runtime::SetReadyRequest;
+using ::padlock::testing::runtime::SetReadyResponse;
+using ::padlock::testing::runtime::SleepRequest;
+using ::padlock::testing::runtime::SleepResponse;
+using ::padlock::testing::runtime::SlowService;
+using ::testing::HasSubstr;
+
+constexpr char kSlowService[] = "padlock.testing.runtime.SlowService";
+constexpr absl::Duration kStartTimeout = absl::Seconds(15);
+constexpr absl::Duration kGrace = absl::Seconds(10);
+
+std::map<std::string, std::string> Labels(std::string service, std::string method,
+                                          std::string type) {
+  return {{"grpc_service", std::move(service)},
+          {"grpc_method", std::move(method)},
+          {"grpc_type", std::move(type)}};
+}
+
+std::map<std::string, std::string> WithCode(std::map<std::string, std::string> labels,
+                                            std::string code) {
+  labels["grpc_code"] = std::move(code);
+  return labels;
+}
+
+class SlowServerTest : public ::testing::Test {
+ protected:
+  // Starts the server with the default test environment plus `extra_env`.
+  void StartServer(std::map<std::string, std::string> extra_env = {}) {
+    grpc_port_ = FreeTcpPort();
+    metrics_port_ = FreeTcpPort();
+    log_path_ = absl::StrCat(dir_.path(), "/slow_server_", ++starts_, ".log");
+    std::map<std::string, std::string> env = {
+        {"PADLOCK_GRPC_ADDRESS", absl::StrCat("127.0.0.1:", grpc_port_)},
+        {"PADLOCK_METRICS_HOST", "127.0.0.1"},
+        {"PADLOCK_METRICS_PORT", std::to_string(metrics_port_)},
+        {"PADLOCK_SHUTDOWN_GRACE", absl::StrCat(absl::ToInt64Seconds(kGrace), "s")},
+        {"PADLOCK_READINESS_INTERVAL", "50ms"},
+    };
+    for (auto& [k, v] : extra_env) env[k] = v;
+    Subprocess::Options options;
+    options.argv = {SLOW_SERVER_PATH};
+    options.env = env;
+    options.log_path = log_path_;
+    auto started = Subprocess::Start(std::move(options));
+    ASSERT_TRUE(started.ok()) << started.status();
+    server_ = std::make_unique<Subprocess>(std::move(*started));
+    // A channel that tried too early backs off for seconds: connect once the port is open.
+    WaitFor([&] { return !server_->running() || padlock::testing::TcpPortOpen(grpc_port_); },
+            kStartTimeout);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = SlowService::NewStub(channel_);
+  }
+
+  void StartServerAndWaitUntilReady(std::map<std::string, std::string> extra_env = {}) {
+    StartServer(std::move(extra_env));
+    ASSERT_TRUE(WaitFor([&] { return Health("") == HealthState::kServing; }, kStartTimeout))
+        << server_->ReadLog();
+  }
+
+  // The health state, or kUnknown when the call failed.
+  HealthState Health(std::string_view service) {
+    auto state = CheckHealth(channel_, service, absl::Seconds(2));
+    return state.ok() ? *state : HealthState::kUnknown;
+  }
+
+  grpc::Status SetReady(bool ready) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+    SetReadyRequest request;
+    request.set_ready(ready);
+    SetReadyResponse response;
+    return stub_->SetReady(&context, request, &response);
+  }
+
+  double Scrape(std::string_view name, const std::map<std::string, std::string>& labels) {
+    return ScrapeValue(metrics_port_, name, labels);
+  }
+
+  // Runs padlock-healthcheck; returns its exit status and puts its output line in `output`.
+  int RunHealthcheck(std::vector<std::string> args, std::string* output) {
+    const std::string log = absl::StrCat(dir_.path(), "/healthcheck_", ++tool_runs_, ".log");
+    args.insert(args.begin(), HEALTHCHECK_PATH);
+    Subprocess::Options options;
+    options.argv = std::move(args);
+    options.log_path = log;
+    auto tool = Subprocess::Start(std::move(options));
+    if (!tool.ok()) return -1;
+    auto status = tool->Wait(absl::Seconds(10));
+    *output = tool->ReadLog();
+    if (!status.ok() || !WIFEXITED(*status)) return -1;
+    return WEXITSTATUS(*status);
+  }
+
+  TempDir dir_;
+  int starts_ = 0;
+  int tool_runs_ = 0;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  std::string log_path_;
+  std::unique_ptr<Subprocess> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<SlowService::Stub> stub_;
+};
+
+TEST_F(SlowServerTest, ReportsReadinessLivenessAndServiceNamesServing) {
+  StartServerAndWaitUntilReady();
+  EXPECT_EQ(Health(""), HealthState::kServing);
+  EXPECT_EQ(Health("liveness"), HealthState::kServing);
+  EXPECT_EQ(Health(kSlowService), HealthState::kServing);
+  auto unknown = CheckHealth(channel_, "no.such.Service", absl::Seconds(2));
+  EXPECT_EQ(unknown.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(SlowServerTest, CountsHealthCheckAsHandledOk) {
+  StartServerAndWaitUntilReady();
+  const auto check = Labels("grpc.health.v1.Health", "Check", "unary");
+  const double started_before = Scrape("grpc_server_started_total", check);
+  const double ok_before = Scrape("grpc_server_handled_total", WithCode(check, "OK"));
+  const double count_before = Scrape("grpc_server_handling_seconds_count", check);
+  ASSERT_GE(ok_before, 1);  // the readiness wait above made at least one
+
+  ASSERT_EQ(Health(""), HealthState::kServing);
+
+  EXPECT_EQ(Scrape("grpc_server_started_total", check), started_before + 1);
+  EXPECT_EQ(Scrape("grpc_server_handled_total", WithCode(check, "OK")), ok_before + 1);
+  EXPECT_EQ(Scrape("grpc_server_handling_seconds_count", check), count_before + 1);
+  EXPECT_EQ(Scrape("grpc_server_msg_received_total", check),
+            Scrape("grpc_server_started_total", check));
+}
+
+TEST_F(SlowServerTest, CountsDeclaredButUnimplementedMethod) {
+  StartServerAndWaitUntilReady();
+  const auto method = Labels(kSlowService, "NotImplemented", "unary");
+  EXPECT_EQ(Scrape("grpc_server_handled_total", WithCode(method, "UNIMPLEMENTED")), 0);
+
+  grpc::ClientContext context;
+  SleepRequest request;
+  SleepResponse response;
+  EXPECT_EQ(stub_->NotImplemented(&context, request, &response).error_code(),
+            grpc::StatusCode::UNIMPLEMENTED);
+
+  EXPECT_EQ(Scrape("grpc_server_started_total", method), 1);
+  EXPECT_EQ(Scrape("grpc_server_handled_total", WithCode(method, "UNIMPLEMENTED")), 1);
+}
+
+TEST_F(SlowServerTest, CountsUnknownMethodUnderUnknownLabels) {
+  StartServerAndWaitUntilReady();
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  grpc::CompletionQueue cq;
+  grpc::ByteBuffer request;
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  auto call = generic.PrepareUnaryCall(&context, "/no.such.Service/Anything", request, &cq);
+  call->StartCall();
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+
+  // gRPC dispatches an unregistered method as a streaming call; the name the client chose never
+  // becomes a label value.
+  const absl::StatusOr<std::string> metrics = HttpGet(metrics_port_, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_THAT(*metrics, ::testing::Not(HasSubstr("no.such.Service")));
+  EXPECT_EQ(MetricValue(*metrics, "grpc_server_handled_total",
+                        WithCode(Labels("unknown", "unknown", "bidi_stream"), "UNIMPLEMENTED")),
+            1)
+      << *metrics;
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
+}
+
+// grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo with list_services, encoded by
+// hand (the reflection proto's headers are not packaged): the answer names SlowService.
+TEST_F(SlowServerTest, ServesReflectionListingItsServices) {
+  StartServerAndWaitUntilReady();
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  grpc::CompletionQueue cq;
+  auto call = generic.PrepareCall(
+      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  const auto step = [&cq]() {
+    void* tag = nullptr;
+    bool ok = false;
+    return cq.Next(&tag, &ok) && ok;
+  };
+  call->StartCall(reinterpret_cast<void*>(1));
+  ASSERT_TRUE(step());
+  const std::string request("\x3a\x00", 2);  // field 7 (list_services) = ""
+  grpc::Slice slice(request);
+  call->Write(grpc::ByteBuffer(&slice, 1), reinterpret_cast<void*>(2));
+  ASSERT_TRUE(step());
+  call->WritesDone(reinterpret_cast<void*>(3));
+  ASSERT_TRUE(step());
+  grpc::ByteBuffer response;
+  call->Read(&response, reinterpret_cast<void*>(4));
+  ASSERT_TRUE(step());
+  grpc::Status status;
+  call->Finish(&status, reinterpret_cast<void*>(5));
+  step();
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  cq.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (cq.Next(&tag, &ok)) {
+  }
+  std::vector<grpc::Slice> slices;
+  ASSERT_TRUE(response.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  EXPECT_THAT(bytes, HasSubstr(kSlowService));
+  EXPECT_THAT(bytes, HasSubstr("grpc.health.v1.Health"));
+}
+
+TEST_F(SlowServerTest, ExposesProcessMetrics) {
+  StartServerAndWaitUntilReady();
+  const absl::StatusOr<std::string> metrics = HttpGet(metrics_port_, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_GT(MetricValue(*metrics, "process_resident_memory_bytes", {}).value_or(0), 1 << 20);
+  EXPECT_GT(MetricValue(*metrics, "process_open_fds", {}).value_or(0), 3);
+  EXPECT_GE(MetricValue(*metrics, "process_cpu_seconds_total", {}).value_or(-1), 0);
+  const double start = MetricValue(*metrics, "process_start_time_seconds", {}).value_or(0);
+  const double now = absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch());
+  EXPECT_LE(start, now + 1);
+  EXPECT_GT(start, now - 120);
+  EXPECT_EQ(MetricValue(*metrics, "padlock_ready", {}), 1);
+  EXPECT_EQ(MetricValue(*metrics, "padlock_build_info",
+                        {{"service", "slow-server"}, {"version", "0.1.0"}}),
+            1);
+}
+
+TEST_F(SlowServerTest, FailingReadinessCheckFlipsReadinessButNotLiveness) {
+  StartServerAndWaitUntilReady();
+  ASSERT_TRUE(SetReady(false).ok());
+  ASSERT_TRUE(WaitFor([&] { return Health("") == HealthState::kNotServing; }, absl::Seconds(5)));
+  EXPECT_EQ(Health(kSlowService), HealthState::kNotServing);
+  EXPECT_EQ(Health("liveness"), HealthState::kServing);
+  EXPECT_EQ(Scrape("padlock_readiness_check_ok", {{"check", "test-toggle"}}), 0);
+  EXPECT_THAT(server_->ReadLog(), HasSubstr("\"check\":\"test-toggle\""));
+
+  ASSERT_TRUE(SetReady(true).ok());
+  ASSERT_TRUE(WaitFor([&] { return Health("") == HealthState::kServing; }, absl::Seconds(5)));
+  EXPECT_EQ(Health(kSlowService), HealthState::kServing);
+}
+
+TEST_F(SlowServerTest, SigtermDuringSlowCallFinishesTheCallAndExitsZero) {
+  StartServerAndWaitUntilReady();
+  const auto sleep = Labels(kSlowService, "Sleep", "unary");
+  grpc::Status call_status;
+  SleepResponse response;
+  std::thread caller([&] {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    SleepRequest request;
+    request.set_millis(2000);
+    call_status = stub_->Sleep(&context, request, &response);
+  });
+  // The call has reached the server before the signal.
+  ASSERT_TRUE(WaitFor([&] { return Scrape("grpc_server_started_total", sleep) == 1; },
+                      absl::Seconds(5)));
+
+  const absl::Time signalled = absl::Now();
+  ASSERT_EQ(::kill(server_->pid(), SIGTERM), 0);
+  const absl::StatusOr<int> exit = server_->Wait(kGrace);
+  const absl::Duration took = absl::Now() - signalled;
+  caller.join();
+
+  ASSERT_TRUE(exit.ok()) << "still running " << took << " after SIGTERM: " << exit.status();
+  EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << "wait status " << *exit;
+  EXPECT_LT(took, kGrace);
+  EXPECT_TRUE(call_status.ok()) << call_status.error_code() << " " << call_status.error_message();
+  EXPECT_EQ(response.millis(), 2000u);
+  const std::string log = server_->ReadLog();
+  EXPECT_THAT(log, HasSubstr("\"reason\":\"SIGTERM\""));
+  EXPECT_THAT(log, HasSubstr("drain hook ran"));
+  EXPECT_THAT(log, HasSubstr("\"msg\":\"stopped\""));
+}
+
+TEST_F(SlowServerTest, SigtermCancelsCallsStillRunningAtTheDeadline) {
+  StartServerAndWaitUntilReady({{"PADLOCK_SHUTDOWN_GRACE", "1s"}});
+  const auto sleep = Labels(kSlowService, "Sleep", "unary");
+  grpc::Status call_status;
+  std::thread caller([&] {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    SleepRequest request;
+    request.set_millis(60000);
+    SleepResponse response;
+    call_status = stub_->Sleep(&context, request, &response);
+  });
+  ASSERT_TRUE(WaitFor([&] { return Scrape("grpc_server_started_total", sleep) == 1; },
+                      absl::Seconds(5)));
+
+  const absl::Time signalled = absl::Now();
+  ASSERT_EQ(::kill(server_->pid(), SIGTERM), 0);
+  // 1 s of grace plus a little for the process to wind down; far below the 60 s call.
+  const absl::StatusOr<int> exit = server_->Wait(absl::Seconds(4));
+  const absl::Duration took = absl::Now() - signalled;
+  caller.join();
+
+  ASSERT_TRUE(exit.ok()) << "still running " << took << " after SIGTERM: " << exit.status();
+  EXPECT_TRUE(WIFEXITED(*exit) && WEXITSTATUS(*exit) == 0) << "wait status " << *exit;
+  EXPECT_GE(took, absl::Milliseconds(900));  // the call was given its grace period
+  EXPECT_FALSE(call_status.ok());
+  EXPECT_THAT(call_status.error_code(),
+              ::testing::AnyOf(grpc::StatusCode::CANCELLED, grpc::StatusCode::UNAVAILABLE));
+}
+
+TEST_F(SlowServerTest, SecondSigtermExitsAtOnce) {
+  StartServerAndWaitUntilReady();
+  const auto sleep = Labels(kSlowService, "Sleep", "unary");
+  std::thread caller([&] {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(30)));
+    SleepRequest request;
+    request.set_millis(20000);
+    SleepResponse response;
+    stub_->Sleep(&context, request, &response);  // ends with the process, whatever the status
+  });
+  ASSERT_TRUE(WaitFor([&] { return Scrape("grpc_server_started_total", sleep) == 1; },
+                      absl::Seconds(5)));
+  ASSERT_EQ(::kill(server_->pid(), SIGTERM), 0);
+  ASSERT_TRUE(WaitFor([&] { return server_->ReadLog().find("\"draining\"") != std::string::npos; },
+                      absl::Seconds(5)));
+  ASSERT_EQ(::kill(server_->pid(), SIGTERM), 0);
+  const absl::StatusOr<int> exit = server_->Wait(absl::Seconds(3));
+  caller.join();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  ASSERT_TRUE(WIFEXITED(*exit)) << "wait status " << *exit;
+  EXPECT_EQ(WEXITSTATUS(*exit), 128 + SIGTERM);
+}
+
+TEST_F(SlowServerTest, StuckHandlerCannotHoldShutdownBeyondTheWatchdog) {
+  StartServerAndWaitUntilReady(
+      {{"PADLOCK_SHUTDOWN_GRACE", "1s"}, {"PADLOCK_TEST_IGNORE_CANCEL", "true"}});
+  const auto sleep = Labels(kSlowService, "Sleep", "unary");
+  grpc::Status call_status;
+  std::thread caller([&] {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    SleepRequest request;
+    request.set_millis(60000);
+    SleepResponse response;
+    call_status = stub_->Sleep(&context, request, &response);
+  });
+  ASSERT_TRUE(WaitFor([&] { return Scrape("grpc_server_started_total", sleep) == 1; },
+                      absl::Seconds(5)));
+  const absl::Time signalled = absl::Now();
+  ASSERT_EQ(::kill(server_->pid(), SIGTERM), 0);
+  // 1 s grace + the 5 s hard-exit margin, well before the handler's 60 s.
+  const absl::StatusOr<int> exit = server_->Wait(absl::Seconds(10));
+  const absl::Duration took = absl::Now() - signalled;
+  caller.join();
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  ASSERT_TRUE(WIFEXITED(*exit)) << "wait status " << *exit;
+  EXPECT_EQ(WEXITSTATUS(*exit), 1);
+  EXPECT_GE(took, absl::Seconds(5));
+  EXPECT_FALSE(call_status.ok());
+  EXPECT_THAT(server_->ReadLog(), HasSubstr("shutdown did not finish after the grace period"));
+}
+
+TEST_F(SlowServerTest, BadPortExitsWithStatusTwoNamingTheVariable) {
+  StartServer({{"PADLOCK_GRPC_ADDRESS", ""}, {"PADLOCK_GRPC_PORT", "abc"}});
+  const absl::StatusOr<int> exit = server_->Wait(absl::Seconds(10));
+  ASSERT_TRUE(exit.ok()) << exit.status();
+  ASSERT_TRUE(WIFEXITED(*exit));
+  EXPECT_EQ(WEXITSTATUS(*exit), 2);
+
+  const std::string log = server_->ReadLog();
+  const std::vector<std::string> lines = absl::StrSplit(log, '\n', absl::SkipEmpty());
+  bool found = false;
+  for (const std::string& line : lines) {
+    const auto fields = ParseJsonObject(line);
+    ASSERT_TRUE(fields.has_value()) << "not a JSON object: " << line;
+    if (fields->count("variable") == 0) continue;
+    found = true;
+    EXPECT_EQ(fields->at("level"), "error");
+    EXPECT_EQ(fields->at("service"), "slow-server");
+    EXPECT_EQ(fields->at("msg"), "invalid configuration");
+    EXPECT_EQ(fields->at("variable"), "PADLOCK_GRPC_PORT");
+    EXPECT_EQ(fields->at("error"), "not a port number: 'abc'");
+  }
+  EXPECT_TRUE(found) << log;
+}
+
+TEST_F(SlowServerTest, HealthcheckToolExitCodes) {
+  StartServerAndWaitUntilReady();
+  const std::string addr = absl::StrCat("--addr=127.0.0.1:", grpc_port_);
+  std::string out;
+  EXPECT_EQ(RunHealthcheck({addr}, &out), 0) << out;
+  EXPECT_THAT(out, HasSubstr("SERVING"));
+  EXPECT_EQ(RunHealthcheck({addr, "--service=liveness", "--timeout=3s"}, &out), 0) << out;
+  EXPECT_EQ(RunHealthcheck({addr, "--service=no.such.Service"}, &out), 1) << out;
+
+  ASSERT_TRUE(SetReady(false).ok());
+  ASSERT_TRUE(WaitFor([&] { return Health("") == HealthState::kNotServing; }, absl::Seconds(5)));
+  EXPECT_EQ(RunHealthcheck({addr}, &out), 1) << out;
+  EXPECT_THAT(out, HasSubstr("NOT_SERVING"));
+  EXPECT_EQ(RunHealthcheck({addr, "--service=liveness"}, &out), 0) << out;
+
+  const int closed_port = FreeTcpPort();
+  EXPECT_EQ(RunHealthcheck({absl::StrCat("--addr=127.0.0.1:", closed_port)}, &out), 2) << out;
+  EXPECT_THAT(out, HasSubstr("UNREACHABLE"));
+  EXPECT_EQ(RunHealthcheck({"--addr=nonsense"}, &out), 2) << out;
+  EXPECT_EQ(RunHealthcheck({}, &out), 2) << out;
+}
+
+}  // namespace
+}  // namespace padlock::runtime
