@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -110,6 +111,7 @@ absl::StatusOr<Subprocess> Subprocess::Start(Options options) {
   for (auto& s : options.argv) argv.push_back(s.data());
   argv.push_back(nullptr);
 
+  const pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", strerror(errno)));
   if (pid == 0) {
@@ -128,6 +130,11 @@ absl::StatusOr<Subprocess> Subprocess::Start(Options options) {
     if (options.run_as_uid != 0) {
       if (::setgid(options.run_as_gid) != 0 || ::setuid(options.run_as_uid) != 0) _exit(126);
     }
+    // A test binary killed by a signal runs no destructors: let its servers die with it.
+    // (Set after setuid, which clears it; the getppid check closes the race with a parent that
+    // died before the prctl.)
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) _exit(125);
     ::execvpe(argv[0], argv.data(), envp.data());
     _exit(127);
   }

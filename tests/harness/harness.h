@@ -44,10 +44,10 @@ class TempDir {
 class Subprocess {
  public:
   struct Options {
-    std::vector<std::string> argv;               // argv[0] is the program (searched in PATH)
-    std::map<std::string, std::string> env;      // added to (or overriding) the parent env
-    std::string log_path;                        // stdout+stderr; empty = /dev/null
-    std::string working_dir;                     // empty = inherit
+    std::vector<std::string> argv = {};            // argv[0] is the program (searched in PATH)
+    std::map<std::string, std::string> env = {};   // added to (or overriding) the parent env
+    std::string log_path = {};                   // stdout+stderr; empty = /dev/null
+    std::string working_dir = {};                // empty = inherit
     uid_t run_as_uid = 0;                        // non-zero: setgid/setuid before exec
     gid_t run_as_gid = 0;
   };

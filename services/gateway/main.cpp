@@ -1,0 +1,59 @@
+// padlock-gateway: composition root only (config → adapters → service → serve → drain).
+#include <memory>
+
+#include "services/common/redis/redis_client.h"
+#include "services/common/runtime/config.h"
+#include "services/common/runtime/logging.h"
+#include "services/common/runtime/server.h"
+#include "services/common/wiring/wiring.h"
+#include "services/gateway/gateway_service.h"
+
+namespace runtime = padlock::runtime;
+namespace wiring = padlock::wiring;
+
+int main() {
+  auto config = runtime::Config::FromEnvironment();
+  runtime::InitLoggingFromConfig(config, "gateway");
+  // The public edge: long-lived device streams, so no max connection age by default.
+  runtime::ServerOptions options = runtime::ServerOptionsFromConfig(config, "gateway", 7400, 9400);
+  runtime::ServiceRunner runner(options);
+  padlock::redis::RedisOptions redis_options =
+      wiring::RedisOptionsFromConfig(config, &runner.metrics());
+  const std::string key_directory_target =
+      wiring::TargetFromConfig(config, "KEY_DIRECTORY", "dns:///127.0.0.1:7430");
+  const std::string message_queue_target =
+      wiring::TargetFromConfig(config, "MESSAGE_QUEUE", "dns:///127.0.0.1:7420");
+  const std::string presence_target =
+      wiring::TargetFromConfig(config, "PRESENCE", "dns:///127.0.0.1:7410");
+  const absl::Duration dependency_timeout = config.Duration(
+      "PADLOCK_DEPENDENCY_TIMEOUT", absl::Seconds(1), absl::Milliseconds(10), absl::Minutes(1));
+  runtime::ExitIfInvalid(config);
+
+  auto redis = padlock::redis::RedisClient::Create(std::move(redis_options));
+  if (!redis.ok()) {
+    runtime::LogError("adapter set-up failed", {{"error", redis.status()}});
+    return 1;
+  }
+  auto key_directory = wiring::MakeInternalChannel(key_directory_target);
+  auto message_queue = wiring::MakeInternalChannel(message_queue_target);
+  auto presence = wiring::MakeInternalChannel(presence_target);
+
+  padlock::gateway::GatewayService service;
+  runner.AddService(&service);
+  runner.AddReadinessCheck("redis", [&] { return wiring::CheckRedis(**redis); });
+  runner.AddReadinessCheck("key-directory", [&] {
+    return wiring::CheckGrpcDependency(key_directory, "key-directory", dependency_timeout);
+  });
+  runner.AddReadinessCheck("message-queue", [&] {
+    return wiring::CheckGrpcDependency(message_queue, "message-queue", dependency_timeout);
+  });
+  runner.AddReadinessCheck("presence", [&] {
+    return wiring::CheckGrpcDependency(presence, "presence", dependency_timeout);
+  });
+  if (absl::Status s = runner.Start(); !s.ok()) {
+    runtime::LogError("start failed", {{"error", s}});
+    return 1;
+  }
+  runner.Wait();
+  return 0;
+}
