@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Padlock needs to build, test and run locally.
+# Idempotent: only missing packages are installed. Uses sudo when not root.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git ca-certificates curl procps
+  # libraries
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev prometheus-cpp-dev libhiredis-dev libpqxx-dev libpq-dev
+  libsignal-protocol-c-dev libssl-dev libsqlite3-dev libsqlcipher-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # servers the local stack and the tests start themselves
+  redis-server redis-tools postgresql-15 postgresql-client-15
+  # runuser (run PostgreSQL unprivileged when invoked as root)
+  util-linux
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ] && [ "${PADLOCK_FORCE_APT_UPDATE:-0}" != "1" ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+echo "install-deps: installing ${#missing[@]} package(s): ${missing[*]:-none}"
+$SUDO apt-get update -q
+if [ ${#missing[@]} -gt 0 ]; then
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
