@@ -1,17 +1,22 @@
 // padlock-key-directory: composition root only (config → adapters → service → serve → drain).
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "absl/time/clock.h"
 #include "services/common/postgres/migrations.h"
 #include "services/common/postgres/pool.h"
 #include "services/common/redis/redis_client.h"
+#include "services/common/runtime/executor.h"
 #include "services/common/runtime/config.h"
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/server.h"
 #include "services/common/wiring/wiring.h"
 #include "services/key_directory/embedded_migrations.h"
 #include "services/key_directory/key_directory_service.h"
+#include "services/key_directory/key_registry.h"
+#include "services/key_directory/postgres_key_store.h"
+#include "services/key_directory/redis_adapters.h"
 
 namespace runtime = padlock::runtime;
 
@@ -25,6 +30,35 @@ int main() {
       padlock::wiring::RedisOptionsFromConfig(config, &runner.metrics());
   padlock::wiring::PostgresSettings pg =
       padlock::wiring::PostgresSettingsFromConfig(config, &runner.metrics());
+  pg.pool.statements = padlock::key_directory::PostgresKeyStore::Statements();
+  // Look-ups (GetDeviceList(s), GetIdentityKey) may go to a read replica; see KEY_DIRECTORY.md.
+  const std::string read_dsn = config.String("PADLOCK_POSTGRES_READ_DSN", "");
+  padlock::key_directory::RegistryOptions registry_options;
+  const std::string policy = config.String("PADLOCK_REGISTRATION_POLICY", "open");
+  if (policy == "invite") {
+    registry_options.policy = padlock::key_directory::RegistrationPolicy::kInvite;
+  } else if (policy != "open") {
+    config.AddError("PADLOCK_REGISTRATION_POLICY", "must be \"open\" or \"invite\"");
+  }
+  registry_options.max_devices =
+      static_cast<uint32_t>(config.Int("PADLOCK_MAX_DEVICES", 5, 1, 100));
+  registry_options.prekeys_low_threshold =
+      static_cast<uint32_t>(config.Int("PADLOCK_PREKEYS_LOW_THRESHOLD", 10, 0, 1000));
+  constexpr int64_t kMaxRate = 1000000;
+  registry_options.claims_per_requester = {
+      .burst = static_cast<double>(
+          config.Int("PADLOCK_CLAIMS_PER_REQUESTER_BURST", 120, 1, kMaxRate)),
+      .per_second = static_cast<double>(
+          config.Int("PADLOCK_CLAIMS_PER_REQUESTER_PER_SECOND", 2, 1, kMaxRate))};
+  registry_options.claims_per_target = {
+      .burst = static_cast<double>(config.Int("PADLOCK_CLAIMS_PER_TARGET_BURST", 60, 1, kMaxRate)),
+      .per_second = static_cast<double>(
+          config.Int("PADLOCK_CLAIMS_PER_TARGET_PER_SECOND", 1, 1, kMaxRate))};
+  registry_options.default_invite_ttl =
+      config.Duration("PADLOCK_INVITE_DEFAULT_TTL", absl::Hours(24 * 7));
+  const int workers = static_cast<int>(
+      config.Int("PADLOCK_KEY_DIRECTORY_WORKERS", pg.pool.size, 1, 1024));
+  const int queue = static_cast<int>(config.Int("PADLOCK_KEY_DIRECTORY_QUEUE", 1024, 1, 1000000));
   runtime::ExitIfInvalid(config);
 
   // Migrations first, under the advisory lock (replicas may start together). PostgreSQL may still
@@ -48,6 +82,9 @@ int main() {
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
 
+  padlock::postgres::PoolOptions read_options = pg.pool;
+  read_options.conninfo = read_dsn;
+  read_options.metrics = nullptr;  // one latency family per process (the primary's)
   auto pool = padlock::postgres::Pool::Create(std::move(pg.pool));
   auto redis = padlock::redis::RedisClient::Create(std::move(redis_options));
   if (!pool.ok() || !redis.ok()) {
@@ -55,9 +92,27 @@ int main() {
                       {{"error", pool.ok() ? redis.status() : pool.status()}});
     return 1;
   }
+  std::unique_ptr<padlock::postgres::Pool> read_pool;
+  if (!read_dsn.empty()) {
+    auto created = padlock::postgres::Pool::Create(std::move(read_options));
+    if (!created.ok()) {
+      runtime::LogError("read pool set-up failed", {{"error", created.status()}});
+      return 1;
+    }
+    read_pool = *std::move(created);
+  }
 
-  padlock::key_directory::KeyDirectoryService service;
-  padlock::key_directory::KeyDirectoryAdminService admin;
+  // Declared before the services so that it outlives them; the runner's drain finishes every
+  // call before Wait() returns, then the executor joins its (idle) workers.
+  runtime::BoundedExecutor executor("key-directory", workers, static_cast<size_t>(queue));
+  padlock::key_directory::PostgresKeyStore store(pool->get(), read_pool.get());
+  padlock::key_directory::RedisInviteStore invites(redis->get());
+  padlock::key_directory::RedisRateLimiter limiter(redis->get());
+  padlock::key_directory::RedisDeviceEventPublisher publisher(redis->get());
+  padlock::key_directory::KeyRegistry registry(&store, &invites, &limiter, &publisher,
+                                               registry_options, &runner.metrics());
+  padlock::key_directory::KeyDirectoryService service(&registry, &executor);
+  padlock::key_directory::KeyDirectoryAdminService admin(&registry, &executor);
   runner.AddService(&service);
   runner.AddService(&admin);
   runner.AddReadinessCheck("postgres", [&] { return (*pool)->Ping(); });

@@ -1,0 +1,220 @@
+#pragma once
+// KeyRegistry: the key-directory's rules (docs/KEY_DIRECTORY.md), on plain interfaces. No grpc,
+// pqxx or hiredis here; the service class converts protos, adapters implement the interfaces.
+//
+// Every method validates its whole input first (InvalidArgument naming the field), then checks
+// signatures (Unauthenticated, counted in padlock_signature_failures_total{statement}), then
+// writes through one KeyStore call (one transaction). Announcements on device channels happen
+// after the commit; their failures are logged and counted, never returned.
+//
+// Thread-safe: no mutable state of its own; the interfaces it holds must be thread-safe.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/key_directory/key_store.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace padlock::key_directory {
+
+// Single-use registration invites (Redis in production). Thread-safe.
+class InviteStore {
+ public:
+  virtual ~InviteStore() = default;
+  // Stores `token` → `for_user_id` ("" = any id) for `ttl`.
+  virtual absl::Status Create(const std::string& token, const std::string& for_user_id,
+                              absl::Duration ttl) = 0;
+  struct Invite {
+    std::string for_user_id = {};
+    absl::Duration ttl_left = {};
+  };
+  // Takes the invite for good, atomically (two registrations never share one). NotFound when
+  // unknown, used or expired.
+  virtual absl::StatusOr<Invite> Consume(const std::string& token) = 0;
+  // Puts back an invite that Consume returned when the registration then failed (best effort).
+  virtual absl::Status Restore(const std::string& token, const Invite& invite) = 0;
+};
+
+struct RateLimit {
+  double burst = 0;           // bucket capacity (tokens)
+  double per_second = 0;      // refill rate
+};
+
+// Token buckets (a Lua script in Redis in production). Thread-safe.
+class RateLimiter {
+ public:
+  virtual ~RateLimiter() = default;
+  // Takes one token from `bucket`. Returns zero when taken, else how long until one is available
+  // (nothing taken).
+  virtual absl::StatusOr<absl::Duration> Take(const std::string& bucket,
+                                               const RateLimit& limit) = 0;
+};
+
+// Announcements on device channels (Redis in production). Thread-safe.
+class DeviceEventPublisher {
+ public:
+  virtual ~DeviceEventPublisher() = default;
+  // The device is gone: publishes DeviceChannelEvent{revoked: true} on its channel and deletes
+  // its inbox and sequence keys.
+  virtual absl::Status DeviceRevoked(const std::string& user_id, uint32_t device_id) = 0;
+  // Publishes DeviceChannelEvent{prekeys_remaining: remaining} on the device's channel.
+  virtual absl::Status PreKeysLow(const std::string& user_id, uint32_t device_id,
+                                  uint32_t remaining) = 0;
+};
+
+enum class RegistrationPolicy { kOpen, kInvite };
+
+struct RegistryOptions {
+  RegistrationPolicy policy = RegistrationPolicy::kOpen;
+  uint32_t max_devices = 5;                // PADLOCK_MAX_DEVICES
+  uint32_t max_prekeys_per_call = 100;
+  uint32_t max_prekeys_stored = 1000;
+  uint32_t prekeys_low_threshold = 10;     // PADLOCK_PREKEYS_LOW_THRESHOLD
+  uint32_t max_users_per_lookup = 1024;
+  RateLimit claims_per_requester{.burst = 120, .per_second = 2};
+  RateLimit claims_per_target{.burst = 60, .per_second = 1};
+  absl::Duration default_invite_ttl = absl::Hours(24 * 7);
+  absl::Duration max_invite_ttl = absl::Hours(24 * 90);
+};
+
+// Payload key on a ResourceExhausted status from ClaimBundles: the retry-after in milliseconds
+// (decimal text). The service turns it into trailing metadata `retry-after-ms`.
+inline constexpr char kRetryAfterPayload[] = "padlock/retry-after-ms";
+
+struct Registration {
+  std::string user_id = {};
+  std::string identity_key = {};
+  uint32_t registration_id = 0;
+  std::optional<SignedPreKey> signed_prekey = {};
+  std::vector<OneTimePreKey> one_time_prekeys = {};
+  std::optional<DeviceList> device_list = {};
+  std::string registration_signature = {};
+  std::string invite_token = {};
+};
+
+struct NewDeviceKeys {
+  uint32_t device_id = 0;
+  std::optional<SignedPreKey> signed_prekey = {};
+  std::vector<OneTimePreKey> one_time_prekeys = {};
+};
+
+struct PublishDeviceListResult {
+  uint64_t version = 0;
+  std::vector<uint32_t> removed_device_ids = {};
+};
+
+struct IdentityChange {
+  DeviceAddress device = {};
+  std::string new_identity_key = {};
+  uint32_t new_registration_id = 0;
+  std::optional<SignedPreKey> new_signed_prekey = {};
+  std::vector<OneTimePreKey> new_one_time_prekeys = {};
+  std::string change_signature = {};
+  std::optional<DeviceList> device_list = {};
+};
+
+struct IdentityKeyInfo {
+  std::string identity_key = {};
+  uint32_t registration_id = 0;
+  uint64_t device_list_version = 0;
+};
+
+struct Invitation {
+  std::string token = {};
+  absl::Time expires_at = {};
+};
+
+class KeyRegistry {
+ public:
+  // `store`, `invites`, `limiter` and `publisher` must outlive the registry. `metrics` may be
+  // null (no metrics); otherwise the families are added to it. `now` and `new_token` default to
+  // the wall clock and 128 random bits (URL-safe base64).
+  KeyRegistry(KeyStore* store, InviteStore* invites, RateLimiter* limiter,
+              DeviceEventPublisher* publisher, RegistryOptions options,
+              prometheus::Registry* metrics = nullptr,
+              std::function<absl::Time()> now = nullptr,
+              std::function<std::string()> new_token = nullptr);
+  ~KeyRegistry();
+
+  // Creates the account with device 1. Returns the stored version. Codes: InvalidArgument
+  // (field named), Unauthenticated (signed prekey, device list or registration statement),
+  // PermissionDenied (invite required, unknown/used/for another id; banned id), AlreadyExists.
+  // A reset account is re-registered with an invite made for its id and a device list version
+  // above the last one.
+  absl::StatusOr<uint64_t> Register(const Registration& request);
+
+  // Codes: InvalidArgument, PermissionDenied (caller not device 1 of the list's user), NotFound,
+  // FailedPrecondition (version not higher, too many devices, a removed id reused, primary
+  // missing or changed, a kept device's keys changed), Unauthenticated, Aborted (concurrent
+  // change).
+  absl::StatusOr<PublishDeviceListResult> PublishDeviceList(
+      const DeviceAddress& caller, const DeviceList& list,
+      const std::vector<NewDeviceKeys>& new_device_keys);
+
+  // Returns the one-time prekeys stored afterwards. Codes: InvalidArgument (over 100, duplicate
+  // ids in the call, bad keys), NotFound, Unauthenticated, AlreadyExists, ResourceExhausted.
+  absl::StatusOr<uint32_t> PublishPreKeys(const DeviceAddress& device,
+                                          const std::optional<SignedPreKey>& signed_prekey,
+                                          const std::vector<OneTimePreKey>& one_time_prekeys);
+
+  // Codes: InvalidArgument, NotFound (unknown/banned user, device), ResourceExhausted (rate
+  // limit; payload kRetryAfterPayload).
+  absl::StatusOr<ClaimResult> ClaimBundles(const DeviceAddress& requester,
+                                           const std::string& user_id, uint32_t device_id);
+
+  absl::StatusOr<DeviceList> GetDeviceList(const std::string& user_id);
+  absl::StatusOr<std::vector<DeviceList>> GetDeviceLists(const std::vector<std::string>& user_ids);
+  absl::StatusOr<IdentityKeyInfo> GetIdentityKey(const DeviceAddress& device);
+
+  // Only the primary (device 1) changes identity; a linked device is unlinked and linked again
+  // under a new id. Codes: InvalidArgument (device_list missing), NotFound, PermissionDenied (not
+  // the primary), Unauthenticated, FailedPrecondition (list rules as PublishDeviceList), Aborted.
+  absl::StatusOr<uint64_t> ChangeIdentity(const IdentityChange& change);
+
+  // Self-deletion by the primary. Codes: InvalidArgument, PermissionDenied, NotFound.
+  absl::Status DeleteAccount(const DeviceAddress& caller);
+
+  // Operator actions.
+  absl::StatusOr<Invitation> CreateInvite(absl::Duration ttl, const std::string& for_user_id);
+  absl::Status ResetIdentity(const std::string& user_id);
+  absl::Status BanAccount(const std::string& user_id);
+  absl::Status UnbanAccount(const std::string& user_id);  // NotFound when not banned
+  absl::Status AdminDeleteAccount(const std::string& user_id);
+
+ private:
+  struct Metrics;
+  absl::Status CheckDeviceListSignature(const DeviceList& list, const std::string& signer,
+                                        const char* field);
+  absl::Status CheckSignedPreKey(const std::string& identity_key, const SignedPreKey& key,
+                                 const char* field);
+  absl::Status CountedSignatureFailure(const char* statement, std::string message);
+  void RevokeDevices(const std::string& user_id, const std::vector<uint32_t>& device_ids);
+  void RecordRegistration(const char* result);
+
+  KeyStore* const store_;
+  InviteStore* const invites_;
+  RateLimiter* const limiter_;
+  DeviceEventPublisher* const publisher_;
+  const RegistryOptions options_;
+  std::unique_ptr<Metrics> metrics_;
+  std::function<absl::Time()> now_;
+  std::function<std::string()> new_token_;
+};
+
+// Field checks shared by the registry (exposed for tests). InvalidArgument naming `field`.
+absl::Status ValidateUserIdField(std::string_view user_id, const char* field);
+absl::Status ValidateKeyField(std::string_view key, const char* field);
+absl::Status ValidateSignatureField(std::string_view signature, const char* field);
+absl::Status ValidateOneTimePreKeys(const std::vector<OneTimePreKey>& keys, uint32_t max,
+                                    const char* field);
+
+}  // namespace padlock::key_directory
