@@ -1,14 +1,21 @@
 // padlock-message-queue: composition root only (config → adapters → service → serve → drain).
 #include <memory>
+#include <string>
 
 #include "services/common/redis/redis_client.h"
 #include "services/common/runtime/config.h"
+#include "services/common/runtime/executor.h"
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/server.h"
 #include "services/common/wiring/wiring.h"
+#include "services/message_queue/dispatcher.h"
+#include "services/message_queue/grpc_device_directory.h"
+#include "services/message_queue/message_queue_config.h"
 #include "services/message_queue/message_queue_service.h"
+#include "services/message_queue/redis_inbox_store.h"
 
 namespace runtime = padlock::runtime;
+namespace mq = padlock::message_queue;
 
 int main() {
   auto config = runtime::Config::FromEnvironment();
@@ -18,6 +25,9 @@ int main() {
   runtime::ServiceRunner runner(options);
   padlock::redis::RedisOptions redis_options =
       padlock::wiring::RedisOptionsFromConfig(config, &runner.metrics());
+  mq::MessageQueueSettings settings = mq::MessageQueueSettingsFromConfig(config);
+  const std::string key_directory_target =
+      padlock::wiring::TargetFromConfig(config, "KEY_DIRECTORY", "dns:///127.0.0.1:7430");
   runtime::ExitIfInvalid(config);
 
   auto redis = padlock::redis::RedisClient::Create(std::move(redis_options));
@@ -25,8 +35,15 @@ int main() {
     runtime::LogError("adapter set-up failed", {{"error", redis.status()}});
     return 1;
   }
-
-  padlock::message_queue::MessageQueueService service;
+  auto key_directory = padlock::wiring::MakeInternalChannel(key_directory_target);
+  mq::GrpcDeviceDirectory directory(key_directory, settings.device_list_deadline,
+                                    settings.device_list_cache_ttl);
+  mq::RedisInboxStore store(redis->get(), settings.limits);
+  mq::SystemClock clock;
+  mq::Dispatcher dispatcher(settings.dispatch, &directory, &store, &clock, &runner.metrics());
+  // Redis and key-directory calls run here, never on gRPC callback threads.
+  runtime::BoundedExecutor executor("message-queue", settings.workers, settings.queue);
+  mq::MessageQueueService service(&dispatcher, &executor);
   runner.AddService(&service);
   runner.AddReadinessCheck("redis", [&] { return padlock::wiring::CheckRedis(**redis); });
   if (absl::Status s = runner.Start(); !s.ok()) {
@@ -34,5 +51,6 @@ int main() {
     return 1;
   }
   runner.Wait();
+  executor.Shutdown();
   return 0;
 }

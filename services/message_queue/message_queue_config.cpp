@@ -1,0 +1,29 @@
+#include "services/message_queue/message_queue_config.h"
+
+namespace padlock::message_queue {
+
+MessageQueueSettings MessageQueueSettingsFromConfig(runtime::Config& config) {
+  MessageQueueSettings s;
+  s.limits.retention = config.Duration("PADLOCK_RETENTION", absl::Hours(24 * 30), absl::Seconds(1),
+                                       absl::Hours(24 * 366));
+  s.dispatch.retention = s.limits.retention;
+  s.limits.max_entries =
+      static_cast<uint64_t>(config.Int("PADLOCK_INBOX_MAX_ENVELOPES", 100'000, 1, 10'000'000));
+  s.limits.max_bytes = static_cast<uint64_t>(
+      config.Int("PADLOCK_INBOX_MAX_BYTES", 256ll << 20, 1024, 16ll << 30));
+  s.limits.dedupe_window = config.Duration("PADLOCK_ENQUEUE_DEDUPE_WINDOW", absl::Seconds(60),
+                                           absl::Seconds(1), absl::Hours(24));
+  s.limits.inline_wakeup_bytes =
+      static_cast<uint64_t>(config.Int("PADLOCK_WAKEUP_INLINE_BYTES", 4096, 0, 1 << 20));
+  s.dispatch.max_ciphertext_bytes =
+      static_cast<size_t>(config.Int("PADLOCK_MAX_CIPHERTEXT_BYTES", 64 * 1024, 1, 1 << 20));
+  s.device_list_deadline = config.Duration("PADLOCK_DEVICE_LIST_DEADLINE", absl::Seconds(2),
+                                           absl::Milliseconds(10), absl::Minutes(1));
+  s.device_list_cache_ttl = config.Duration("PADLOCK_DEVICE_LIST_CACHE_TTL", absl::Seconds(1),
+                                            absl::ZeroDuration(), absl::Minutes(10));
+  s.workers = static_cast<int>(config.Int("PADLOCK_MESSAGE_QUEUE_WORKERS", 8, 1, 256));
+  s.queue = static_cast<size_t>(config.Int("PADLOCK_MESSAGE_QUEUE_QUEUE", 4096, 1, 1'000'000));
+  return s;
+}
+
+}  // namespace padlock::message_queue

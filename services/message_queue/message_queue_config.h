@@ -1,0 +1,35 @@
+#pragma once
+// Message-queue settings from the environment (errors recorded in `config`):
+//   PADLOCK_RETENTION                    undelivered envelopes expire after it (default 30d)
+//   PADLOCK_INBOX_MAX_ENVELOPES          entries per device inbox (default 100000)
+//   PADLOCK_INBOX_MAX_BYTES              stored bytes per device inbox (default 268435456)
+//   PADLOCK_ENQUEUE_DEDUPE_WINDOW        idempotent-retry window (default 60s)
+//   PADLOCK_WAKEUP_INLINE_BYTES          envelopes up to this size ride in the wake-up (4096)
+//   PADLOCK_MAX_CIPHERTEXT_BYTES         per device envelope (default 65536)
+//   PADLOCK_KEY_DIRECTORY_TARGET         gRPC target (default dns:///127.0.0.1:7430; read in main)
+//   PADLOCK_DEVICE_LIST_DEADLINE         GetDeviceLists deadline (default 2s)
+//   PADLOCK_DEVICE_LIST_CACHE_TTL        per-user device list cache (default 1s; 0 = off)
+//   PADLOCK_MESSAGE_QUEUE_WORKERS        executor threads (default 8)
+//   PADLOCK_MESSAGE_QUEUE_QUEUE          executor queue bound (default 4096)
+
+#include <cstddef>
+
+#include "absl/time/time.h"
+#include "services/common/runtime/config.h"
+#include "services/message_queue/dispatcher.h"
+#include "services/message_queue/redis_inbox_store.h"
+
+namespace padlock::message_queue {
+
+struct MessageQueueSettings {
+  InboxLimits limits;
+  DispatchOptions dispatch;
+  absl::Duration device_list_deadline = absl::Seconds(2);
+  absl::Duration device_list_cache_ttl = absl::Seconds(1);
+  int workers = 8;
+  size_t queue = 4096;
+};
+
+MessageQueueSettings MessageQueueSettingsFromConfig(runtime::Config& config);
+
+}  // namespace padlock::message_queue

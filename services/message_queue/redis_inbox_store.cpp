@@ -1,0 +1,519 @@
+#include "services/message_queue/redis_inbox_store.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "padlock/v1/common.pb.h"
+#include "services/common/channels/device_channel.h"
+#include "services/common/runtime/absl_compat.h"
+
+namespace padlock::message_queue {
+namespace {
+
+using redis::RedisReply;
+
+// Shared Lua helpers. Numbers in Redis Lua are doubles: exact below 2^53, which covers
+// sequences, byte counts and millisecond times. Stream entries hold the fields
+// s (sequence), x (expires_at_ms) and e (the envelope bytes); the meta hash holds
+// bytes (sum of stored e sizes) and acked (highest sequence removed by a cumulative ack).
+constexpr char kLuaHelpers[] = R"lua(
+local function varint(n)
+  local out = {}
+  while n >= 128 do
+    out[#out + 1] = string.char(n % 128 + 128)
+    n = math.floor(n / 128)
+  end
+  out[#out + 1] = string.char(n)
+  return table.concat(out)
+end
+local function field(f, name)
+  for i = 1, #f, 2 do
+    if f[i] == name then return f[i + 1] end
+  end
+  return nil
+end
+local function after(id)
+  local ms, n = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. '-' .. string.format('%.0f', tonumber(n) + 1)
+end
+-- Removes entries older than now - retention (at most 1024 per call; the rest go next time),
+-- keeping the byte count right. Returns how many were removed.
+local function trim(inbox, meta, retention)
+  local t = redis.call('TIME')
+  local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - retention
+  if minid <= 0 then return 0 end
+  local old = redis.call('XRANGE', inbox, '-', '(' .. string.format('%.0f', minid) .. '-0',
+                         'COUNT', 1024)
+  if #old == 0 then return 0 end
+  local bytes = 0
+  for _, e in ipairs(old) do bytes = bytes + #(field(e[2], 'e') or '') end
+  redis.call('XTRIM', inbox, 'MINID', after(old[#old][1]))
+  redis.call('HINCRBY', meta, 'bytes', -bytes)
+  return #old
+end
+)lua";
+
+// KEYS: inbox, sequence, channel, meta, dedupe bucket now, dedupe bucket before.
+// ARGV: envelope, dedupe key, expires_at_ms, retention_ms, max_entries, max_bytes,
+//       inline_wakeup_bytes, bucket number, dedupe bucket ttl_ms, key ttl_ms,
+//       shared payload key ('' for 1:1), shared payload bytes for the wake-up ('' when too big).
+// Returns {duplicate 0|1, sequence, entry id, subscribers, expired} or INBOX_FULL.
+constexpr char kEnqueueBody[] = R"lua(
+local env = ARGV[1]
+local bucket = ARGV[8]
+local cur_bucket = redis.call('HGET', KEYS[5], '_b')
+local hit = false
+if cur_bucket == bucket then hit = redis.call('HGET', KEYS[5], ARGV[2]) end
+if not hit and redis.call('HGET', KEYS[6], '_b') ==
+    string.format('%.0f', tonumber(bucket) - 1) then
+  hit = redis.call('HGET', KEYS[6], ARGV[2])
+end
+if hit then
+  local seq, id = string.match(hit, '^(%d+) (.+)$')
+  return {1, tonumber(seq), id, 0, 0}
+end
+local expired = trim(KEYS[1], KEYS[4], tonumber(ARGV[4]))
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[5]) then
+  return redis.error_reply('INBOX_FULL inbox at its entry cap')
+end
+local bytes = tonumber(redis.call('HGET', KEYS[4], 'bytes') or '0')
+if bytes + #env > tonumber(ARGV[6]) then
+  return redis.error_reply('INBOX_FULL inbox at its byte cap')
+end
+local seq = redis.call('INCR', KEYS[2])
+local id
+if ARGV[11] == '' then
+  id = redis.call('XADD', KEYS[1], '*', 's', seq, 'x', ARGV[3], 'e', env)
+else
+  id = redis.call('XADD', KEYS[1], '*', 's', seq, 'x', ARGV[3], 'e', env, 'p', ARGV[11])
+end
+redis.call('HINCRBY', KEYS[4], 'bytes', #env)
+if cur_bucket ~= bucket then
+  redis.call('DEL', KEYS[5])
+  redis.call('HSET', KEYS[5], '_b', bucket)
+end
+redis.call('HSET', KEYS[5], ARGV[2], seq .. ' ' .. id)
+redis.call('PEXPIRE', KEYS[5], ARGV[9])
+redis.call('PEXPIRE', KEYS[1], ARGV[10])
+redis.call('PEXPIRE', KEYS[2], ARGV[10])
+redis.call('PEXPIRE', KEYS[4], ARGV[10])
+-- DeviceChannelEvent{wakeup: InboxWakeup{sequence, envelope?}} in protobuf wire format; the
+-- envelope gets server_timestamp_ms (8), sequence (9) and server_id (10) appended, which
+-- protobuf parsing merges into the stored bytes.
+local wake = '\8' .. varint(seq)
+local shared = ARGV[12]
+if #env + #shared <= tonumber(ARGV[7]) and (ARGV[11] == '' or shared ~= '') then
+  local ms = tonumber(string.match(id, '^(%d+)-'))
+  local full = env
+  if shared ~= '' then full = full .. '\50' .. varint(#shared) .. shared end
+  full = full .. '\64' .. varint(ms) .. '\72' .. varint(seq) .. '\82' .. varint(#id) .. id
+  wake = wake .. '\18' .. varint(#full) .. full
+end
+local subscribers = redis.call('SPUBLISH', KEYS[3], '\10' .. varint(#wake) .. wake)
+return {0, seq, id, subscribers, expired}
+)lua";
+
+// KEYS: inbox, sequence, meta. ARGV: start ('-' or '(' .. id), count, retention_ms.
+// Returns {last sequence, acked sequence, depth, expired, entries}.
+constexpr char kReadBody[] = R"lua(
+local expired = trim(KEYS[1], KEYS[3], tonumber(ARGV[3]))
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local last = tonumber(redis.call('GET', KEYS[2]) or '0')
+local acked = tonumber(redis.call('HGET', KEYS[3], 'acked') or '0')
+return {last, acked, redis.call('XLEN', KEYS[1]), expired, entries}
+)lua";
+
+// KEYS: inbox, meta. ARGV: up_to id or '', then individual ids.
+// Returns {entries removed, shared payload keys of the removed entries (one per entry)}.
+constexpr char kAckBody[] = R"lua(
+local removed, bytes, max_seq = 0, 0, 0
+local refs = {}
+if ARGV[1] ~= '' then
+  while true do
+    local old = redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', 1024)
+    if #old == 0 then break end
+    for _, e in ipairs(old) do
+      bytes = bytes + #(field(e[2], 'e') or '')
+      local s = tonumber(field(e[2], 's') or '0')
+      if s > max_seq then max_seq = s end
+      local p = field(e[2], 'p')
+      if p then refs[#refs + 1] = p end
+    end
+    removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', after(old[#old][1]))
+    if #old < 1024 then break end
+  end
+  if max_seq > tonumber(redis.call('HGET', KEYS[2], 'acked') or '0') then
+    redis.call('HSET', KEYS[2], 'acked', max_seq)
+  end
+end
+for i = 2, #ARGV do
+  local e = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+  if #e == 1 then
+    bytes = bytes + #(field(e[1][2], 'e') or '')
+    local p = field(e[1][2], 'p')
+    if p then refs[#refs + 1] = p end
+    removed = removed + redis.call('XDEL', KEYS[1], ARGV[i])
+  end
+end
+if bytes > 0 then redis.call('HINCRBY', KEYS[2], 'bytes', -bytes) end
+return {removed, refs}
+)lua";
+
+// KEYS: channels::DeviceInboxKeys. Returns {entries removed, shared payload keys referred to}.
+constexpr char kPurgeBody[] = R"lua(
+local n = redis.call('XLEN', KEYS[1])
+local refs = {}
+local start = '-'
+while true do
+  local batch = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 1024)
+  for _, e in ipairs(batch) do
+    local p = field(e[2], 'p')
+    if p then refs[#refs + 1] = p end
+  end
+  if #batch < 1024 then break end
+  start = '(' .. batch[#batch][1]
+end
+redis.call('DEL', unpack(KEYS))
+return {n, refs}
+)lua";
+
+// KEYS: payload key. ARGV: bytes, references to add, expire-at ms. A retry of the same send adds
+// its references to the existing payload (its own duplicates are released afterwards).
+constexpr char kPutPayloadBody[] = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('HINCRBY', KEYS[1], 'r', ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'd', ARGV[1], 'r', ARGV[2])
+end
+if redis.call('PEXPIRETIME', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+end
+return 1
+)lua";
+
+// KEYS: payload key. ARGV: references to drop. Deletes the payload at zero. Returns 1 if deleted.
+constexpr char kReleasePayloadBody[] = R"lua(
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[1], 'r', -tonumber(ARGV[1])) <= 0 then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+)lua";
+
+// KEYS: inbox, sequence, meta. Returns {depth, last sequence, bytes}.
+constexpr char kInfoBody[] = R"lua(
+return {redis.call('XLEN', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0'),
+        tonumber(redis.call('HGET', KEYS[3], 'bytes') or '0')}
+)lua";
+
+// Payloads outlive their longest entry by this much (clock skew between service and Redis).
+constexpr int64_t kPayloadMarginMs = 60'000;
+
+std::string PayloadKey(const SharedPayload& payload) {
+  return absl::StrCat("gp:{", payload.id, "}");
+}
+
+std::string MetaKey(const DeviceKey& d) {
+  return absl::StrCat("qm:", channels::DeviceHashTag(d.user_id, d.device_id));
+}
+std::string DedupeKey(const DeviceKey& d, int64_t parity) {
+  return absl::StrCat("qd", parity, ":", channels::DeviceHashTag(d.user_id, d.device_id));
+}
+
+absl::Status ReplyError(const RedisReply& reply, std::string_view what) {
+  if (reply.error_code() == "INBOX_FULL") {
+    return absl::ResourceExhaustedError(reply.str());
+  }
+  absl::Status s = reply.ToStatus();
+  return absl::Status(s.code(), absl::StrCat(ToAbsl(what), ": ", s.message()));
+}
+
+absl::Status Malformed(std::string_view what) {
+  return absl::InternalError(absl::StrCat(ToAbsl(what), ": unexpected reply from redis"));
+}
+
+uint64_t AsU64(const RedisReply& r) {
+  if (r.is_integer()) return static_cast<uint64_t>(r.integer());
+  uint64_t v = 0;
+  if (r.is_string() && absl::SimpleAtoi(r.str(), &v)) return v;
+  return 0;
+}
+
+absl::StatusOr<AppendResult> ParseAppend(const absl::StatusOr<RedisReply>& reply) {
+  if (!reply.ok()) return reply.status();
+  if (reply->is_error()) return ReplyError(*reply, "enqueue");
+  const auto& e = reply->elements();
+  if (!reply->is_array() || e.size() != 5 || !e[2].is_string()) return Malformed("enqueue");
+  AppendResult result;
+  result.duplicate = e[0].integer() == 1;
+  result.sequence = AsU64(e[1]);
+  result.server_id = e[2].str();
+  result.online = e[3].integer() > 0;
+  result.expired = e[4].integer();
+  return result;
+}
+
+}  // namespace
+
+RedisInboxStore::RedisInboxStore(redis::RedisClient* redis, InboxLimits limits)
+    : redis_(redis),
+      limits_(limits),
+      enqueue_(absl::StrCat(kLuaHelpers, kEnqueueBody)),
+      read_(absl::StrCat(kLuaHelpers, kReadBody)),
+      ack_(absl::StrCat(kLuaHelpers, kAckBody)),
+      purge_(absl::StrCat(kLuaHelpers, kPurgeBody)),
+      info_(kInfoBody),
+      put_payload_(kPutPayloadBody),
+      release_payload_(kReleasePayloadBody) {}
+
+void RedisInboxStore::ReleasePayloads(const absl::flat_hash_map<std::string, int64_t>& counts) {
+  if (counts.empty()) return;
+  std::vector<redis::Command> commands;
+  for (const auto& [key, count] : counts) {
+    commands.push_back(release_payload_.Call({key}, {absl::StrCat(count)}));
+  }
+  // A release that fails only keeps the payload until its own TTL: never a dangling reference.
+  (void)redis_->ExecutePipeline(commands);
+}
+
+std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
+    absl::Span<const AppendRequest> requests) {
+  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  const int64_t window_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(limits_.dedupe_window));
+  const int64_t bucket = now_ms / window_ms;
+  const std::string retention_ms = absl::StrCat(absl::ToInt64Milliseconds(limits_.retention));
+  // Backstop only: every append pushes the keys' lifetime past the retention period.
+  const std::string key_ttl_ms =
+      absl::StrCat(absl::ToInt64Milliseconds(limits_.retention + absl::Hours(24)));
+  // Round 1: every shared payload, once, with as many references as requests refer to it —
+  // before any append, so a reference never exists without its payload, and the count can only be
+  // too high (released below or left to the payload's TTL), never too low.
+  absl::flat_hash_map<const SharedPayload*, int64_t> refs;
+  absl::flat_hash_map<const SharedPayload*, absl::Status> put_failed;
+  for (const AppendRequest& r : requests) {
+    if (r.shared != nullptr && !r.online_only) ++refs[r.shared.get()];
+  }
+  if (!refs.empty()) {
+    std::vector<const SharedPayload*> order;
+    std::vector<redis::Command> puts;
+    for (const auto& [payload, count] : refs) {
+      order.push_back(payload);
+      puts.push_back(put_payload_.Call(
+          {PayloadKey(*payload)},
+          {payload->bytes, absl::StrCat(count),
+           absl::StrCat(payload->expires_at_ms + kPayloadMarginMs)}));
+    }
+    std::vector<absl::StatusOr<RedisReply>> replies = redis_->ExecutePipeline(puts);
+    for (size_t i = 0; i < replies.size(); ++i) {
+      if (!replies[i].ok()) {
+        put_failed[order[i]] = replies[i].status();
+      } else if (replies[i]->is_error()) {
+        put_failed[order[i]] = ReplyError(*replies[i], "store shared payload");
+      }
+    }
+  }
+
+  // Round 2: the appends.
+  std::vector<redis::Command> commands;
+  std::vector<int> command_of(requests.size(), -1);
+  commands.reserve(requests.size());
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const AppendRequest& r = requests[i];
+    const DeviceKey& d = r.device;
+    if (r.shared != nullptr && !r.online_only && put_failed.contains(r.shared.get())) continue;
+    command_of[i] = static_cast<int>(commands.size());
+    if (r.online_only) {
+      padlock::v1::DeviceChannelEvent event;
+      padlock::v1::Envelope* envelope = event.mutable_wakeup()->mutable_envelope();
+      envelope->ParseFromString(r.envelope);  // built by our own logic: always parses
+      if (r.shared != nullptr) envelope->set_ciphertext(r.shared->bytes);
+      envelope->set_server_timestamp_ms(static_cast<uint64_t>(now_ms));
+      commands.push_back(redis::Command::Keyed(
+          {"SPUBLISH", channels::DeviceChannel(d.user_id, d.device_id),
+           event.SerializeAsString()},
+          1));
+      continue;
+    }
+    commands.push_back(enqueue_.Call(
+        {channels::InboxKey(d.user_id, d.device_id), channels::SequenceKey(d.user_id, d.device_id),
+         channels::DeviceChannel(d.user_id, d.device_id), MetaKey(d), DedupeKey(d, bucket % 2),
+         DedupeKey(d, (bucket + 1) % 2)},
+        {r.envelope, r.dedupe_key, absl::StrCat(r.expires_at_ms), retention_ms,
+         absl::StrCat(limits_.max_entries), absl::StrCat(limits_.max_bytes),
+         absl::StrCat(limits_.inline_wakeup_bytes), absl::StrCat(bucket),
+         absl::StrCat(2 * window_ms), key_ttl_ms,
+         r.shared == nullptr ? std::string() : PayloadKey(*r.shared),
+         r.shared != nullptr &&
+                 r.envelope.size() + r.shared->bytes.size() <= limits_.inline_wakeup_bytes
+             ? r.shared->bytes
+             : std::string()}));
+  }
+  std::vector<absl::StatusOr<RedisReply>> replies = redis_->ExecutePipeline(commands);
+  std::vector<absl::StatusOr<AppendResult>> results;
+  results.reserve(requests.size());
+  // Round 3: references taken in round 1 that no new entry holds (failed or duplicate appends).
+  absl::flat_hash_map<std::string, int64_t> unused;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const AppendRequest& r = requests[i];
+    if (command_of[i] < 0) {
+      results.push_back(put_failed.at(r.shared.get()));
+      continue;
+    }
+    const absl::StatusOr<RedisReply>& reply = replies[command_of[i]];
+    if (!r.online_only) {
+      absl::StatusOr<AppendResult> result = ParseAppend(reply);
+      // An unknown outcome (Unavailable) may have appended: keep its reference (TTL bounds it).
+      if (r.shared != nullptr &&
+          ((result.ok() && result->duplicate) ||
+           (!result.ok() && result.status().code() != absl::StatusCode::kUnavailable))) {
+        ++unused[PayloadKey(*r.shared)];
+      }
+      results.push_back(std::move(result));
+      continue;
+    }
+    if (!reply.ok()) {
+      results.push_back(reply.status());
+    } else if (reply->is_error()) {
+      results.push_back(ReplyError(*reply, "publish"));
+    } else {
+      AppendResult result;
+      result.online = reply->integer() > 0;
+      results.push_back(std::move(result));
+    }
+  }
+  ReleasePayloads(unused);
+  return results;
+}
+
+absl::StatusOr<InboxPage> RedisInboxStore::Read(const DeviceKey& device,
+                                                std::string_view after_server_id,
+                                                uint32_t max_entries) {
+  const DeviceKey& d = device;
+  absl::StatusOr<RedisReply> reply = redis_->Execute(read_.Call(
+      {channels::InboxKey(d.user_id, d.device_id), channels::SequenceKey(d.user_id, d.device_id),
+       MetaKey(d)},
+      {after_server_id.empty() ? std::string("-") : absl::StrCat("(", ToAbsl(after_server_id)),
+       absl::StrCat(max_entries), absl::StrCat(absl::ToInt64Milliseconds(limits_.retention))}));
+  if (!reply.ok()) return reply.status();
+  if (reply->is_error()) return ReplyError(*reply, "read inbox");
+  const auto& e = reply->elements();
+  if (!reply->is_array() || e.size() != 5) return Malformed("read inbox");
+  InboxPage page;
+  std::vector<std::string> payload_keys;
+  std::vector<size_t> shared_index;
+  page.last_sequence = AsU64(e[0]);
+  page.acked_sequence = AsU64(e[1]);
+  page.depth = AsU64(e[2]);
+  page.expired = e[3].integer();
+  for (const RedisReply& entry : e[4].elements()) {
+    if (entry.elements().size() != 2) return Malformed("read inbox entry");
+    StoredEntry out;
+    out.server_id = entry.elements()[0].str();
+    const auto& fields = entry.elements()[1].elements();
+    for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+      const std::string& name = fields[i].str();
+      if (name == "s") {
+        out.sequence = AsU64(fields[i + 1]);
+      } else if (name == "x") {
+        out.expires_at_ms = AsU64(fields[i + 1]);
+      } else if (name == "e") {
+        out.envelope = fields[i + 1].str();
+      } else if (name == "p") {
+        payload_keys.push_back(fields[i + 1].str());
+        shared_index.push_back(page.entries.size());
+      }
+    }
+    page.entries.push_back(std::move(out));
+  }
+  if (payload_keys.empty()) return page;
+  // Shared payloads live in slots of their own: one more pipelined round.
+  std::vector<redis::Command> gets;
+  for (const std::string& key : payload_keys) {
+    gets.push_back(redis::Command::Keyed({"HGET", key, "d"}, 1, /*idempotent=*/true));
+  }
+  std::vector<absl::StatusOr<RedisReply>> payloads = redis_->ExecutePipeline(gets);
+  for (size_t k = 0; k < payloads.size(); ++k) {
+    if (!payloads[k].ok()) return payloads[k].status();
+    if (payloads[k]->is_error()) return ReplyError(*payloads[k], "read shared payload");
+    StoredEntry& entry = page.entries[shared_index[k]];
+    if (!payloads[k]->is_string()) {
+      entry.expires_at_ms = 1;  // the payload expired: so did the entry
+      continue;
+    }
+    padlock::v1::Envelope envelope;
+    if (!envelope.ParseFromString(entry.envelope)) return Malformed("inbox entry");
+    envelope.set_ciphertext(payloads[k]->str());
+    entry.envelope = envelope.SerializeAsString();
+  }
+  return page;
+}
+
+std::vector<absl::StatusOr<uint64_t>> RedisInboxStore::Ack(absl::Span<const AckRequest> requests) {
+  std::vector<redis::Command> commands;
+  commands.reserve(requests.size());
+  for (const AckRequest& r : requests) {
+    std::vector<std::string> args = {r.up_to_server_id};
+    args.insert(args.end(), r.server_ids.begin(), r.server_ids.end());
+    redis::Command command =
+        ack_.Call({channels::InboxKey(r.device.user_id, r.device.device_id), MetaKey(r.device)},
+                  args);
+    command.idempotent = true;  // an ack repeated removes nothing more
+    commands.push_back(std::move(command));
+  }
+  std::vector<absl::StatusOr<RedisReply>> replies = redis_->ExecutePipeline(commands);
+  std::vector<absl::StatusOr<uint64_t>> results;
+  results.reserve(replies.size());
+  absl::flat_hash_map<std::string, int64_t> released;
+  for (const absl::StatusOr<RedisReply>& reply : replies) {
+    if (!reply.ok()) {
+      results.push_back(reply.status());
+    } else if (reply->is_error()) {
+      results.push_back(ReplyError(*reply, "ack"));
+    } else if (!reply->is_array() || reply->elements().size() != 2) {
+      results.push_back(Malformed("ack"));
+    } else {
+      results.push_back(AsU64(reply->elements()[0]));
+      for (const RedisReply& key : reply->elements()[1].elements()) ++released[key.str()];
+    }
+  }
+  ReleasePayloads(released);
+  return results;
+}
+
+absl::StatusOr<uint64_t> RedisInboxStore::Purge(const DeviceKey& device) {
+  redis::Command command =
+      purge_.Call(channels::DeviceInboxKeys(device.user_id, device.device_id), {});
+  command.idempotent = true;
+  absl::StatusOr<RedisReply> reply = redis_->Execute(command);
+  if (!reply.ok()) return reply.status();
+  if (reply->is_error()) return ReplyError(*reply, "purge inbox");
+  if (!reply->is_array() || reply->elements().size() != 2) return Malformed("purge inbox");
+  absl::flat_hash_map<std::string, int64_t> released;
+  for (const RedisReply& key : reply->elements()[1].elements()) ++released[key.str()];
+  ReleasePayloads(released);
+  return AsU64(reply->elements()[0]);
+}
+
+absl::StatusOr<InboxInfo> RedisInboxStore::Info(const DeviceKey& device) {
+  const DeviceKey& d = device;
+  redis::Command command = info_.Call(
+      {channels::InboxKey(d.user_id, d.device_id), channels::SequenceKey(d.user_id, d.device_id),
+       MetaKey(d)},
+      {});
+  command.idempotent = true;
+  absl::StatusOr<RedisReply> reply = redis_->Execute(command);
+  if (!reply.ok()) return reply.status();
+  if (reply->is_error()) return ReplyError(*reply, "inbox info");
+  const auto& e = reply->elements();
+  if (!reply->is_array() || e.size() != 3) return Malformed("inbox info");
+  return InboxInfo{AsU64(e[0]), AsU64(e[1]), AsU64(e[2])};
+}
+
+}  // namespace padlock::message_queue

@@ -1,0 +1,55 @@
+#pragma once
+// InboxStore on Redis (standalone or Cluster): one stream per device plus a few small keys, all
+// with the device's hash tag, changed only by the Lua scripts in redis_inbox_store.cpp. Key layout,
+// scripts and guarantees: docs/MESSAGE_QUEUE.md.
+
+#include <cstdint>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/time/time.h"
+#include "services/common/redis/redis_client.h"
+#include "services/common/redis/script.h"
+#include "services/message_queue/inbox_store.h"
+
+namespace padlock::message_queue {
+
+struct InboxLimits {
+  absl::Duration retention = absl::Hours(24 * 30);  // time trim on append and read
+  uint64_t max_entries = 100'000;                   // per inbox; more → ResourceExhausted
+  uint64_t max_bytes = 256ull << 20;                // stored envelope bytes per inbox
+  absl::Duration dedupe_window = absl::Seconds(60);  // retries inside it return the first ids
+  // Wake-ups carry the envelope when its serialized size is at most this; else only the sequence.
+  uint64_t inline_wakeup_bytes = 4096;
+};
+
+// Thread-safe; `redis` must outlive the store.
+class RedisInboxStore final : public InboxStore {
+ public:
+  RedisInboxStore(redis::RedisClient* redis, InboxLimits limits);
+
+  // One EVALSHA per request (SPUBLISH for online_only), all in one pipeline.
+  std::vector<absl::StatusOr<AppendResult>> Append(
+      absl::Span<const AppendRequest> requests) override;
+  absl::StatusOr<InboxPage> Read(const DeviceKey& device, std::string_view after_server_id,
+                                 uint32_t max_entries) override;
+  std::vector<absl::StatusOr<uint64_t>> Ack(absl::Span<const AckRequest> requests) override;
+  absl::StatusOr<uint64_t> Purge(const DeviceKey& device) override;
+  absl::StatusOr<InboxInfo> Info(const DeviceKey& device) override;
+
+ private:
+  redis::RedisClient* const redis_;
+  const InboxLimits limits_;
+  const redis::Script enqueue_;
+  const redis::Script read_;
+  const redis::Script ack_;
+  const redis::Script purge_;
+  const redis::Script info_;
+  const redis::Script put_payload_;
+  const redis::Script release_payload_;
+
+  // Drops references to shared payloads (key → count), deleting those that reach zero.
+  void ReleasePayloads(const absl::flat_hash_map<std::string, int64_t>& counts);
+};
+
+}  // namespace padlock::message_queue

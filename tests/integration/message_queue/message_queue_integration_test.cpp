@@ -1,0 +1,803 @@
+// The message-queue end to end on real Redis — a standalone server and a 3-master Redis Cluster
+// (parameterised) — through real gRPC: an in-process service (ServiceRunner on port 0) with a
+// RedisInboxStore and a fake device directory. A RedisSubscriber on device channels plays the
+// gateway and collects wake-ups.
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "padlock/v1/message_queue.grpc.pb.h"
+#include "services/common/channels/device_channel.h"
+#include "services/common/redis/redis_client.h"
+#include "services/common/redis/redis_subscriber.h"
+#include "services/common/runtime/executor.h"
+#include "services/common/runtime/server.h"
+#include "services/message_queue/dispatcher.h"
+#include "services/message_queue/message_queue_service.h"
+#include "services/message_queue/redis_inbox_store.h"
+#include "tests/harness/harness.h"
+#include "tests/harness/redis_server.h"
+#include "tests/unit/message_queue/fakes.h"
+
+namespace padlock::message_queue {
+namespace {
+
+namespace v1 = padlock::v1;
+using padlock::testing::WaitFor;
+using ::testing::ElementsAre;
+
+enum class Mode { kStandalone, kCluster };
+
+v1::DeviceAddress Address(const std::string& user, uint32_t device) {
+  v1::DeviceAddress a;
+  a.set_user_id(user);
+  a.set_device_id(device);
+  return a;
+}
+
+std::string MessageId(int i) {
+  std::string id(16, '\0');
+  for (int k = 0; k < 4; ++k) id[k] = static_cast<char>((i >> (8 * k)) & 0xff);
+  id[15] = 'p';
+  return id;
+}
+
+// alice (device 1 only) → bob:1 and bob:2.
+v1::Send ToBob(int i, const std::string& ciphertext) {
+  v1::Send send;
+  *send.mutable_sender() = Address("alice", 1);
+  v1::OutgoingMessage* m = send.mutable_message();
+  m->set_message_id(MessageId(i));
+  for (uint32_t device : {1u, 2u}) {
+    v1::Recipient* r = m->add_recipients();
+    *r->mutable_device() = Address("bob", device);
+    r->set_registration_id(200 + device);
+    r->set_type(v1::ENVELOPE_TYPE_MESSAGE);
+    r->set_ciphertext(ciphertext);
+  }
+  return send;
+}
+
+void Deadline(grpc::ClientContext& context) {
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+}
+
+// Collects the events published on device channels, as a gateway would receive them.
+class ChannelProbe {
+ public:
+  explicit ChannelProbe(redis::RedisClient* client) {
+    redis::RedisSubscriber::Callbacks callbacks;
+    callbacks.on_message = [this](std::string_view, std::string_view payload) {
+      v1::DeviceChannelEvent event;
+      EXPECT_TRUE(event.ParseFromArray(payload.data(), static_cast<int>(payload.size())));
+      std::lock_guard<std::mutex> lock(mu_);
+      events_.push_back(event);
+    };
+    subscriber_ = *redis::RedisSubscriber::Start(client, std::move(callbacks));
+  }
+  void Listen(const std::string& user, uint32_t device) {
+    const std::string channel = channels::DeviceChannel(user, device);
+    subscriber_->Subscribe(channel);
+    ASSERT_TRUE(WaitFor([&] { return subscriber_->IsActive(channel); }, absl::Seconds(10)));
+  }
+  std::vector<v1::DeviceChannelEvent> events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<v1::DeviceChannelEvent> events_;
+  std::unique_ptr<redis::RedisSubscriber> subscriber_;
+};
+
+// One message-queue replica on the given Redis.
+class Replica {
+ public:
+  Replica(const redis::RedisOptions& redis_options, InboxLimits limits,
+          DeviceDirectory* directory) {
+    redis_ = *redis::RedisClient::Create(redis_options);
+    store_ = std::make_unique<RedisInboxStore>(redis_.get(), limits);
+    runtime::ServerOptions server_options;
+    server_options.service_name = "message-queue";
+    server_options.listen_address = "127.0.0.1:0";
+    server_options.metrics_host = "127.0.0.1";
+    server_options.metrics_port = 0;
+    server_options.handle_signals = false;
+    server_options.grace_period = absl::Seconds(1);
+    runner_ = std::make_unique<runtime::ServiceRunner>(server_options);
+    DispatchOptions options;
+    options.retention = limits.retention;
+    dispatcher_ = std::make_unique<Dispatcher>(options, directory, store_.get(), &clock_,
+                                               &runner_->metrics());
+    executor_ = std::make_unique<runtime::BoundedExecutor>("message-queue", 4, 256);
+    service_ = std::make_unique<MessageQueueService>(dispatcher_.get(), executor_.get());
+    runner_->AddService(service_.get());
+    absl::Status started = runner_->Start();
+    EXPECT_TRUE(started.ok()) << started;
+    stub_ = v1::MessageQueue::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", runner_->grpc_port()), grpc::InsecureChannelCredentials()));
+  }
+  ~Replica() {
+    runner_->RequestShutdown();
+    runner_->Wait();
+    executor_->Shutdown();
+  }
+  v1::MessageQueue::Stub& stub() { return *stub_; }
+
+ private:
+  SystemClock clock_;
+  std::unique_ptr<redis::RedisClient> redis_;
+  std::unique_ptr<RedisInboxStore> store_;
+  std::unique_ptr<runtime::ServiceRunner> runner_;
+  std::unique_ptr<Dispatcher> dispatcher_;
+  std::unique_ptr<runtime::BoundedExecutor> executor_;
+  std::unique_ptr<MessageQueueService> service_;
+  std::unique_ptr<v1::MessageQueue::Stub> stub_;
+};
+
+class MessageQueueIntegrationTest : public ::testing::TestWithParam<Mode> {
+ protected:
+  static void SetUpTestSuite() {
+    auto standalone = padlock::testing::RedisServer::Start();
+    ASSERT_TRUE(standalone.ok()) << standalone.status();
+    standalone_ = standalone->release();
+    auto cluster = padlock::testing::RedisCluster::Start(3);
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = cluster->release();
+  }
+  static void TearDownTestSuite() {
+    delete standalone_;
+    delete cluster_;
+    standalone_ = nullptr;
+    cluster_ = nullptr;
+  }
+
+  void SetUp() override {
+    ASSERT_NE(standalone_, nullptr);
+    ASSERT_NE(cluster_, nullptr);
+    if (GetParam() == Mode::kCluster) {
+      ASSERT_TRUE(cluster_->FlushAll().ok());
+      options_.addresses = cluster_->addresses();
+      options_.mode = redis::RedisMode::kCluster;
+    } else {
+      ASSERT_TRUE(standalone_->FlushAll().ok());
+      options_.addresses = {standalone_->address()};
+    }
+    directory_.Set("alice", 1, {{1, 101}});
+    directory_.Set("bob", 4, {{1, 201}, {2, 202}});
+    probe_client_ = *redis::RedisClient::Create(options_);
+    probe_ = std::make_unique<ChannelProbe>(probe_client_.get());
+  }
+  void TearDown() override {
+    probe_.reset();
+    replica_.reset();
+  }
+
+  void StartReplica(InboxLimits limits = InboxLimits()) {
+    replica_ = std::make_unique<Replica>(options_, limits, &directory_);
+  }
+
+  v1::EnqueueResponse Enqueue(const std::vector<v1::Send>& sends) {
+    v1::EnqueueRequest request;
+    for (const v1::Send& s : sends) *request.add_sends() = s;
+    v1::EnqueueResponse response;
+    grpc::ClientContext context;
+    Deadline(context);
+    grpc::Status s = replica_->stub().Enqueue(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(response.outcomes_size(), static_cast<int>(sends.size()));
+    return response;
+  }
+  v1::SendOutcome EnqueueOne(const v1::Send& send) {
+    v1::EnqueueResponse response = Enqueue({send});
+    return response.outcomes_size() == 1 ? response.outcomes(0) : v1::SendOutcome();
+  }
+  v1::ReadInboxResponse Read(const std::string& user, uint32_t device,
+                             const std::string& after = "", uint64_t after_sequence = 0,
+                             uint32_t max = 0) {
+    v1::ReadInboxRequest request;
+    *request.mutable_device() = Address(user, device);
+    request.set_after_server_id(after);
+    request.set_after_sequence(after_sequence);
+    request.set_max_envelopes(max);
+    v1::ReadInboxResponse response;
+    grpc::ClientContext context;
+    Deadline(context);
+    grpc::Status s = replica_->stub().ReadInbox(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response;
+  }
+  uint32_t AckUpTo(const std::string& user, uint32_t device, const std::string& up_to,
+                   const std::vector<std::string>& ids = {}) {
+    v1::AckRequest request;
+    v1::DeviceAck* a = request.add_acks();
+    *a->mutable_device() = Address(user, device);
+    a->set_up_to_server_id(up_to);
+    for (const std::string& id : ids) a->add_server_ids(id);
+    v1::AckResponse response;
+    grpc::ClientContext context;
+    Deadline(context);
+    grpc::Status s = replica_->stub().Ack(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.removed_size() == 1 ? response.removed(0) : 9999;
+  }
+  v1::GetInboxInfoResponse Info(const std::string& user, uint32_t device) {
+    v1::GetInboxInfoRequest request;
+    *request.mutable_device() = Address(user, device);
+    v1::GetInboxInfoResponse response;
+    grpc::ClientContext context;
+    Deadline(context);
+    grpc::Status s = replica_->stub().GetInboxInfo(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response;
+  }
+  // Number of the device's message-queue keys that exist in Redis.
+  int ExistingKeys(const std::string& user, uint32_t device) {
+    int n = 0;
+    for (const std::string& key : channels::DeviceInboxKeys(user, device)) {
+      auto reply = probe_client_->Execute(redis::Command::Keyed({"EXISTS", key}, 1));
+      EXPECT_TRUE(reply.ok());
+      if (reply.ok()) n += static_cast<int>(reply->integer());
+    }
+    return n;
+  }
+
+  static padlock::testing::RedisServer* standalone_;
+  static padlock::testing::RedisCluster* cluster_;
+  redis::RedisOptions options_;
+  FakeDeviceDirectory directory_;
+  std::unique_ptr<redis::RedisClient> probe_client_;
+  std::unique_ptr<ChannelProbe> probe_;
+  std::unique_ptr<Replica> replica_;
+};
+
+padlock::testing::RedisServer* MessageQueueIntegrationTest::standalone_ = nullptr;
+padlock::testing::RedisCluster* MessageQueueIntegrationTest::cluster_ = nullptr;
+
+TEST_P(MessageQueueIntegrationTest, EnqueueWakesDeviceThenBacklogAckAndEmpty) {
+  StartReplica();
+  probe_->Listen("bob", 1);
+  v1::SendOutcome outcome = EnqueueOne(ToBob(1, "hello-ciphertext"));
+  ASSERT_TRUE(outcome.has_accepted()) << outcome.DebugString();
+  ASSERT_EQ(outcome.accepted().placements_size(), 2);
+  const v1::Placement& p1 = outcome.accepted().placements(0);
+  EXPECT_EQ(p1.sequence(), 1u);
+  EXPECT_TRUE(p1.online());
+  EXPECT_FALSE(outcome.accepted().placements(1).online());  // nobody listens for bob:2
+
+  ASSERT_TRUE(WaitFor([&] { return probe_->events().size() == 1; }, absl::Seconds(10)));
+  const v1::DeviceChannelEvent event = probe_->events()[0];
+  ASSERT_TRUE(event.has_wakeup());
+  EXPECT_EQ(event.wakeup().sequence(), 1u);
+  ASSERT_TRUE(event.wakeup().has_envelope());
+  const v1::Envelope& inline_envelope = event.wakeup().envelope();
+  EXPECT_EQ(inline_envelope.ciphertext(), "hello-ciphertext");
+  EXPECT_EQ(inline_envelope.server_id(), p1.server_id());
+  EXPECT_EQ(inline_envelope.sequence(), 1u);
+  EXPECT_EQ(inline_envelope.message_id(), MessageId(1));
+  EXPECT_EQ(inline_envelope.sender().user_id(), "alice");
+
+  v1::ReadInboxResponse backlog = Read("bob", 1);
+  ASSERT_EQ(backlog.envelopes_size(), 1);
+  EXPECT_TRUE(backlog.end_of_inbox());
+  EXPECT_EQ(backlog.gaps_size(), 0);
+  // The wake-up's envelope is byte for byte what the backlog serves.
+  EXPECT_EQ(backlog.envelopes(0).SerializeAsString(), inline_envelope.SerializeAsString());
+
+  EXPECT_EQ(AckUpTo("bob", 1, p1.server_id()), 1u);
+  EXPECT_EQ(AckUpTo("bob", 1, p1.server_id()), 0u);  // idempotent
+  v1::ReadInboxResponse after = Read("bob", 1);
+  EXPECT_EQ(after.envelopes_size(), 0);
+  EXPECT_EQ(after.gaps_size(), 0);
+  EXPECT_TRUE(after.end_of_inbox());
+  v1::GetInboxInfoResponse info = Info("bob", 1);
+  EXPECT_EQ(info.depth(), 0u);
+  EXPECT_EQ(info.last_sequence(), 1u);
+  EXPECT_EQ(info.bytes(), 0u);
+  EXPECT_EQ(Info("bob", 2).depth(), 1u);
+}
+
+TEST_P(MessageQueueIntegrationTest, LargeEnvelopeWakeUpCarriesOnlyTheSequence) {
+  InboxLimits limits;
+  limits.inline_wakeup_bytes = 100;
+  StartReplica(limits);
+  probe_->Listen("bob", 1);
+  ASSERT_TRUE(EnqueueOne(ToBob(1, std::string(200, 'x'))).has_accepted());
+  ASSERT_TRUE(WaitFor([&] { return probe_->events().size() == 1; }, absl::Seconds(10)));
+  EXPECT_EQ(probe_->events()[0].wakeup().sequence(), 1u);
+  EXPECT_FALSE(probe_->events()[0].wakeup().has_envelope());
+}
+
+TEST_P(MessageQueueIntegrationTest, KeepsOrderAcrossTenThousandEnvelopes) {
+  StartReplica();
+  constexpr int kTotal = 10'000;
+  constexpr int kBatch = 500;
+  for (int start = 0; start < kTotal; start += kBatch) {
+    std::vector<v1::Send> sends;
+    for (int i = start; i < start + kBatch; ++i) sends.push_back(ToBob(i, absl::StrCat("m", i)));
+    v1::EnqueueResponse response = Enqueue(sends);
+    for (const v1::SendOutcome& o : response.outcomes()) ASSERT_TRUE(o.has_accepted());
+  }
+  std::string cursor;
+  uint64_t cursor_sequence = 0;
+  int next = 0;
+  while (true) {
+    v1::ReadInboxResponse page = Read("bob", 1, cursor, cursor_sequence, 1024);
+    EXPECT_EQ(page.gaps_size(), 0);
+    for (const v1::Envelope& e : page.envelopes()) {
+      ASSERT_EQ(e.sequence(), static_cast<uint64_t>(next + 1));
+      ASSERT_EQ(e.ciphertext(), absl::StrCat("m", next));
+      ++next;
+    }
+    ASSERT_FALSE(page.next_after_server_id().empty());
+    cursor = page.next_after_server_id();
+    cursor_sequence = page.next_after_sequence();
+    if (page.end_of_inbox()) break;
+  }
+  EXPECT_EQ(next, kTotal);
+  EXPECT_EQ(cursor_sequence, static_cast<uint64_t>(kTotal));
+  // One cumulative ack (one trim) empties the inbox.
+  EXPECT_EQ(AckUpTo("bob", 1, cursor), static_cast<uint32_t>(kTotal));
+  EXPECT_EQ(Info("bob", 1).depth(), 0u);
+  EXPECT_EQ(Info("bob", 1).bytes(), 0u);
+  EXPECT_EQ(Info("bob", 2).depth(), static_cast<uint64_t>(kTotal));
+}
+
+TEST_P(MessageQueueIntegrationTest, RetryInsideWindowReturnsSameIdsAndAfterItAppendsAgain) {
+  InboxLimits limits;
+  limits.dedupe_window = absl::Seconds(1);
+  StartReplica(limits);
+  const absl::Time first_at = absl::Now();
+  v1::SendOutcome first = EnqueueOne(ToBob(7, "once"));
+  v1::SendOutcome retry = EnqueueOne(ToBob(7, "once"));
+  ASSERT_TRUE(first.has_accepted());
+  ASSERT_TRUE(retry.has_accepted());
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_EQ(retry.accepted().placements(i).server_id(),
+              first.accepted().placements(i).server_id());
+    EXPECT_EQ(retry.accepted().placements(i).sequence(),
+              first.accepted().placements(i).sequence());
+  }
+  EXPECT_EQ(Info("bob", 1).depth(), 1u);
+  // The window is kept in two time buckets: a key is forgotten 1 to 2 windows after first use.
+  absl::SleepFor(first_at + absl::Milliseconds(2100) - absl::Now());
+  v1::SendOutcome late = EnqueueOne(ToBob(7, "once"));
+  ASSERT_TRUE(late.has_accepted());
+  EXPECT_EQ(late.accepted().placements(0).sequence(), 2u);
+  EXPECT_EQ(Info("bob", 1).depth(), 2u);
+}
+
+TEST_P(MessageQueueIntegrationTest, MismatchedAndStaleDevicesStoreNothing) {
+  StartReplica();
+  probe_->Listen("bob", 1);
+  v1::Send missing = ToBob(1, "x");
+  missing.mutable_message()->mutable_recipients()->RemoveLast();  // bob:2 missing
+  v1::Send stale = ToBob(2, "x");
+  stale.mutable_message()->mutable_recipients(1)->set_registration_id(999);
+  directory_.Set("alice", 1, {{1, 101}, {3, 103}});  // alice's own device 3 missing in both
+  v1::EnqueueResponse response = Enqueue({missing, stale});
+  ASSERT_TRUE(response.outcomes(0).has_mismatch());
+  const v1::Mismatch& m0 = response.outcomes(0).mismatch();
+  ASSERT_EQ(m0.users_size(), 2);
+  EXPECT_EQ(m0.users(0).user_id(), "alice");
+  EXPECT_THAT(m0.users(0).missing_device_ids(), ElementsAre(3u));
+  EXPECT_EQ(m0.users(1).user_id(), "bob");
+  EXPECT_THAT(m0.users(1).missing_device_ids(), ElementsAre(2u));
+  EXPECT_EQ(m0.users(1).device_list_version(), 4u);
+  ASSERT_TRUE(response.outcomes(1).has_mismatch());
+  EXPECT_THAT(response.outcomes(1).mismatch().users(1).stale_device_ids(), ElementsAre(2u));
+  EXPECT_EQ(ExistingKeys("bob", 1), 0);
+  EXPECT_EQ(ExistingKeys("bob", 2), 0);
+  EXPECT_TRUE(probe_->events().empty());
+}
+
+TEST_P(MessageQueueIntegrationTest, OnlineOnlyIsPublishedAndNeverStored) {
+  StartReplica();
+  probe_->Listen("bob", 1);
+  v1::Send typing = ToBob(1, "typing");
+  typing.mutable_message()->set_online_only(true);
+  v1::SendOutcome outcome = EnqueueOne(typing);
+  ASSERT_TRUE(outcome.has_accepted());
+  EXPECT_TRUE(outcome.accepted().placements(0).online());
+  EXPECT_EQ(outcome.accepted().placements(0).server_id(), "");
+  EXPECT_FALSE(outcome.accepted().placements(1).online());
+  ASSERT_TRUE(WaitFor([&] { return probe_->events().size() == 1; }, absl::Seconds(10)));
+  const v1::DeviceChannelEvent event = probe_->events()[0];
+  EXPECT_EQ(event.wakeup().sequence(), 0u);
+  EXPECT_EQ(event.wakeup().envelope().ciphertext(), "typing");
+  EXPECT_TRUE(event.wakeup().envelope().online_only());
+  EXPECT_EQ(ExistingKeys("bob", 1), 0);
+  EXPECT_EQ(ExistingKeys("bob", 2), 0);
+}
+
+TEST_P(MessageQueueIntegrationTest, ShortRetentionTrimsOldEntriesAndReportsGap) {
+  InboxLimits limits;
+  limits.retention = absl::Seconds(1);
+  StartReplica(limits);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(EnqueueOne(ToBob(1, "old-1")).has_accepted());
+  ASSERT_TRUE(EnqueueOne(ToBob(2, "old-2")).has_accepted());
+  absl::SleepFor(start + absl::Milliseconds(1200) - absl::Now());
+  ASSERT_TRUE(EnqueueOne(ToBob(3, "new")).has_accepted());  // the append trims, inbox active
+  EXPECT_EQ(Info("bob", 1).depth(), 1u);
+  v1::ReadInboxResponse r = Read("bob", 1);
+  ASSERT_EQ(r.envelopes_size(), 1);
+  EXPECT_EQ(r.envelopes(0).ciphertext(), "new");
+  EXPECT_EQ(r.envelopes(0).sequence(), 3u);
+  ASSERT_EQ(r.gaps_size(), 1);
+  EXPECT_EQ(r.gaps(0).first_sequence(), 1u);
+  EXPECT_EQ(r.gaps(0).last_sequence(), 2u);
+  // bob:2 had no append since: the read itself trims, and the gap covers everything.
+  v1::ReadInboxResponse idle = Read("bob", 2);
+  EXPECT_EQ(idle.envelopes_size(), 1);  // "new" went to bob:2 as well
+  ASSERT_EQ(idle.gaps_size(), 1);
+  EXPECT_EQ(idle.gaps(0).last_sequence(), 2u);
+  EXPECT_EQ(Info("bob", 1).bytes(), Info("bob", 2).bytes());
+}
+
+TEST_P(MessageQueueIntegrationTest, ShortTtlExpiresOnlyThatEntry) {
+  StartReplica();
+  v1::Send story = ToBob(1, "story");
+  story.mutable_message()->set_ttl_seconds(1);
+  const absl::Time start = absl::Now();
+  ASSERT_TRUE(EnqueueOne(story).has_accepted());
+  ASSERT_TRUE(EnqueueOne(ToBob(2, "message")).has_accepted());
+  absl::SleepFor(start + absl::Milliseconds(1100) - absl::Now());
+  v1::ReadInboxResponse r = Read("bob", 1);
+  ASSERT_EQ(r.envelopes_size(), 1);
+  EXPECT_EQ(r.envelopes(0).ciphertext(), "message");
+  ASSERT_EQ(r.gaps_size(), 1);
+  EXPECT_EQ(r.gaps(0).first_sequence(), 1u);
+  EXPECT_EQ(r.gaps(0).last_sequence(), 1u);
+}
+
+TEST_P(MessageQueueIntegrationTest, FullInboxRefusesNewEnvelopesUntilAcked) {
+  InboxLimits limits;
+  limits.max_entries = 3;
+  StartReplica(limits);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(EnqueueOne(ToBob(i, "x")).has_accepted());
+  v1::SendOutcome refused = EnqueueOne(ToBob(3, "x"));
+  ASSERT_TRUE(refused.has_refused());
+  EXPECT_EQ(refused.refused().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  EXPECT_EQ(Info("bob", 1).depth(), 3u);
+  EXPECT_EQ(Info("bob", 1).last_sequence(), 3u);
+  v1::ReadInboxResponse r = Read("bob", 1);
+  EXPECT_EQ(AckUpTo("bob", 1, r.envelopes(0).server_id()), 1u);
+  v1::ReadInboxResponse r2 = Read("bob", 2);
+  EXPECT_EQ(AckUpTo("bob", 2, r2.envelopes(0).server_id()), 1u);
+  EXPECT_TRUE(EnqueueOne(ToBob(4, "x")).has_accepted());
+}
+
+TEST_P(MessageQueueIntegrationTest, ByteCapRefusesAndAcksByIdFreeBytes) {
+  InboxLimits limits;
+  limits.max_bytes = 1000;
+  StartReplica(limits);
+  v1::SendOutcome first = EnqueueOne(ToBob(1, std::string(600, 'a')));
+  ASSERT_TRUE(first.has_accepted());
+  v1::SendOutcome second = EnqueueOne(ToBob(2, std::string(600, 'b')));
+  ASSERT_TRUE(second.has_refused());
+  EXPECT_EQ(second.refused().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  EXPECT_EQ(AckUpTo("bob", 1, "", {first.accepted().placements(0).server_id()}), 1u);
+  EXPECT_EQ(AckUpTo("bob", 2, "", {first.accepted().placements(1).server_id()}), 1u);
+  EXPECT_EQ(Info("bob", 1).bytes(), 0u);
+  EXPECT_TRUE(EnqueueOne(ToBob(2, std::string(600, 'b'))).has_accepted());
+}
+
+TEST_P(MessageQueueIntegrationTest, PurgeRemovesEveryKeyOfTheDevice) {
+  StartReplica();
+  ASSERT_TRUE(EnqueueOne(ToBob(1, "x")).has_accepted());
+  ASSERT_TRUE(EnqueueOne(ToBob(2, "y")).has_accepted());
+  // inbox, sequence, meta and one or two dedupe buckets
+  EXPECT_GE(ExistingKeys("bob", 1), 4);
+  v1::PurgeInboxRequest request;
+  *request.mutable_device() = Address("bob", 1);
+  v1::PurgeInboxResponse response;
+  grpc::ClientContext context;
+  Deadline(context);
+  ASSERT_TRUE(replica_->stub().PurgeInbox(&context, request, &response).ok());
+  EXPECT_EQ(response.removed(), 2u);
+  EXPECT_EQ(ExistingKeys("bob", 1), 0);
+  EXPECT_EQ(Info("bob", 2).depth(), 2u);
+}
+
+TEST_P(MessageQueueIntegrationTest, EmptyEnqueueRequestAnswersOkWithNoOutcomes) {
+  StartReplica();
+  v1::EnqueueResponse response;
+  grpc::ClientContext context;
+  Deadline(context);
+  grpc::Status s = replica_->stub().Enqueue(&context, v1::EnqueueRequest(), &response);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(response.outcomes_size(), 0);
+}
+
+TEST_P(MessageQueueIntegrationTest, BadReadCursorIsInvalidArgument) {
+  StartReplica();
+  v1::ReadInboxRequest request;
+  *request.mutable_device() = Address("bob", 1);
+  request.set_after_server_id("0-0 +");
+  v1::ReadInboxResponse response;
+  grpc::ClientContext context;
+  Deadline(context);
+  EXPECT_EQ(replica_->stub().ReadInbox(&context, request, &response).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// Inventory: after a scenario (sends, a retry, an online_only send, an ack), every key in Redis is
+// one of the listed message-queue kinds, every field of every key is a listed field, and every
+// stored envelope's ciphertext is byte for byte one that the test submitted.
+TEST_P(MessageQueueIntegrationTest, RedisHoldsOnlyListedKeysAndSubmittedCiphertexts) {
+  StartReplica();
+  std::set<std::string> submitted;
+  for (int i = 0; i < 20; ++i) {
+    std::string ciphertext = absl::StrCat("ciphertext-", i, std::string(1, '\0'), "\xff");
+    submitted.insert(ciphertext);
+    ASSERT_TRUE(EnqueueOne(ToBob(i, ciphertext)).has_accepted());
+  }
+  ASSERT_TRUE(EnqueueOne(ToBob(3, "ciphertext-3")).has_accepted());  // a retry: nothing new
+  v1::Send typing = ToBob(100, "typing-never-stored");
+  typing.mutable_message()->set_online_only(true);
+  ASSERT_TRUE(EnqueueOne(typing).has_accepted());
+  v1::ReadInboxResponse r = Read("bob", 1);
+  ASSERT_EQ(r.envelopes_size(), 20);
+  EXPECT_EQ(AckUpTo("bob", 1, r.envelopes(9).server_id()), 10u);
+
+  std::vector<std::string> keys;
+  for (const redis::NodeReply& node :
+       probe_client_->ExecuteOnEachMaster(redis::Command::Keyless({"KEYS", "*"}))) {
+    ASSERT_TRUE(node.reply.ok()) << node.reply.status();
+    for (const redis::RedisReply& k : node.reply->elements()) keys.push_back(k.str());
+  }
+  std::set<std::string> allowed;
+  for (uint32_t device : {1u, 2u}) {
+    for (const std::string& k : channels::DeviceInboxKeys("bob", device)) allowed.insert(k);
+  }
+  int streams = 0;
+  for (const std::string& key : keys) {
+    ASSERT_TRUE(allowed.contains(key)) << "unexpected key " << key;
+    auto type = probe_client_->Execute(redis::Command::Keyed({"TYPE", key}, 1));
+    ASSERT_TRUE(type.ok());
+    if (key.rfind("q:", 0) == 0) {
+      ++streams;
+      EXPECT_EQ(type->str(), "stream");
+      auto entries = probe_client_->Execute(redis::Command::Keyed({"XRANGE", key, "-", "+"}, 1));
+      ASSERT_TRUE(entries.ok());
+      EXPECT_EQ(entries->elements().size(), key == "q:{bob:1}" ? 10u : 20u);
+      for (const redis::RedisReply& entry : entries->elements()) {
+        const auto& fields = entry.elements()[1].elements();
+        ASSERT_EQ(fields.size(), 6u);
+        EXPECT_EQ(fields[0].str(), "s");
+        EXPECT_EQ(fields[2].str(), "x");
+        EXPECT_EQ(fields[4].str(), "e");
+        v1::Envelope envelope;
+        ASSERT_TRUE(envelope.ParseFromString(fields[5].str()));
+        EXPECT_TRUE(submitted.contains(envelope.ciphertext()));
+        EXPECT_EQ(envelope.message_id().size(), 16u);
+      }
+    } else if (key.rfind("seq:", 0) == 0) {
+      EXPECT_EQ(type->str(), "string");
+    } else {
+      EXPECT_EQ(type->str(), "hash");
+      auto fields = probe_client_->Execute(redis::Command::Keyed({"HKEYS", key}, 1));
+      ASSERT_TRUE(fields.ok());
+      for (const redis::RedisReply& f : fields->elements()) {
+        if (key.rfind("qm:", 0) == 0) {
+          EXPECT_TRUE(f.str() == "bytes" || f.str() == "acked") << f.str();
+        } else {  // dedupe bucket: "_b" or sender:device:message id
+          EXPECT_TRUE(f.str() == "_b" || f.str().rfind("alice:1:", 0) == 0) << f.str();
+        }
+      }
+    }
+    auto ttl = probe_client_->Execute(redis::Command::Keyed({"PTTL", key}, 1));
+    ASSERT_TRUE(ttl.ok());
+    EXPECT_GT(ttl->integer(), 0) << key << " has no TTL";
+  }
+  EXPECT_EQ(streams, 2);
+}
+
+// Group fan-out: one send with a shared payload to 1 024 users; the payload is stored once (in a
+// slot of its own), served to every device with its own header, and deleted with the last ack.
+TEST_P(MessageQueueIntegrationTest, GroupFanOutStoresPayloadOnceUntilTheLastAck) {
+  StartReplica();
+  constexpr int kUsers = 1024;
+  auto user = [](int i) { return absl::StrCat("g", 1000 + i); };
+  for (int i = 0; i < kUsers; ++i) directory_.Set(user(i), 1, {{1, 300}});
+  probe_->Listen(user(0), 1);
+  std::string payload(10'000, '\0');
+  for (size_t k = 0; k < payload.size(); ++k) payload[k] = static_cast<char>(k * 131 % 251);
+  v1::Send send;
+  *send.mutable_sender() = Address("alice", 1);
+  v1::OutgoingMessage* m = send.mutable_message();
+  m->set_message_id(MessageId(42));
+  m->set_shared_ciphertext(payload);
+  m->set_shared_type(v1::ENVELOPE_TYPE_SENDER_KEY_MESSAGE);
+  for (int i = 0; i < kUsers; ++i) {
+    v1::Recipient* r = m->add_recipients();
+    *r->mutable_device() = Address(user(i), 1);
+    r->set_registration_id(300);
+    r->set_header(absl::StrCat("h", i));
+  }
+  v1::SendOutcome outcome = EnqueueOne(send);
+  ASSERT_TRUE(outcome.has_accepted()) << outcome.refused().message();
+  ASSERT_EQ(outcome.accepted().placements_size(), kUsers);
+  EXPECT_TRUE(outcome.accepted().placements(0).online());
+
+  auto payload_keys = [&] {
+    std::vector<std::string> keys;
+    for (const redis::NodeReply& node :
+         probe_client_->ExecuteOnEachMaster(redis::Command::Keyless({"KEYS", "gp:*"}))) {
+      EXPECT_TRUE(node.reply.ok());
+      if (!node.reply.ok()) continue;
+      for (const redis::RedisReply& k : node.reply->elements()) keys.push_back(k.str());
+    }
+    return keys;
+  };
+  std::vector<std::string> keys = payload_keys();
+  ASSERT_EQ(keys.size(), 1u);
+  auto stored = probe_client_->Execute(redis::Command::Keyed({"HGET", keys[0], "d"}, 1));
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->str(), payload);
+  // Each inbox entry holds a reference, not the payload.
+  auto entry = probe_client_->Execute(
+      redis::Command::Keyed({"XRANGE", channels::InboxKey(user(5), 1), "-", "+"}, 1));
+  ASSERT_TRUE(entry.ok());
+  ASSERT_EQ(entry->elements().size(), 1u);
+  EXPECT_LT(entry->elements()[0].elements()[1].elements()[5].str().size(), 200u);
+  // The wake-up is too big to carry the payload: sequence only.
+  ASSERT_TRUE(WaitFor([&] { return probe_->events().size() == 1; }, absl::Seconds(10)));
+  EXPECT_FALSE(probe_->events()[0].wakeup().has_envelope());
+
+  v1::AckRequest ack;
+  for (int i = 0; i < kUsers; ++i) {
+    v1::ReadInboxResponse r = Read(user(i), 1);
+    ASSERT_EQ(r.envelopes_size(), 1);
+    ASSERT_EQ(r.envelopes(0).ciphertext(), payload);
+    ASSERT_EQ(r.envelopes(0).recipient_header(), absl::StrCat("h", i));
+    if (i == kUsers - 1) break;  // the last device acks separately
+    v1::DeviceAck* a = ack.add_acks();
+    *a->mutable_device() = Address(user(i), 1);
+    a->set_up_to_server_id(r.envelopes(0).server_id());
+  }
+  v1::AckResponse acked;
+  grpc::ClientContext context;
+  Deadline(context);
+  ASSERT_TRUE(replica_->stub().Ack(&context, ack, &acked).ok());
+  ASSERT_EQ(acked.removed_size(), kUsers - 1);
+  EXPECT_EQ(payload_keys().size(), 1u);  // one reference left
+  v1::ReadInboxResponse last = Read(user(kUsers - 1), 1);
+  EXPECT_EQ(AckUpTo(user(kUsers - 1), 1, last.envelopes(0).server_id()), 1u);
+  EXPECT_TRUE(payload_keys().empty());
+}
+
+TEST_P(MessageQueueIntegrationTest, SmallGroupPayloadRidesInWakeUpAndRetryKeepsOnePayload) {
+  StartReplica();
+  probe_->Listen("bob", 2);
+  v1::Send send = ToBob(9, "");
+  send.mutable_message()->set_shared_ciphertext("small-shared");
+  send.mutable_message()->set_shared_type(v1::ENVELOPE_TYPE_SENDER_KEY_MESSAGE);
+  for (v1::Recipient& r : *send.mutable_message()->mutable_recipients()) {
+    r.clear_ciphertext();
+    r.set_header("hdr");
+  }
+  v1::SendOutcome first = EnqueueOne(send);
+  ASSERT_TRUE(first.has_accepted()) << first.refused().message();
+  v1::SendOutcome retry = EnqueueOne(send);
+  ASSERT_TRUE(retry.has_accepted());
+  EXPECT_EQ(retry.accepted().placements(1).server_id(),
+            first.accepted().placements(1).server_id());
+  ASSERT_TRUE(WaitFor([&] { return probe_->events().size() == 1; }, absl::Seconds(10)));
+  const v1::Envelope inline_envelope = probe_->events()[0].wakeup().envelope();
+  EXPECT_EQ(inline_envelope.ciphertext(), "small-shared");
+  EXPECT_EQ(inline_envelope.recipient_header(), "hdr");
+  EXPECT_EQ(inline_envelope.SerializeAsString(), Read("bob", 2).envelopes(0).SerializeAsString());
+  // Purging both inboxes drops both references: the payload is gone.
+  for (uint32_t device : {1u, 2u}) {
+    v1::PurgeInboxRequest request;
+    *request.mutable_device() = Address("bob", device);
+    v1::PurgeInboxResponse response;
+    grpc::ClientContext context;
+    Deadline(context);
+    ASSERT_TRUE(replica_->stub().PurgeInbox(&context, request, &response).ok());
+  }
+  int payloads = 0;
+  for (const redis::NodeReply& node :
+       probe_client_->ExecuteOnEachMaster(redis::Command::Keyless({"KEYS", "gp:*"}))) {
+    ASSERT_TRUE(node.reply.ok());
+    payloads += static_cast<int>(node.reply->elements().size());
+  }
+  EXPECT_EQ(payloads, 0);
+}
+
+// Durability: redis-server with AOF (appendfsync everysec, the documented default) killed with
+// SIGKILL right after the sends were acknowledged and started again on the same directory: every
+// accepted envelope is still there, the sequence continues, and a retry is still recognised.
+TEST(MessageQueueDurabilityTest, AofKeepsEveryAcceptedEnvelopeAcrossKillNine) {
+  padlock::testing::TempDir dir;
+  const int port = padlock::testing::FreeTcpPort();
+  padlock::testing::Subprocess::Options server;
+  server.argv = {"redis-server", "--port", absl::StrCat(port), "--bind", "127.0.0.1",
+                 "--dir", dir.path(), "--save", "", "--appendonly", "yes",
+                 "--appendfsync", "everysec"};
+  server.log_path = dir.path() + "/redis.log";
+  auto ping = [&] {
+    auto out = padlock::testing::RedisCli(port, {"PING"});
+    return out.ok() && out->find("PONG") != std::string::npos;
+  };
+  auto process = padlock::testing::Subprocess::Start(server);
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_TRUE(WaitFor(ping, absl::Seconds(10)));
+
+  FakeDeviceDirectory directory;
+  directory.Set("alice", 1, {{1, 101}});
+  directory.Set("bob", 4, {{1, 201}, {2, 202}});
+  redis::RedisOptions options;
+  options.addresses = {absl::StrCat("127.0.0.1:", port)};
+  auto replica = std::make_unique<Replica>(options, InboxLimits(), &directory);
+  auto enqueue = [&](int i) {
+    v1::EnqueueRequest request;
+    *request.add_sends() = ToBob(i, absl::StrCat("durable-", i));
+    v1::EnqueueResponse response;
+    grpc::ClientContext context;
+    Deadline(context);
+    grpc::Status s = replica->stub().Enqueue(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.outcomes_size() == 1 ? response.outcomes(0) : v1::SendOutcome();
+  };
+  constexpr int kSends = 200;
+  std::string last_id;
+  for (int i = 0; i < kSends; ++i) {
+    v1::SendOutcome outcome = enqueue(i);
+    ASSERT_TRUE(outcome.has_accepted());
+    last_id = outcome.accepted().placements(0).server_id();
+  }
+  process->Kill();  // SIGKILL: no shutdown save
+  process = padlock::testing::Subprocess::Start(server);
+  ASSERT_TRUE(process.ok()) << process.status();
+  ASSERT_TRUE(WaitFor(ping, absl::Seconds(10)));
+  // Redis may still be loading the AOF: enqueue answers UNAVAILABLE until then.
+  v1::SendOutcome retry;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        retry = enqueue(kSends - 1);
+        return retry.has_accepted();
+      },
+      absl::Seconds(10)));
+  EXPECT_EQ(retry.accepted().placements(0).server_id(), last_id);  // dedupe survived
+
+  v1::ReadInboxRequest read;
+  *read.mutable_device() = Address("bob", 1);
+  read.set_max_envelopes(1024);
+  v1::ReadInboxResponse page;
+  grpc::ClientContext context;
+  Deadline(context);
+  ASSERT_TRUE(replica->stub().ReadInbox(&context, read, &page).ok());
+  ASSERT_EQ(page.envelopes_size(), kSends);
+  for (int i = 0; i < kSends; ++i) {
+    EXPECT_EQ(page.envelopes(i).ciphertext(), absl::StrCat("durable-", i));
+    EXPECT_EQ(page.envelopes(i).sequence(), static_cast<uint64_t>(i + 1));
+  }
+  v1::SendOutcome next = enqueue(kSends);
+  ASSERT_TRUE(next.has_accepted());
+  EXPECT_EQ(next.accepted().placements(0).sequence(), static_cast<uint64_t>(kSends + 1));
+  replica.reset();
+  process->Kill();
+}
+
+INSTANTIATE_TEST_SUITE_P(Redis, MessageQueueIntegrationTest,
+                         ::testing::Values(Mode::kStandalone, Mode::kCluster),
+                         [](const ::testing::TestParamInfo<Mode>& info) {
+                           return info.param == Mode::kCluster ? "Cluster" : "Standalone";
+                         });
+
+}  // namespace
+}  // namespace padlock::message_queue
