@@ -130,7 +130,9 @@ class ServicesTest : public ::testing::Test {
     std::vector<Service> all;
     all.push_back(Launch("key-directory", PADLOCK_KEY_DIRECTORY_BIN,
                          {{"PADLOCK_POSTGRES_DSN", dsn_}}));
-    all.push_back(Launch("message-queue", PADLOCK_MESSAGE_QUEUE_BIN));
+    all.push_back(Launch(
+        "message-queue", PADLOCK_MESSAGE_QUEUE_BIN,
+        {{"PADLOCK_KEY_DIRECTORY_TARGET", absl::StrCat("127.0.0.1:", all[0].grpc_port)}}));
     all.push_back(Launch("presence", PADLOCK_PRESENCE_BIN));
     for (const auto& s : all) EXPECT_TRUE(BecomesServing(s)) << s.name;
     all.push_back(Launch(
@@ -212,13 +214,23 @@ TEST_F(ServicesTest, DomainRpcsAnswerUnimplementedOrValidateAndAreCounted) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   }
   {
+    // Implemented (issue #4): a send with a malformed message id is refused on its own, with
+    // INVALID_ARGUMENT in its outcome; the batch call itself succeeds.
     auto stub = v1::MessageQueue::NewStub(all[1].channel);
     grpc::ClientContext ctx;
+    v1::EnqueueRequest request;
+    v1::Send* send = request.add_sends();
+    send->mutable_sender()->set_user_id("alice");
+    send->mutable_sender()->set_device_id(1);
+    send->mutable_message()->set_message_id("too-short");
     v1::EnqueueResponse response;
-    status = stub->Enqueue(&ctx, v1::EnqueueRequest(), &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    status = stub->Enqueue(&ctx, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    ASSERT_EQ(response.outcomes_size(), 1);
+    ASSERT_TRUE(response.outcomes(0).has_refused());
+    EXPECT_EQ(response.outcomes(0).refused().code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(ScrapeValue(all[1].metrics_port, "grpc_server_handled_total",
-                          HandledLabels("padlock.v1.MessageQueue", "Enqueue", "UNIMPLEMENTED")),
+                          HandledLabels("padlock.v1.MessageQueue", "Enqueue", "OK")),
               1.0);
   }
   {
