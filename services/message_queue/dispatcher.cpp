@@ -16,6 +16,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "services/common/runtime/metrics_util.h"
 #include "absl/time/clock.h"
 #include "services/common/runtime/absl_compat.h"
 #include "services/common/statement/ids.h"
@@ -26,16 +27,6 @@ namespace {
 namespace v1 = padlock::v1;
 
 constexpr uint32_t kMaxRegistrationId = 16380;
-
-void Inc(prometheus::Counter* counter, double by = 1) {
-  if (counter != nullptr && by > 0) counter->Increment(by);
-}
-
-prometheus::Counter* MakeCounter(prometheus::Registry* registry, const std::string& name,
-                                 const std::string& help) {
-  if (registry == nullptr) return nullptr;
-  return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
-}
 
 absl::StatusOr<DeviceKey> ToDevice(const v1::DeviceAddress& address, std::string_view field) {
   if (!statement::IsValidUserId(address.user_id())) {
@@ -94,17 +85,17 @@ bool IsServerId(std::string_view id) {
 Dispatcher::Dispatcher(DispatchOptions options, DeviceDirectory* directory, InboxStore* store,
                        Clock* clock, prometheus::Registry* metrics)
     : options_(options), directory_(directory), store_(store), clock_(clock) {
-  enqueued_ = MakeCounter(metrics, "padlock_envelopes_enqueued_total",
+  enqueued_ = runtime::MakeCounter(metrics, "padlock_envelopes_enqueued_total",
                           "Device envelopes accepted (stored or published online_only)");
-  online_ = MakeCounter(metrics, "padlock_envelopes_published_online_total",
+  online_ = runtime::MakeCounter(metrics, "padlock_envelopes_published_online_total",
                         "Device envelopes whose wake-up reached a live subscriber");
-  stored_ = MakeCounter(metrics, "padlock_envelopes_stored_total",
+  stored_ = runtime::MakeCounter(metrics, "padlock_envelopes_stored_total",
                         "Device envelopes appended to an inbox");
-  acked_ = MakeCounter(metrics, "padlock_envelopes_acked_total",
+  acked_ = runtime::MakeCounter(metrics, "padlock_envelopes_acked_total",
                        "Inbox entries removed by acks");
-  expired_ = MakeCounter(metrics, "padlock_envelopes_expired_total",
+  expired_ = runtime::MakeCounter(metrics, "padlock_envelopes_expired_total",
                          "Inbox entries removed by the retention time trim");
-  retry_hits_ = MakeCounter(metrics, "padlock_enqueue_retry_hits_total",
+  retry_hits_ = runtime::MakeCounter(metrics, "padlock_enqueue_retry_hits_total",
                             "Device appends answered from the dedupe window (retries)");
   if (metrics != nullptr) {
     refused_ = &prometheus::BuildCounter()
@@ -357,13 +348,13 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
         continue;
       }
       if (result->duplicate) {
-        Inc(retry_hits_);
+        runtime::Increment(retry_hits_);
         continue;
       }
-      Inc(enqueued_);
-      if (result->online) Inc(online_);
-      if (!appends[k].online_only) Inc(stored_);
-      Inc(expired_, static_cast<double>(result->expired));
+      runtime::Increment(enqueued_);
+      if (result->online) runtime::Increment(online_);
+      if (!appends[k].online_only) runtime::Increment(stored_);
+      runtime::Increment(expired_, static_cast<double>(result->expired));
     }
     if (failure != nullptr) {
       Refuse(response.mutable_outcomes(i), failure->code(),
@@ -401,7 +392,7 @@ absl::StatusOr<v1::ReadInboxResponse> Dispatcher::ReadInbox(const v1::ReadInboxR
   absl::StatusOr<InboxPage> page =
       store_->Read(*device, request.after_server_id(), max_envelopes);
   if (!page.ok()) return page.status();
-  Inc(expired_, static_cast<double>(page->expired));
+  runtime::Increment(expired_, static_cast<double>(page->expired));
   if (depth_ != nullptr) depth_->Observe(static_cast<double>(page->depth));
 
   const uint64_t now_ms = static_cast<uint64_t>(clock_->NowMs());
@@ -471,7 +462,7 @@ absl::StatusOr<v1::AckResponse> Dispatcher::Ack(const v1::AckRequest& request) {
   std::vector<absl::StatusOr<uint64_t>> results = store_->Ack(acks);
   for (const absl::StatusOr<uint64_t>& result : results) {
     if (!result.ok()) return result.status();
-    Inc(acked_, static_cast<double>(*result));
+    runtime::Increment(acked_, static_cast<double>(*result));
     response.add_removed(static_cast<uint32_t>(*result));
   }
   return response;

@@ -8,21 +8,12 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "services/common/runtime/metrics_util.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace padlock::presence {
 namespace {
-
-prometheus::Counter* MakeCounter(prometheus::Registry* registry, const std::string& name,
-                                 const std::string& help) {
-  if (registry == nullptr) return nullptr;
-  return &prometheus::BuildCounter().Name(name).Help(help).Register(*registry).Add({});
-}
-
-void Inc(prometheus::Counter* counter, double by = 1) {
-  if (counter != nullptr && by > 0) counter->Increment(by);
-}
 
 std::string DeviceName(const DeviceKey& device) {
   return absl::StrCat(device.user_id, ":", device.device_id);
@@ -43,16 +34,16 @@ PresenceRegistry::PresenceRegistry(PresenceOptions options, PresenceStore* store
                            .Register(*metrics)
                            .Add({});
   }
-  connects_ = MakeCounter(metrics, "padlock_presence_connects_total", "Connects registered");
-  disconnects_ = MakeCounter(metrics, "padlock_presence_disconnects_total",
+  connects_ = runtime::MakeCounter(metrics, "padlock_presence_connects_total", "Connects registered");
+  disconnects_ = runtime::MakeCounter(metrics, "padlock_presence_disconnects_total",
                              "Disconnects of the current connection");
-  displacements_ = MakeCounter(metrics, "padlock_presence_displacements_total",
+  displacements_ = runtime::MakeCounter(metrics, "padlock_presence_displacements_total",
                                "Connects that replaced a live connection of the same device");
-  expired_ = MakeCounter(metrics, "padlock_presence_expired_total",
+  expired_ = runtime::MakeCounter(metrics, "padlock_presence_expired_total",
                          "Registry entries removed by the sweep (gateway stopped heartbeating)");
-  events_published_ = MakeCounter(metrics, "padlock_presence_events_published_total",
+  events_published_ = runtime::MakeCounter(metrics, "padlock_presence_events_published_total",
                                   "Presence events published to subscriber device channels");
-  publish_failures_ = MakeCounter(metrics, "padlock_presence_publish_failures_total",
+  publish_failures_ = runtime::MakeCounter(metrics, "padlock_presence_publish_failures_total",
                                   "Event publications that failed (Redis unreachable)");
 }
 
@@ -66,14 +57,14 @@ void PresenceRegistry::Notify(const UserState& user) {
   absl::StatusOr<std::vector<DeviceKey>> subscribers =
       store_->Subscribers(user.user_id, clock_->NowMs());
   if (!subscribers.ok()) {
-    Inc(publish_failures_);
+    runtime::Increment(publish_failures_);
     return;
   }
   if (subscribers->empty()) return;
   if (publisher_->PublishPresence(*subscribers, ViewOf(user)).ok()) {
-    Inc(events_published_, static_cast<double>(subscribers->size()));
+    runtime::Increment(events_published_, static_cast<double>(subscribers->size()));
   } else {
-    Inc(publish_failures_);
+    runtime::Increment(publish_failures_);
   }
 }
 
@@ -87,12 +78,12 @@ absl::StatusOr<uint64_t> PresenceRegistry::Connect(const DeviceKey& device,
                         absl::StrCat("connect ", DeviceName(device), ": ",
                                      outcome.status().message()));
   }
-  Inc(connects_);
+  runtime::Increment(connects_);
   if (outcome->displaced_epoch != 0) {
-    Inc(displacements_);
+    runtime::Increment(displacements_);
     // Best effort: should the event be lost, the old gateway learns it from its next
     // Heartbeat, which reports the old epoch as stale.
-    if (!publisher_->PublishDisplaced(device, outcome->epoch).ok()) Inc(publish_failures_);
+    if (!publisher_->PublishDisplaced(device, outcome->epoch).ok()) runtime::Increment(publish_failures_);
   }
   const bool visibility_changed = outcome->previous_visibility != outcome->user.visibility;
   if ((outcome->came_online && outcome->user.visibility == Visibility::kEveryone) ||
@@ -110,7 +101,7 @@ absl::StatusOr<bool> PresenceRegistry::Disconnect(const DeviceKey& device, uint6
                                      outcome.status().message()));
   }
   if (!outcome->was_current) return false;
-  Inc(disconnects_);
+  runtime::Increment(disconnects_);
   if (outcome->went_offline && outcome->user.visibility == Visibility::kEveryone) {
     Notify(outcome->user);
   }
@@ -194,7 +185,7 @@ absl::StatusOr<int> PresenceRegistry::Sweep() {
       ++went_offline;
       if (entry.user.visibility == Visibility::kEveryone) Notify(entry.user);
     }
-    Inc(expired_, devices);
+    runtime::Increment(expired_, devices);
   }
   if (online_devices_ != nullptr) {
     absl::StatusOr<int64_t> count = store_->CountEntries();
