@@ -1,0 +1,601 @@
+#include "clients/sdk/local_store.h"
+
+#include <fcntl.h>
+#include <sqlcipher/sqlite3.h>
+#include <signal/signal_protocol.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace padlock::client {
+namespace {
+
+// Version 1. Ids of remote parties are (user_id, device_id) as libsignal addresses them.
+constexpr const char* kSchemaV1 = R"sql(
+CREATE TABLE local_identity (
+  singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+  public_key BLOB NOT NULL,
+  private_key BLOB NOT NULL,
+  registration_id INTEGER NOT NULL
+);
+CREATE TABLE signed_prekeys (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
+CREATE TABLE prekeys (id INTEGER PRIMARY KEY, record BLOB NOT NULL);
+CREATE TABLE sessions (
+  user_id TEXT NOT NULL, device_id INTEGER NOT NULL,
+  record BLOB NOT NULL, user_record BLOB,
+  PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE remote_identities (
+  user_id TEXT NOT NULL, device_id INTEGER NOT NULL,
+  public_key BLOB NOT NULL,
+  PRIMARY KEY (user_id, device_id)
+);
+CREATE TABLE sender_keys (
+  group_id BLOB NOT NULL, user_id TEXT NOT NULL, device_id INTEGER NOT NULL,
+  record BLOB NOT NULL, user_record BLOB,
+  PRIMARY KEY (group_id, user_id, device_id)
+);
+CREATE TABLE verified_device_lists (
+  user_id TEXT PRIMARY KEY,
+  version INTEGER NOT NULL,
+  signed_list BLOB NOT NULL
+);
+CREATE TABLE messages (
+  row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id BLOB NOT NULL UNIQUE,
+  conversation TEXT NOT NULL,
+  sender_user_id TEXT NOT NULL,
+  sender_device_id INTEGER NOT NULL,
+  content_kind INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  sent_at_ms INTEGER NOT NULL,
+  received_at_ms INTEGER NOT NULL,
+  outgoing INTEGER NOT NULL
+);
+PRAGMA user_version = 1;
+)sql";
+
+absl::Status SqlError(sqlite3* db, std::string_view what) {
+  return absl::InternalError(absl::StrCat(std::string(what), ": sqlite: ", sqlite3_errmsg(db)));
+}
+
+// A prepared statement with positional binds; finalized on destruction.
+class Statement {
+ public:
+  Statement(sqlite3* db, const char* sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr);
+  }
+  ~Statement() { sqlite3_finalize(stmt_); }
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+
+  bool ok() const { return rc_ == SQLITE_OK; }
+  Statement& Bind(int i, int64_t v) {
+    if (ok()) rc_ = sqlite3_bind_int64(stmt_, i, v);
+    return *this;
+  }
+  Statement& Bind(int i, std::string_view text) {
+    if (ok()) rc_ = sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()),
+                                      SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& BindBlob(int i, const void* data, size_t len) {
+    // A zero-length blob must still be a blob, not NULL.
+    if (ok()) rc_ = sqlite3_bind_blob(stmt_, i, len == 0 ? "" : data, static_cast<int>(len),
+                                      SQLITE_TRANSIENT);
+    return *this;
+  }
+  // SQLITE_ROW, SQLITE_DONE or an error code.
+  int Step() { return ok() ? sqlite3_step(stmt_) : rc_; }
+  int64_t Int(int col) { return sqlite3_column_int64(stmt_, col); }
+  bool IsNull(int col) { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+  std::string Blob(int col) {
+    const void* data = sqlite3_column_blob(stmt_, col);
+    const int len = sqlite3_column_bytes(stmt_, col);
+    return data == nullptr ? std::string() : std::string(static_cast<const char*>(data), len);
+  }
+  absl::Status Done(std::string_view what) {
+    const int rc = Step();
+    if (rc != SQLITE_DONE) return SqlError(db_, what);
+    return absl::OkStatus();
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+  int rc_;
+};
+
+std::string_view Name(const signal_protocol_address* address) {
+  return std::string_view(address->name, address->name_len);
+}
+
+// Copies bytes into a fresh signal_buffer (libsignal frees it); nullptr on allocation failure.
+signal_buffer* NewBuffer(const std::string& bytes) {
+  return signal_buffer_create(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+}
+
+LocalStore* Self(void* user_data) { return static_cast<LocalStore*>(user_data); }
+
+// ---- session store. load_session returns 1 (found) / 0 (none) / negative error. ----
+
+int LoadSessionCb(signal_buffer** record, signal_buffer** user_record,
+                  const signal_protocol_address* address, void* user_data) {
+  Statement s(Self(user_data)->db(),
+              "SELECT record, user_record FROM sessions WHERE user_id = ? AND device_id = ?");
+  s.Bind(1, Name(address)).Bind(2, address->device_id);
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return 0;
+  if (rc != SQLITE_ROW) return SG_ERR_UNKNOWN;
+  *record = NewBuffer(s.Blob(0));
+  if (*record == nullptr) return SG_ERR_NOMEM;
+  if (user_record != nullptr && !s.IsNull(1)) {
+    *user_record = NewBuffer(s.Blob(1));
+    if (*user_record == nullptr) {
+      signal_buffer_free(*record);
+      *record = nullptr;
+      return SG_ERR_NOMEM;
+    }
+  }
+  return 1;
+}
+
+int GetSubDeviceSessionsCb(signal_int_list** sessions, const char* name, size_t name_len,
+                           void* user_data) {
+  Statement s(Self(user_data)->db(),
+              "SELECT device_id FROM sessions WHERE user_id = ? AND device_id != 1 "
+              "ORDER BY device_id");
+  s.Bind(1, std::string_view(name, name_len));
+  signal_int_list* list = signal_int_list_alloc();
+  if (list == nullptr) return SG_ERR_NOMEM;
+  int count = 0;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    if (signal_int_list_push_back(list, static_cast<int>(s.Int(0))) < 0) {
+      signal_int_list_free(list);
+      return SG_ERR_NOMEM;
+    }
+    ++count;
+  }
+  if (rc != SQLITE_DONE) {
+    signal_int_list_free(list);
+    return SG_ERR_UNKNOWN;
+  }
+  *sessions = list;
+  return count;
+}
+
+int StoreSessionCb(const signal_protocol_address* address, uint8_t* record, size_t record_len,
+                   uint8_t* user_record, size_t user_record_len, void* user_data) {
+  Statement s(Self(user_data)->db(),
+              "INSERT OR REPLACE INTO sessions (user_id, device_id, record, user_record) "
+              "VALUES (?, ?, ?, ?)");
+  s.Bind(1, Name(address)).Bind(2, address->device_id).BindBlob(3, record, record_len);
+  if (user_record != nullptr) s.BindBlob(4, user_record, user_record_len);
+  return s.Step() == SQLITE_DONE ? SG_SUCCESS : SG_ERR_UNKNOWN;
+}
+
+int ContainsSessionCb(const signal_protocol_address* address, void* user_data) {
+  Statement s(Self(user_data)->db(),
+              "SELECT 1 FROM sessions WHERE user_id = ? AND device_id = ?");
+  s.Bind(1, Name(address)).Bind(2, address->device_id);
+  const int rc = s.Step();
+  if (rc == SQLITE_ROW) return 1;
+  return rc == SQLITE_DONE ? 0 : SG_ERR_UNKNOWN;
+}
+
+int DeleteSessionCb(const signal_protocol_address* address, void* user_data) {
+  sqlite3* db = Self(user_data)->db();
+  Statement s(db, "DELETE FROM sessions WHERE user_id = ? AND device_id = ?");
+  s.Bind(1, Name(address)).Bind(2, address->device_id);
+  if (s.Step() != SQLITE_DONE) return SG_ERR_UNKNOWN;
+  return sqlite3_changes(db);
+}
+
+int DeleteAllSessionsCb(const char* name, size_t name_len, void* user_data) {
+  sqlite3* db = Self(user_data)->db();
+  Statement s(db, "DELETE FROM sessions WHERE user_id = ?");
+  s.Bind(1, std::string_view(name, name_len));
+  if (s.Step() != SQLITE_DONE) return SG_ERR_UNKNOWN;
+  return sqlite3_changes(db);
+}
+
+// ---- prekey stores: load returns SG_SUCCESS or SG_ERR_INVALID_KEY_ID. ----
+
+int LoadFromTable(sqlite3* db, const char* sql, signal_buffer** record, uint32_t id) {
+  Statement s(db, sql);
+  s.Bind(1, static_cast<int64_t>(id));
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return SG_ERR_INVALID_KEY_ID;
+  if (rc != SQLITE_ROW) return SG_ERR_UNKNOWN;
+  *record = NewBuffer(s.Blob(0));
+  return *record == nullptr ? SG_ERR_NOMEM : SG_SUCCESS;
+}
+
+int ExecWithId(sqlite3* db, const char* sql, uint32_t id) {
+  Statement s(db, sql);
+  s.Bind(1, static_cast<int64_t>(id));
+  return s.Step() == SQLITE_DONE ? SG_SUCCESS : SG_ERR_UNKNOWN;
+}
+
+int ContainsId(sqlite3* db, const char* sql, uint32_t id) {
+  Statement s(db, sql);
+  s.Bind(1, static_cast<int64_t>(id));
+  const int rc = s.Step();
+  if (rc == SQLITE_ROW) return 1;
+  return rc == SQLITE_DONE ? 0 : SG_ERR_UNKNOWN;
+}
+
+int StoreWithId(sqlite3* db, const char* sql, uint32_t id, const uint8_t* record, size_t len) {
+  Statement s(db, sql);
+  s.Bind(1, static_cast<int64_t>(id)).BindBlob(2, record, len);
+  return s.Step() == SQLITE_DONE ? SG_SUCCESS : SG_ERR_UNKNOWN;
+}
+
+int LoadPreKeyCb(signal_buffer** record, uint32_t id, void* user_data) {
+  return LoadFromTable(Self(user_data)->db(), "SELECT record FROM prekeys WHERE id = ?", record,
+                       id);
+}
+int StorePreKeyCb(uint32_t id, uint8_t* record, size_t len, void* user_data) {
+  return StoreWithId(Self(user_data)->db(),
+                     "INSERT OR REPLACE INTO prekeys (id, record) VALUES (?, ?)", id, record, len);
+}
+int ContainsPreKeyCb(uint32_t id, void* user_data) {
+  return ContainsId(Self(user_data)->db(), "SELECT 1 FROM prekeys WHERE id = ?", id);
+}
+int RemovePreKeyCb(uint32_t id, void* user_data) {
+  return ExecWithId(Self(user_data)->db(), "DELETE FROM prekeys WHERE id = ?", id);
+}
+
+int LoadSignedPreKeyCb(signal_buffer** record, uint32_t id, void* user_data) {
+  return LoadFromTable(Self(user_data)->db(), "SELECT record FROM signed_prekeys WHERE id = ?",
+                       record, id);
+}
+int StoreSignedPreKeyCb(uint32_t id, uint8_t* record, size_t len, void* user_data) {
+  return StoreWithId(Self(user_data)->db(),
+                     "INSERT OR REPLACE INTO signed_prekeys (id, record) VALUES (?, ?)", id,
+                     record, len);
+}
+int ContainsSignedPreKeyCb(uint32_t id, void* user_data) {
+  return ContainsId(Self(user_data)->db(), "SELECT 1 FROM signed_prekeys WHERE id = ?", id);
+}
+int RemoveSignedPreKeyCb(uint32_t id, void* user_data) {
+  return ExecWithId(Self(user_data)->db(), "DELETE FROM signed_prekeys WHERE id = ?", id);
+}
+
+// ---- identity store ----
+
+int GetIdentityKeyPairCb(signal_buffer** public_data, signal_buffer** private_data,
+                         void* user_data) {
+  absl::StatusOr<IdentityKeyPair> identity = Self(user_data)->LoadLocalIdentity();
+  if (!identity.ok()) return SG_ERR_UNKNOWN;
+  *public_data = NewBuffer(identity->public_key);
+  *private_data = NewBuffer(identity->private_key);
+  if (*public_data == nullptr || *private_data == nullptr) {
+    signal_buffer_free(*public_data);
+    signal_buffer_bzero_free(*private_data);
+    *public_data = nullptr;
+    *private_data = nullptr;
+    return SG_ERR_NOMEM;
+  }
+  return SG_SUCCESS;
+}
+
+// Note the argument order: user_data first (unlike every other callback).
+int GetLocalRegistrationIdCb(void* user_data, uint32_t* registration_id) {
+  absl::StatusOr<uint32_t> id = Self(user_data)->LoadRegistrationId();
+  if (!id.ok()) return SG_ERR_UNKNOWN;
+  *registration_id = *id;
+  return SG_SUCCESS;
+}
+
+// A NULL key means "remove the record".
+int SaveIdentityCb(const signal_protocol_address* address, uint8_t* key_data, size_t key_len,
+                   void* user_data) {
+  LocalStore* self = Self(user_data);
+  if (key_data == nullptr) {
+    Statement s(self->db(), "DELETE FROM remote_identities WHERE user_id = ? AND device_id = ?");
+    s.Bind(1, Name(address)).Bind(2, address->device_id);
+    return s.Step() == SQLITE_DONE ? SG_SUCCESS : SG_ERR_UNKNOWN;
+  }
+  const absl::Status status = self->AcceptRemoteIdentity(
+      RemoteAddress{std::string(Name(address)), address->device_id},
+      std::string_view(reinterpret_cast<const char*>(key_data), key_len));
+  return status.ok() ? SG_SUCCESS : SG_ERR_UNKNOWN;
+}
+
+// Trust on first use: trusted when no key is recorded or the recorded key is the same; a
+// different key is untrusted until the user accepts it (AcceptRemoteIdentity).
+int IsTrustedIdentityCb(const signal_protocol_address* address, uint8_t* key_data,
+                        size_t key_len, void* user_data) {
+  absl::StatusOr<std::optional<std::string>> known = Self(user_data)->LoadRemoteIdentity(
+      RemoteAddress{std::string(Name(address)), address->device_id});
+  if (!known.ok()) return SG_ERR_UNKNOWN;
+  if (!known->has_value()) return 1;
+  return **known == std::string_view(reinterpret_cast<const char*>(key_data), key_len) ? 1 : 0;
+}
+
+// ---- sender key store: load returns 1 / 0 / negative. ----
+
+int StoreSenderKeyCb(const signal_protocol_sender_key_name* name, uint8_t* record,
+                     size_t record_len, uint8_t* user_record, size_t user_record_len,
+                     void* user_data) {
+  Statement s(Self(user_data)->db(),
+              "INSERT OR REPLACE INTO sender_keys "
+              "(group_id, user_id, device_id, record, user_record) VALUES (?, ?, ?, ?, ?)");
+  s.BindBlob(1, name->group_id, name->group_id_len)
+      .Bind(2, Name(&name->sender))
+      .Bind(3, name->sender.device_id)
+      .BindBlob(4, record, record_len);
+  if (user_record != nullptr) s.BindBlob(5, user_record, user_record_len);
+  return s.Step() == SQLITE_DONE ? SG_SUCCESS : SG_ERR_UNKNOWN;
+}
+
+int LoadSenderKeyCb(signal_buffer** record, signal_buffer** user_record,
+                    const signal_protocol_sender_key_name* name, void* user_data) {
+  Statement s(Self(user_data)->db(),
+              "SELECT record, user_record FROM sender_keys "
+              "WHERE group_id = ? AND user_id = ? AND device_id = ?");
+  s.BindBlob(1, name->group_id, name->group_id_len)
+      .Bind(2, Name(&name->sender))
+      .Bind(3, name->sender.device_id);
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return 0;
+  if (rc != SQLITE_ROW) return SG_ERR_UNKNOWN;
+  *record = NewBuffer(s.Blob(0));
+  if (*record == nullptr) return SG_ERR_NOMEM;
+  if (user_record != nullptr && !s.IsNull(1)) {
+    *user_record = NewBuffer(s.Blob(1));
+    if (*user_record == nullptr) {
+      signal_buffer_free(*record);
+      *record = nullptr;
+      return SG_ERR_NOMEM;
+    }
+  }
+  return 1;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& path,
+                                                              std::string_view passphrase) {
+  // Create the file ourselves so that it never exists with a wider mode than 0600.
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
+  }
+  ::fchmod(fd, 0600);
+  ::close(fd);
+
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE, nullptr);
+  std::unique_ptr<LocalStore> store(new LocalStore(raw));
+  if (rc != SQLITE_OK) return SqlError(raw, absl::StrCat("open ", path));
+
+  if (!passphrase.empty()) {
+    if (passphrase.find('\0') != std::string_view::npos) {
+      return absl::InvalidArgumentError("passphrase contains a NUL byte");
+    }
+    // PRAGMA key with the passphrase as an SQL string literal (quotes doubled); SQLCipher
+    // derives the key from it with PBKDF2.
+    std::string pragma = "PRAGMA key = '";
+    for (char c : passphrase) {
+      pragma.push_back(c);
+      if (c == '\'') pragma.push_back('\'');
+    }
+    pragma += "'";
+    const int key_rc = sqlite3_exec(raw, pragma.c_str(), nullptr, nullptr, nullptr);
+    std::fill(pragma.begin(), pragma.end(), '\0');
+    if (key_rc != SQLITE_OK) return SqlError(raw, "set database key");
+  }
+  // The first read is where SQLCipher finds out whether the key is right.
+  if (sqlite3_exec(raw, "SELECT count(*) FROM sqlite_master", nullptr, nullptr, nullptr) !=
+      SQLITE_OK) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("open ", path, ": wrong passphrase or not a Padlock database"));
+  }
+  if (sqlite3_exec(raw, "PRAGMA foreign_keys = ON; PRAGMA journal_mode = WAL;", nullptr, nullptr,
+                   nullptr) != SQLITE_OK) {
+    return SqlError(raw, "configure database");
+  }
+  if (absl::Status status = store->Migrate(); !status.ok()) return status;
+  return store;
+}
+
+LocalStore::~LocalStore() { sqlite3_close_v2(db_); }
+
+absl::StatusOr<int> LocalStore::SchemaVersion() {
+  Statement s(db_, "PRAGMA user_version");
+  if (s.Step() != SQLITE_ROW) return SqlError(db_, "read schema version");
+  return static_cast<int>(s.Int(0));
+}
+
+absl::Status LocalStore::Migrate() {
+  absl::StatusOr<int> version = SchemaVersion();
+  if (!version.ok()) return version.status();
+  if (*version > kLocalStoreSchemaVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("database schema version ", *version, " is newer than this client (",
+                     kLocalStoreSchemaVersion, ")"));
+  }
+  if (*version == 0) {
+    const std::string sql = absl::StrCat("BEGIN;", kSchemaV1, "COMMIT;");
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+      absl::Status status = SqlError(db_, "create schema v1");
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalStore::SaveLocalIdentity(const IdentityKeyPair& identity,
+                                           uint32_t registration_id) {
+  Statement s(db_,
+              "INSERT INTO local_identity (singleton, public_key, private_key, registration_id) "
+              "VALUES (1, ?, ?, ?)");
+  s.BindBlob(1, identity.public_key.data(), identity.public_key.size())
+      .BindBlob(2, identity.private_key.data(), identity.private_key.size())
+      .Bind(3, static_cast<int64_t>(registration_id));
+  const int rc = s.Step();
+  if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError("local identity already stored");
+  if (rc != SQLITE_DONE) return SqlError(db_, "save local identity");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<IdentityKeyPair> LocalStore::LoadLocalIdentity() {
+  Statement s(db_, "SELECT public_key, private_key FROM local_identity WHERE singleton = 1");
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return absl::NotFoundError("no local identity stored");
+  if (rc != SQLITE_ROW) return SqlError(db_, "load local identity");
+  return IdentityKeyPair{s.Blob(0), s.Blob(1)};
+}
+
+absl::StatusOr<uint32_t> LocalStore::LoadRegistrationId() {
+  Statement s(db_, "SELECT registration_id FROM local_identity WHERE singleton = 1");
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return absl::NotFoundError("no local identity stored");
+  if (rc != SQLITE_ROW) return SqlError(db_, "load registration id");
+  return static_cast<uint32_t>(s.Int(0));
+}
+
+absl::Status LocalStore::StorePreKey(uint32_t id, std::string_view record) {
+  if (StorePreKeyCb(id, reinterpret_cast<uint8_t*>(const_cast<char*>(record.data())),
+                    record.size(), this) != SG_SUCCESS) {
+    return SqlError(db_, "store prekey");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status LocalStore::StoreSignedPreKey(uint32_t id, std::string_view record) {
+  if (StoreSignedPreKeyCb(id, reinterpret_cast<uint8_t*>(const_cast<char*>(record.data())),
+                          record.size(), this) != SG_SUCCESS) {
+    return SqlError(db_, "store signed prekey");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> LocalStore::CountPreKeys() {
+  Statement s(db_, "SELECT count(*) FROM prekeys");
+  if (s.Step() != SQLITE_ROW) return SqlError(db_, "count prekeys");
+  return s.Int(0);
+}
+
+absl::StatusOr<bool> LocalStore::ContainsPreKey(uint32_t id) {
+  const int rc = ContainsPreKeyCb(id, this);
+  if (rc < 0) return SqlError(db_, "find prekey");
+  return rc == 1;
+}
+
+absl::StatusOr<std::optional<std::string>> LocalStore::LoadSession(const RemoteAddress& address) {
+  Statement s(db_, "SELECT record FROM sessions WHERE user_id = ? AND device_id = ?");
+  s.Bind(1, address.user_id).Bind(2, address.device_id);
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return SqlError(db_, "load session");
+  return std::optional<std::string>(s.Blob(0));
+}
+
+absl::StatusOr<bool> LocalStore::ContainsSession(const RemoteAddress& address) {
+  absl::StatusOr<std::optional<std::string>> session = LoadSession(address);
+  if (!session.ok()) return session.status();
+  return session->has_value();
+}
+
+absl::StatusOr<std::optional<std::string>> LocalStore::LoadRemoteIdentity(
+    const RemoteAddress& address) {
+  Statement s(db_,
+              "SELECT public_key FROM remote_identities WHERE user_id = ? AND device_id = ?");
+  s.Bind(1, address.user_id).Bind(2, address.device_id);
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return std::optional<std::string>();
+  if (rc != SQLITE_ROW) return SqlError(db_, "load remote identity");
+  return std::optional<std::string>(s.Blob(0));
+}
+
+absl::Status LocalStore::AcceptRemoteIdentity(const RemoteAddress& address,
+                                              std::string_view public_key) {
+  Statement s(db_,
+              "INSERT OR REPLACE INTO remote_identities (user_id, device_id, public_key) "
+              "VALUES (?, ?, ?)");
+  s.Bind(1, address.user_id).Bind(2, address.device_id)
+      .BindBlob(3, public_key.data(), public_key.size());
+  return s.Done("save remote identity");
+}
+
+absl::Status LocalStore::InTransaction(const std::function<absl::Status()>& body) {
+  if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    return SqlError(db_, "begin transaction");
+  }
+  absl::Status status = body();
+  if (!status.ok()) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    return status;
+  }
+  if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) {
+    absl::Status commit_error = SqlError(db_, "commit transaction");
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    return commit_error;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StoreContextPtr> LocalStore::CreateStoreContext(SignalContext& context) {
+  signal_protocol_store_context* raw = nullptr;
+  if (signal_protocol_store_context_create(&raw, context.get()) < 0) {
+    return absl::InternalError("signal_protocol_store_context_create failed");
+  }
+  StoreContextPtr store_context(raw);
+
+  signal_protocol_session_store session_store{};
+  session_store.load_session_func = &LoadSessionCb;
+  session_store.get_sub_device_sessions_func = &GetSubDeviceSessionsCb;
+  session_store.store_session_func = &StoreSessionCb;
+  session_store.contains_session_func = &ContainsSessionCb;
+  session_store.delete_session_func = &DeleteSessionCb;
+  session_store.delete_all_sessions_func = &DeleteAllSessionsCb;
+  session_store.user_data = this;
+
+  signal_protocol_pre_key_store pre_key_store{};
+  pre_key_store.load_pre_key = &LoadPreKeyCb;
+  pre_key_store.store_pre_key = &StorePreKeyCb;
+  pre_key_store.contains_pre_key = &ContainsPreKeyCb;
+  pre_key_store.remove_pre_key = &RemovePreKeyCb;
+  pre_key_store.user_data = this;
+
+  signal_protocol_signed_pre_key_store signed_store{};
+  signed_store.load_signed_pre_key = &LoadSignedPreKeyCb;
+  signed_store.store_signed_pre_key = &StoreSignedPreKeyCb;
+  signed_store.contains_signed_pre_key = &ContainsSignedPreKeyCb;
+  signed_store.remove_signed_pre_key = &RemoveSignedPreKeyCb;
+  signed_store.user_data = this;
+
+  signal_protocol_identity_key_store identity_store{};
+  identity_store.get_identity_key_pair = &GetIdentityKeyPairCb;
+  identity_store.get_local_registration_id = &GetLocalRegistrationIdCb;
+  identity_store.save_identity = &SaveIdentityCb;
+  identity_store.is_trusted_identity = &IsTrustedIdentityCb;
+  identity_store.user_data = this;
+
+  signal_protocol_sender_key_store sender_store{};
+  sender_store.store_sender_key = &StoreSenderKeyCb;
+  sender_store.load_sender_key = &LoadSenderKeyCb;
+  sender_store.user_data = this;
+
+  if (signal_protocol_store_context_set_session_store(raw, &session_store) < 0 ||
+      signal_protocol_store_context_set_pre_key_store(raw, &pre_key_store) < 0 ||
+      signal_protocol_store_context_set_signed_pre_key_store(raw, &signed_store) < 0 ||
+      signal_protocol_store_context_set_identity_key_store(raw, &identity_store) < 0 ||
+      signal_protocol_store_context_set_sender_key_store(raw, &sender_store) < 0) {
+    return absl::InternalError("configure signal_protocol_store_context failed");
+  }
+  return store_context;
+}
+
+}  // namespace padlock::client
