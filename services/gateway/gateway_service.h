@@ -1,14 +1,104 @@
 #pragma once
-// The gRPC face of the gateway service: validates requests, converts proto ↔ domain types, calls
-// the logic and maps absl::Status to grpc::Status (services/common/runtime/status.h).
+// The gRPC face of the gateway service: validates requests, authenticates the caller's bearer
+// token, converts proto ↔ domain types, runs the logic or relays to the key-directory, and maps
+// absl::Status to grpc::Status (services/common/runtime/status.h).
+//
+// Threading: the callback API; everything that waits on Redis or another service runs on a
+// BoundedExecutor, never on a gRPC callback thread (STYLE.md). Validation and token verification
+// (pure CPU) run inline; a full executor queue answers RESOURCE_EXHAUSTED at once.
+//
+// This increment: authentication and the unary rpcs. Connect (the device stream) answers
+// UNIMPLEMENTED.
 
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
 #include "padlock/v1/gateway.grpc.pb.h"
+#include "services/common/runtime/executor.h"
+#include "services/gateway/authenticator.h"
+#include "services/gateway/rate_limiter.h"
+#include "services/gateway/turn.h"
+
+namespace prometheus {
+class Histogram;
+class Registry;
+template <typename T>
+class Family;
+}  // namespace prometheus
 
 namespace padlock::gateway {
 
-// padlock.v1.Gateway: every rpc answers UNIMPLEMENTED until the gateway issue (#6) fills it in —
-// never a fake success. The class exists so that main() registers the real service name, so health,
-// reflection and metrics already cover it. Thread-safe (stateless).
-class GatewayService final : public padlock::v1::Gateway::CallbackService {};
+class KeyDirectoryClient;
+
+// Trailing metadata key carrying the retry delay (decimal ms) of a rate-limited call.
+inline constexpr char kRetryAfterMetadata[] = "retry-after-ms";
+
+struct GatewayLimits {
+  // Register calls per client address (the peer's IP, port dropped).
+  RateLimit register_per_address = {.burst = 5, .per_second = 1.0 / 720};
+};
+
+// padlock.v1.Gateway. Thread-safe; every pointer must outlive the server. `metrics` may be null.
+class GatewayService final : public padlock::v1::Gateway::CallbackService {
+ public:
+  GatewayService(Authenticator* auth, KeyDirectoryClient* key_directory, RateLimiter* limiter,
+                 runtime::BoundedExecutor* executor, GatewayLimits limits, TurnOptions turn,
+                 prometheus::Registry* metrics = nullptr);
+
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
+                                     const padlock::v1::RegisterRequest* request,
+                                     padlock::v1::RegisterResponse* response) override;
+  grpc::ServerUnaryReactor* GetChallenge(grpc::CallbackServerContext* context,
+                                         const padlock::v1::GetChallengeRequest* request,
+                                         padlock::v1::GetChallengeResponse* response) override;
+  grpc::ServerUnaryReactor* Login(grpc::CallbackServerContext* context,
+                                  const padlock::v1::LoginRequest* request,
+                                  padlock::v1::LoginResponse* response) override;
+  grpc::ServerUnaryReactor* PublishDeviceList(
+      grpc::CallbackServerContext* context,
+      const padlock::v1::GatewayPublishDeviceListRequest* request,
+      padlock::v1::PublishDeviceListResponse* response) override;
+  grpc::ServerUnaryReactor* PublishPreKeys(grpc::CallbackServerContext* context,
+                                           const padlock::v1::GatewayPublishPreKeysRequest* request,
+                                           padlock::v1::PublishPreKeysResponse* response) override;
+  grpc::ServerUnaryReactor* ClaimBundles(grpc::CallbackServerContext* context,
+                                         const padlock::v1::GatewayClaimBundlesRequest* request,
+                                         padlock::v1::ClaimBundlesResponse* response) override;
+  grpc::ServerUnaryReactor* GetDeviceList(grpc::CallbackServerContext* context,
+                                          const padlock::v1::GetDeviceListRequest* request,
+                                          padlock::v1::GetDeviceListResponse* response) override;
+  grpc::ServerUnaryReactor* ChangeIdentity(
+      grpc::CallbackServerContext* context,
+      const padlock::v1::GatewayChangeIdentityRequest* request,
+      padlock::v1::ChangeIdentityResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteAccount(grpc::CallbackServerContext* context,
+                                          const padlock::v1::GatewayDeleteAccountRequest* request,
+                                          padlock::v1::DeleteAccountResponse* response) override;
+  grpc::ServerUnaryReactor* GetTurnCredentials(
+      grpc::CallbackServerContext* context, const padlock::v1::GetTurnCredentialsRequest* request,
+      padlock::v1::GetTurnCredentialsResponse* response) override;
+
+ private:
+  // Finishes at once with `status`.
+  static grpc::ServerUnaryReactor* Reject(grpc::CallbackServerContext* context,
+                                          const absl::Status& status);
+  // Runs `work` (returning absl::Status) on the executor and finishes with its status.
+  template <typename Work>
+  grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* context, Work work);
+  // One key-directory call: deadline, latency metric, trailing retry-after copied to `server`.
+  template <typename Call>
+  absl::Status Relay(grpc::CallbackServerContext* server, const std::string& method, Call call);
+  // The caller's token claims (Unauthenticated, identical message, when missing or invalid).
+  absl::StatusOr<SessionClaims> Caller(grpc::CallbackServerContext* context);
+
+  Authenticator* const auth_;
+  KeyDirectoryClient* const key_directory_;
+  RateLimiter* const limiter_;
+  runtime::BoundedExecutor* const executor_;
+  const GatewayLimits limits_;
+  const TurnOptions turn_;
+  prometheus::Family<prometheus::Histogram>* relay_latency_ = nullptr;
+};
 
 }  // namespace padlock::gateway

@@ -3,13 +3,20 @@
 
 #include "services/common/redis/redis_client.h"
 #include "services/common/runtime/config.h"
+#include "services/common/runtime/executor.h"
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/server.h"
 #include "services/common/wiring/wiring.h"
+#include "services/gateway/authenticator.h"
+#include "services/gateway/gateway_config.h"
 #include "services/gateway/gateway_service.h"
+#include "services/gateway/key_directory_client.h"
+#include "services/gateway/redis_adapters.h"
+#include "services/gateway/session_token.h"
 
 namespace runtime = padlock::runtime;
 namespace wiring = padlock::wiring;
+namespace gateway = padlock::gateway;
 
 int main() {
   auto config = runtime::Config::FromEnvironment();
@@ -27,6 +34,7 @@ int main() {
       wiring::TargetFromConfig(config, "PRESENCE", "dns:///127.0.0.1:7410");
   const absl::Duration dependency_timeout = config.Duration(
       "PADLOCK_DEPENDENCY_TIMEOUT", absl::Seconds(1), absl::Milliseconds(10), absl::Minutes(1));
+  gateway::GatewaySettings settings = gateway::GatewaySettingsFromConfig(config);
   runtime::ExitIfInvalid(config);
 
   auto redis = padlock::redis::RedisClient::Create(std::move(redis_options));
@@ -38,7 +46,19 @@ int main() {
   auto message_queue = wiring::MakeInternalChannel(message_queue_target);
   auto presence = wiring::MakeInternalChannel(presence_target);
 
-  padlock::gateway::GatewayService service;
+  gateway::SessionTokens tokens(settings.token_secret, settings.token_secret_previous);
+  gateway::RedisChallengeStore challenges(redis->get());
+  gateway::RedisRateLimiter limiter(redis->get());
+  gateway::KeyDirectoryClient key_directory_client(key_directory, settings.key_directory_deadline);
+  gateway::Authenticator authenticator(&challenges, &key_directory_client, &tokens, settings.auth,
+                                       &runner.metrics());
+  runtime::BoundedExecutor executor("gateway", settings.workers, settings.queue);
+  gateway::GatewayService service(&authenticator, &key_directory_client, &limiter, &executor,
+                                  settings.limits, settings.turn, &runner.metrics());
+  const bool has_previous = !settings.token_secret_previous.empty();
+  runtime::LogInfo("session tokens",
+                   {{"key_id", tokens.current_key_id()}, {"previous_secret", has_previous}});
+
   runner.AddService(&service);
   runner.AddReadinessCheck("redis", [&] { return wiring::CheckRedis(**redis); });
   runner.AddReadinessCheck("key-directory", [&] {
@@ -55,5 +75,6 @@ int main() {
     return 1;
   }
   runner.Wait();
+  executor.Shutdown();
   return 0;
 }

@@ -1,0 +1,44 @@
+#pragma once
+// Gateway settings from the environment (errors recorded in `config`, as every getter does):
+//   PADLOCK_TOKEN_SECRET                 required: session-token HMAC secret, ≥ 32 bytes, hex or
+//                                        base64 (same value on every replica)
+//   PADLOCK_TOKEN_SECRET_PREVIOUS        optional: the secret before the last rotation
+//                                        (verification only)
+//   PADLOCK_TOKEN_TTL                    session-token lifetime (default 1h)
+//   PADLOCK_CHALLENGE_TTL                login-challenge lifetime (default 60s)
+//   PADLOCK_GATEWAY_AUDIENCE             audience in login statements (default "padlock")
+//   PADLOCK_KEY_DIRECTORY_DEADLINE       deadline of each key-directory call (default 2s)
+//   PADLOCK_REGISTER_BURST               registrations per client address in a burst (default 5)
+//   PADLOCK_REGISTER_REFILL              one more registration allowed per this period
+//                                        (default 12m)
+//   PADLOCK_RATE_LIMIT_PROFILE           production (default) | test: test raises every limit
+//                                        to 1e6 burst / 1e6 per second (tests, benchmarks)
+//   PADLOCK_TURN_SECRET                  coturn static-auth-secret (unset: no TURN)
+//   PADLOCK_TURN_URLS                    comma-separated turn:/turns: URLs
+//   PADLOCK_TURN_TTL                     TURN credential lifetime (default 1h)
+//   PADLOCK_GATEWAY_WORKERS              executor threads for blocking calls (default 16)
+//   PADLOCK_GATEWAY_QUEUE                executor queue bound (default 4096)
+
+#include <string>
+
+#include "services/common/runtime/config.h"
+#include "services/gateway/authenticator.h"
+#include "services/gateway/gateway_service.h"
+#include "services/gateway/turn.h"
+
+namespace padlock::gateway {
+
+struct GatewaySettings {
+  std::string token_secret;           // raw bytes
+  std::string token_secret_previous;  // raw bytes; empty when unset
+  AuthOptions auth;
+  absl::Duration key_directory_deadline = absl::Seconds(2);
+  GatewayLimits limits;
+  TurnOptions turn;
+  int workers = 16;
+  size_t queue = 4096;
+};
+
+GatewaySettings GatewaySettingsFromConfig(runtime::Config& config);
+
+}  // namespace padlock::gateway

@@ -1,0 +1,303 @@
+#include "services/gateway/gateway_service.h"
+
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <string>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/runtime/absl_compat.h"
+#include "services/common/runtime/logging.h"
+#include "services/common/runtime/status.h"
+#include "services/common/statement/ids.h"
+#include "services/gateway/key_directory_client.h"
+
+namespace padlock::gateway {
+namespace {
+
+namespace v1 = padlock::v1;
+
+absl::StatusOr<DeviceRef> ToDevice(const v1::DeviceAddress& address, const std::string& field) {
+  if (!statement::IsValidUserId(address.user_id())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ".user_id: not a user id (E.164 or [a-z0-9._-]{3,32})"));
+  }
+  if (address.device_id() == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ".device_id: required (not 0)"));
+  }
+  return DeviceRef{address.user_id(), address.device_id()};
+}
+
+void SetAddress(const SessionClaims& claims, v1::DeviceAddress* out) {
+  out->set_user_id(claims.user_id);
+  out->set_device_id(claims.device_id);
+}
+
+// "ipv4:1.2.3.4:5678" → "ipv4:1.2.3.4"; "ipv6:[::1]:5678" → "ipv6:[::1]". The port changes per
+// connection, so buckets are per address.
+std::string PeerAddress(const std::string& peer) {
+  const size_t colon = peer.rfind(':');
+  const size_t scheme = peer.find(':');
+  if (colon == std::string::npos || colon == scheme) return peer;
+  return peer.substr(0, colon);
+}
+
+int64_t UnixMillis(absl::Time t) { return absl::ToUnixMillis(t); }
+
+}  // namespace
+
+GatewayService::GatewayService(Authenticator* auth, KeyDirectoryClient* key_directory,
+                               RateLimiter* limiter, runtime::BoundedExecutor* executor,
+                               GatewayLimits limits, TurnOptions turn,
+                               prometheus::Registry* metrics)
+    : auth_(auth),
+      key_directory_(key_directory),
+      limiter_(limiter),
+      executor_(executor),
+      limits_(limits),
+      turn_(std::move(turn)) {
+  if (metrics != nullptr) {
+    relay_latency_ = &prometheus::BuildHistogram()
+                          .Name("padlock_gateway_relay_latency_seconds")
+                          .Help("Latency of calls relayed to internal services, by rpc name")
+                          .Register(*metrics);
+  }
+}
+
+grpc::ServerUnaryReactor* GatewayService::Reject(grpc::CallbackServerContext* context,
+                                                 const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(runtime::ToGrpcStatus(status));
+  return reactor;
+}
+
+template <typename Work>
+grpc::ServerUnaryReactor* GatewayService::Offload(grpc::CallbackServerContext* context,
+                                                  Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status submitted = executor_->Submit([reactor, work = std::move(work)]() mutable {
+    reactor->Finish(runtime::ToGrpcStatus(work()));
+  });
+  if (!submitted.ok()) {
+    reactor->Finish(runtime::ToGrpcStatus(
+        absl::Status(submitted.code(), absl::StrCat("gateway busy: ", submitted.message()))));
+  }
+  return reactor;
+}
+
+template <typename Call>
+absl::Status GatewayService::Relay(grpc::CallbackServerContext* server, const std::string& method,
+                                   Call call) {
+  grpc::ClientContext client;
+  key_directory_->Prepare(client);
+  const absl::Time start = absl::Now();
+  grpc::Status status = call(&client);
+  if (relay_latency_ != nullptr) {
+    static const prometheus::Histogram::BucketBoundaries kBuckets = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+    relay_latency_->Add({{"method", method}}, kBuckets)
+        .Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  }
+  const auto& trailers = client.GetServerTrailingMetadata();
+  if (auto it = trailers.find(kRetryAfterMetadata); it != trailers.end()) {
+    server->AddTrailingMetadata(kRetryAfterMetadata,
+                                std::string(it->second.data(), it->second.size()));
+  }
+  return runtime::FromGrpcStatus(status);
+}
+
+absl::StatusOr<SessionClaims> GatewayService::Caller(grpc::CallbackServerContext* context) {
+  const auto& metadata = context->client_metadata();
+  std::optional<std::string_view> header;
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    header = std::string_view(it->second.data(), it->second.size());
+  }
+  return auth_->Authenticate(header);
+}
+
+grpc::ServerUnaryReactor* GatewayService::Register(grpc::CallbackServerContext* context,
+                                                   const v1::RegisterRequest* request,
+                                                   v1::RegisterResponse* response) {
+  return Offload(context, [this, context, request, response]() -> absl::Status {
+    const std::string bucket =
+        absl::StrCat("gateway:ratelimit:register:{", PeerAddress(context->peer()), "}");
+    absl::StatusOr<absl::Duration> wait = limiter_->Take(bucket, limits_.register_per_address);
+    if (!wait.ok()) return wait.status();
+    if (*wait > absl::ZeroDuration()) {
+      const int64_t ms = absl::ToInt64Milliseconds(*wait);
+      context->AddTrailingMetadata(kRetryAfterMetadata, absl::StrCat(ms));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("registration rate limit for this address; retry after ", ms, " ms"));
+    }
+    return Relay(context, "Register", [&](grpc::ClientContext* client) {
+      return key_directory_->stub().Register(client, *request, response);
+    });
+  });
+}
+
+grpc::ServerUnaryReactor* GatewayService::GetChallenge(grpc::CallbackServerContext* context,
+                                                       const v1::GetChallengeRequest* request,
+                                                       v1::GetChallengeResponse* response) {
+  absl::StatusOr<DeviceRef> device = ToDevice(request->device(), "device");
+  if (!device.ok()) return Reject(context, device.status());
+  return Offload(context, [this, device = *std::move(device), response]() -> absl::Status {
+    absl::StatusOr<Challenge> challenge = auth_->NewChallenge(device);
+    if (!challenge.ok()) return challenge.status();
+    response->set_challenge(challenge->challenge);
+    response->set_expires_at_ms(static_cast<uint64_t>(UnixMillis(challenge->expires_at)));
+    response->set_audience(challenge->audience);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* GatewayService::Login(grpc::CallbackServerContext* context,
+                                                const v1::LoginRequest* request,
+                                                v1::LoginResponse* response) {
+  absl::StatusOr<DeviceRef> device = ToDevice(request->device(), "device");
+  if (!device.ok()) return Reject(context, device.status());
+  return Offload(context,
+                 [this, device = *std::move(device), request, response]() -> absl::Status {
+                   absl::StatusOr<Session> session =
+                       auth_->Login(device, request->challenge(), request->signature());
+                   if (!session.ok()) return session.status();
+                   response->set_token(session->token);
+                   response->set_expires_at_ms(
+                       static_cast<uint64_t>(UnixMillis(session->expires_at)));
+                   response->set_device_list_version(session->device_list_version);
+                   return absl::OkStatus();
+                 });
+}
+
+grpc::ServerUnaryReactor* GatewayService::PublishDeviceList(
+    grpc::CallbackServerContext* context, const v1::GatewayPublishDeviceListRequest* request,
+    v1::PublishDeviceListResponse* response) {
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  return Offload(context,
+                 [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
+                   if (absl::Status s = auth_->CheckCurrent(caller); !s.ok()) return s;
+                   v1::PublishDeviceListRequest internal;
+                   SetAddress(caller, internal.mutable_caller());
+                   *internal.mutable_device_list() = request->device_list();
+                   *internal.mutable_new_device_keys() = request->new_device_keys();
+                   return Relay(context, "PublishDeviceList", [&](grpc::ClientContext* client) {
+                     return key_directory_->stub().PublishDeviceList(client, internal, response);
+                   });
+                 });
+}
+
+grpc::ServerUnaryReactor* GatewayService::PublishPreKeys(
+    grpc::CallbackServerContext* context, const v1::GatewayPublishPreKeysRequest* request,
+    v1::PublishPreKeysResponse* response) {
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  return Offload(context,
+                 [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
+                   v1::PublishPreKeysRequest internal;
+                   SetAddress(caller, internal.mutable_device());
+                   if (request->has_signed_prekey()) {
+                     *internal.mutable_signed_prekey() = request->signed_prekey();
+                   }
+                   *internal.mutable_one_time_prekeys() = request->one_time_prekeys();
+                   return Relay(context, "PublishPreKeys", [&](grpc::ClientContext* client) {
+                     return key_directory_->stub().PublishPreKeys(client, internal, response);
+                   });
+                 });
+}
+
+grpc::ServerUnaryReactor* GatewayService::ClaimBundles(
+    grpc::CallbackServerContext* context, const v1::GatewayClaimBundlesRequest* request,
+    v1::ClaimBundlesResponse* response) {
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  return Offload(context,
+                 [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
+                   v1::ClaimBundlesRequest internal;
+                   SetAddress(caller, internal.mutable_requester());
+                   internal.set_user_id(request->user_id());
+                   internal.set_device_id(request->device_id());
+                   return Relay(context, "ClaimBundles", [&](grpc::ClientContext* client) {
+                     return key_directory_->stub().ClaimBundles(client, internal, response);
+                   });
+                 });
+}
+
+grpc::ServerUnaryReactor* GatewayService::GetDeviceList(grpc::CallbackServerContext* context,
+                                                        const v1::GetDeviceListRequest* request,
+                                                        v1::GetDeviceListResponse* response) {
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  return Offload(context, [this, context, request, response]() -> absl::Status {
+    return Relay(context, "GetDeviceList", [&](grpc::ClientContext* client) {
+      return key_directory_->stub().GetDeviceList(client, *request, response);
+    });
+  });
+}
+
+grpc::ServerUnaryReactor* GatewayService::ChangeIdentity(
+    grpc::CallbackServerContext* context, const v1::GatewayChangeIdentityRequest* request,
+    v1::ChangeIdentityResponse* response) {
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  return Offload(context,
+                 [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
+                   if (absl::Status s = auth_->CheckCurrent(caller); !s.ok()) return s;
+                   v1::ChangeIdentityRequest internal;
+                   SetAddress(caller, internal.mutable_device());
+                   internal.set_new_identity_key(request->new_identity_key());
+                   internal.set_new_registration_id(request->new_registration_id());
+                   if (request->has_new_signed_prekey()) {
+                     *internal.mutable_new_signed_prekey() = request->new_signed_prekey();
+                   }
+                   *internal.mutable_new_one_time_prekeys() = request->new_one_time_prekeys();
+                   internal.set_change_signature(request->change_signature());
+                   if (request->has_device_list()) {
+                     *internal.mutable_device_list() = request->device_list();
+                   }
+                   return Relay(context, "ChangeIdentity", [&](grpc::ClientContext* client) {
+                     return key_directory_->stub().ChangeIdentity(client, internal, response);
+                   });
+                 });
+}
+
+grpc::ServerUnaryReactor* GatewayService::DeleteAccount(
+    grpc::CallbackServerContext* context, const v1::GatewayDeleteAccountRequest* /*request*/,
+    v1::DeleteAccountResponse* response) {
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  return Offload(context,
+                 [this, context, caller = *std::move(caller), response]() -> absl::Status {
+                   if (absl::Status s = auth_->CheckCurrent(caller); !s.ok()) return s;
+                   v1::DeleteAccountRequest internal;
+                   SetAddress(caller, internal.mutable_caller());
+                   absl::Status status =
+                       Relay(context, "DeleteAccount", [&](grpc::ClientContext* client) {
+                         return key_directory_->stub().DeleteAccount(client, internal, response);
+                       });
+                   if (status.ok()) {
+                     runtime::LogInfo("account deleted",
+                                      {{"user", runtime::HashUserId(caller.user_id)}});
+                   }
+                   return status;
+                 });
+}
+
+grpc::ServerUnaryReactor* GatewayService::GetTurnCredentials(
+    grpc::CallbackServerContext* context, const v1::GetTurnCredentialsRequest* /*request*/,
+    v1::GetTurnCredentialsResponse* response) {
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  absl::StatusOr<TurnCredentials> credentials =
+      MakeTurnCredentials(turn_, runtime::HashUserId(caller->user_id), absl::Now());
+  if (!credentials.ok()) return Reject(context, credentials.status());
+  response->set_username(credentials->username);
+  response->set_password(credentials->password);
+  for (const std::string& url : credentials->urls) response->add_urls(url);
+  response->set_ttl_seconds(credentials->ttl_seconds);
+  return Reject(context, absl::OkStatus());
+}
+
+}  // namespace padlock::gateway

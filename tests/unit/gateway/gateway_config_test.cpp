@@ -1,0 +1,58 @@
+#include "services/gateway/gateway_config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace padlock::gateway {
+namespace {
+
+const std::string kHexSecret(64, 'a');  // 32 bytes of 0xaa
+
+bool HasErrorFor(const runtime::Config& config, const std::string& variable) {
+  for (const auto& e : config.errors()) {
+    if (e.variable == variable) return true;
+  }
+  return false;
+}
+
+TEST(GatewaySettings, TokenSecretIsRequired) {
+  runtime::Config config(std::map<std::string, std::string>{});
+  GatewaySettingsFromConfig(config);
+  EXPECT_TRUE(HasErrorFor(config, "PADLOCK_TOKEN_SECRET"));
+}
+
+TEST(GatewaySettings, DefaultsWithSecret) {
+  runtime::Config config({{"PADLOCK_TOKEN_SECRET", kHexSecret}});
+  GatewaySettings s = GatewaySettingsFromConfig(config);
+  EXPECT_TRUE(config.Validate().ok()) << config.Validate();
+  EXPECT_EQ(s.token_secret, std::string(32, '\xaa'));
+  EXPECT_TRUE(s.token_secret_previous.empty());
+  EXPECT_EQ(s.auth.audience, "padlock");
+  EXPECT_EQ(s.auth.challenge_ttl, absl::Seconds(60));
+  EXPECT_EQ(s.auth.token_ttl, absl::Hours(1));
+  EXPECT_EQ(s.key_directory_deadline, absl::Seconds(2));
+  EXPECT_EQ(s.limits.register_per_address.burst, 5);
+  EXPECT_TRUE(s.turn.secret.empty());
+}
+
+TEST(GatewaySettings, ShortPreviousSecretIsAnError) {
+  runtime::Config config(
+      {{"PADLOCK_TOKEN_SECRET", kHexSecret}, {"PADLOCK_TOKEN_SECRET_PREVIOUS", "abcd"}});
+  GatewaySettingsFromConfig(config);
+  EXPECT_TRUE(HasErrorFor(config, "PADLOCK_TOKEN_SECRET_PREVIOUS"));
+  EXPECT_FALSE(HasErrorFor(config, "PADLOCK_TOKEN_SECRET"));
+}
+
+TEST(GatewaySettings, TestProfileRaisesRegisterLimit) {
+  runtime::Config config(
+      {{"PADLOCK_TOKEN_SECRET", kHexSecret}, {"PADLOCK_RATE_LIMIT_PROFILE", "test"},
+       {"PADLOCK_TURN_SECRET", "s"}, {"PADLOCK_TURN_URLS", "turn:a:3478, turns:b:5349"}});
+  GatewaySettings s = GatewaySettingsFromConfig(config);
+  EXPECT_TRUE(config.Validate().ok());
+  EXPECT_EQ(s.limits.register_per_address.burst, 1e6);
+  EXPECT_EQ(s.turn.urls, (std::vector<std::string>{"turn:a:3478", "turns:b:5349"}));
+}
+
+}  // namespace
+}  // namespace padlock::gateway
