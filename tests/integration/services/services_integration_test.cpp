@@ -86,6 +86,15 @@ class ServicesTest : public ::testing::Test {
 
   // Environment every service gets: its own ports, the shared Redis and PostgreSQL, fast
   // readiness polling, a short grace period.
+  // What the gateway needs beside BaseEnv: its token secret and where the internal services are.
+  static std::map<std::string, std::string> GatewayEnv(int key_directory_port,
+                                                       int message_queue_port, int presence_port) {
+    return {{"PADLOCK_TOKEN_SECRET", std::string(64, 'a')},
+            {"PADLOCK_KEY_DIRECTORY_TARGET", absl::StrCat("127.0.0.1:", key_directory_port)},
+            {"PADLOCK_MESSAGE_QUEUE_TARGET", absl::StrCat("127.0.0.1:", message_queue_port)},
+            {"PADLOCK_PRESENCE_TARGET", absl::StrCat("127.0.0.1:", presence_port)}};
+  }
+
   std::map<std::string, std::string> BaseEnv(int grpc_port, int metrics_port) const {
     return {{"PADLOCK_GRPC_PORT", absl::StrCat(grpc_port)},
             {"PADLOCK_METRICS_PORT", absl::StrCat(metrics_port)},
@@ -135,11 +144,8 @@ class ServicesTest : public ::testing::Test {
         {{"PADLOCK_KEY_DIRECTORY_TARGET", absl::StrCat("127.0.0.1:", all[0].grpc_port)}}));
     all.push_back(Launch("presence", PADLOCK_PRESENCE_BIN));
     for (const auto& s : all) EXPECT_TRUE(BecomesServing(s)) << s.name;
-    all.push_back(Launch(
-        "gateway", PADLOCK_GATEWAY_BIN,
-        {{"PADLOCK_KEY_DIRECTORY_TARGET", absl::StrCat("127.0.0.1:", all[0].grpc_port)},
-         {"PADLOCK_MESSAGE_QUEUE_TARGET", absl::StrCat("127.0.0.1:", all[1].grpc_port)},
-         {"PADLOCK_PRESENCE_TARGET", absl::StrCat("127.0.0.1:", all[2].grpc_port)}}));
+    all.push_back(Launch("gateway", PADLOCK_GATEWAY_BIN,
+                         GatewayEnv(all[0].grpc_port, all[1].grpc_port, all[2].grpc_port)));
     EXPECT_TRUE(BecomesServing(all[3])) << all[3].process->ReadLog();
     return all;
   }
@@ -247,9 +253,11 @@ TEST_F(ServicesTest, DomainRpcsAnswerUnimplementedOrValidateAndAreCounted) {
     grpc::ClientContext ctx;
     v1::GetChallengeResponse response;
     status = stub->GetChallenge(&ctx, v1::GetChallengeRequest(), &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+    // Implemented (issue #6, first increment): an empty request is refused naming the field.
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(status.error_message(), HasSubstr("device.user_id"));
     EXPECT_EQ(ScrapeValue(all[3].metrics_port, "grpc_server_handled_total",
-                          HandledLabels("padlock.v1.Gateway", "GetChallenge", "UNIMPLEMENTED")),
+                          HandledLabels("padlock.v1.Gateway", "GetChallenge", "INVALID_ARGUMENT")),
               1.0);
   }
 }
@@ -292,10 +300,7 @@ TEST_F(ServicesTest, ReadinessFollowsRedisWhileLivenessStays) {
 TEST_F(ServicesTest, GatewayIsNotReadyWhileAnInternalServiceIsDown) {
   // Targets where nothing listens: the gateway answers, but must not claim readiness.
   const int nowhere = FreeTcpPort();
-  Service gw = Launch("gateway", PADLOCK_GATEWAY_BIN,
-                      {{"PADLOCK_KEY_DIRECTORY_TARGET", absl::StrCat("127.0.0.1:", nowhere)},
-                       {"PADLOCK_MESSAGE_QUEUE_TARGET", absl::StrCat("127.0.0.1:", nowhere)},
-                       {"PADLOCK_PRESENCE_TARGET", absl::StrCat("127.0.0.1:", nowhere)}});
+  Service gw = Launch("gateway", PADLOCK_GATEWAY_BIN, GatewayEnv(nowhere, nowhere, nowhere));
   EXPECT_EQ(gw.Health("liveness"), HealthState::kServing);
   EXPECT_EQ(gw.Health(""), HealthState::kNotServing);
   EXPECT_EQ(gw.Health("padlock.v1.Gateway"), HealthState::kNotServing);
