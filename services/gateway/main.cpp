@@ -1,6 +1,7 @@
 // padlock-gateway: composition root only (config → adapters → service → serve → drain).
 #include <memory>
 
+#include "services/common/ratelimit/redis_rate_limiter.h"
 #include "services/common/redis/redis_client.h"
 #include "services/common/runtime/config.h"
 #include "services/common/runtime/executor.h"
@@ -48,7 +49,7 @@ int main() {
 
   gateway::SessionTokens tokens(settings.token_secret, settings.token_secret_previous);
   gateway::RedisChallengeStore challenges(redis->get());
-  gateway::RedisRateLimiter limiter(redis->get());
+  padlock::ratelimit::RedisRateLimiter limiter(redis->get());
   gateway::KeyDirectoryClient key_directory_client(key_directory, settings.key_directory_deadline);
   gateway::Authenticator authenticator(&challenges, &key_directory_client, &tokens, settings.auth,
                                        &runner.metrics());

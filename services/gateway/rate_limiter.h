@@ -1,26 +1,12 @@
 #pragma once
-// Token buckets shared by every gateway replica (Redis in production). No grpc/hiredis here.
+// The gateway's rate limits are token buckets shared by every replica: the common RateLimiter
+// (services/common/ratelimit; Redis in production, a fake in unit tests).
 
-#include <string>
-
-#include "absl/status/statusor.h"
-#include "absl/time/time.h"
+#include "services/common/ratelimit/rate_limiter.h"
 
 namespace padlock::gateway {
 
-struct RateLimit {
-  double burst = 0;       // bucket capacity (tokens)
-  double per_second = 0;  // refill rate (tokens per second)
-};
-
-// Thread-safe.
-class RateLimiter {
- public:
-  virtual ~RateLimiter() = default;
-  // Takes one token from `bucket`. Returns zero when taken, else how long until one is available
-  // (nothing taken). Unavailable when the store is down.
-  virtual absl::StatusOr<absl::Duration> Take(const std::string& bucket,
-                                              const RateLimit& limit) = 0;
-};
+using ratelimit::RateLimit;
+using ratelimit::RateLimiter;
 
 }  // namespace padlock::gateway

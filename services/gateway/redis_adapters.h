@@ -8,7 +8,6 @@
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/script.h"
 #include "services/gateway/authenticator.h"
-#include "services/gateway/rate_limiter.h"
 
 namespace padlock::gateway {
 
@@ -25,19 +24,6 @@ class RedisChallengeStore final : public ChallengeStore {
 
  private:
   redis::RedisClient* const redis_;
-};
-
-// Bucket hash {t: tokens, ts: last refill ms} under the key given to Take (callers hash-tag it);
-// refilled from Redis' own clock (TIME), so replicas with skewed clocks agree. Expires once it
-// would be full again.
-class RedisRateLimiter final : public RateLimiter {
- public:
-  explicit RedisRateLimiter(redis::RedisClient* redis);
-  absl::StatusOr<absl::Duration> Take(const std::string& bucket, const RateLimit& limit) override;
-
- private:
-  redis::RedisClient* const redis_;
-  redis::Script take_;
 };
 
 }  // namespace padlock::gateway

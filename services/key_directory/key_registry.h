@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/ratelimit/rate_limiter.h"
 #include "services/key_directory/key_store.h"
 
 namespace prometheus {
@@ -44,20 +45,9 @@ class InviteStore {
   virtual absl::Status Restore(const std::string& token, const Invite& invite) = 0;
 };
 
-struct RateLimit {
-  double burst = 0;           // bucket capacity (tokens)
-  double per_second = 0;      // refill rate
-};
-
-// Token buckets (a Lua script in Redis in production). Thread-safe.
-class RateLimiter {
- public:
-  virtual ~RateLimiter() = default;
-  // Takes one token from `bucket`. Returns zero when taken, else how long until one is available
-  // (nothing taken).
-  virtual absl::StatusOr<absl::Duration> Take(const std::string& bucket,
-                                               const RateLimit& limit) = 0;
-};
+// Claim limits are token buckets (services/common/ratelimit; Redis in production).
+using ratelimit::RateLimit;
+using ratelimit::RateLimiter;
 
 // Announcements on device channels (Redis in production). Thread-safe.
 class DeviceEventPublisher {

@@ -6,6 +6,7 @@
 #include "absl/time/clock.h"
 #include "services/common/postgres/migrations.h"
 #include "services/common/postgres/pool.h"
+#include "services/common/ratelimit/redis_rate_limiter.h"
 #include "services/common/redis/redis_client.h"
 #include "services/common/runtime/executor.h"
 #include "services/common/runtime/config.h"
@@ -107,7 +108,7 @@ int main() {
   runtime::BoundedExecutor executor("key-directory", workers, static_cast<size_t>(queue));
   padlock::key_directory::PostgresKeyStore store(pool->get(), read_pool.get());
   padlock::key_directory::RedisInviteStore invites(redis->get());
-  padlock::key_directory::RedisRateLimiter limiter(redis->get());
+  padlock::ratelimit::RedisRateLimiter limiter(redis->get());
   padlock::key_directory::RedisDeviceEventPublisher publisher(redis->get());
   padlock::key_directory::KeyRegistry registry(&store, &invites, &limiter, &publisher,
                                                registry_options, &runner.metrics());

@@ -19,26 +19,6 @@ redis.call('DEL', KEYS[1])
 return {v, ttl}
 )lua";
 
-// ARGV: burst, tokens per millisecond. Returns 0 (taken) or the wait in ms until one token.
-constexpr char kTakeLua[] = R"lua(
-local burst = tonumber(ARGV[1])
-local rate = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local v = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens = tonumber(v[1]) or burst
-local ts = tonumber(v[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = math.ceil((1 - tokens) / rate)
-end
-redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
-return wait
-)lua";
 
 }  // namespace
 
@@ -73,18 +53,6 @@ absl::StatusOr<InviteStore::Invite> RedisInviteStore::Consume(const std::string&
 
 absl::Status RedisInviteStore::Restore(const std::string& token, const Invite& invite) {
   return Create(token, invite.for_user_id, invite.ttl_left);
-}
-
-RedisRateLimiter::RedisRateLimiter(redis::RedisClient* redis) : redis_(redis), take_(kTakeLua) {}
-
-absl::StatusOr<absl::Duration> RedisRateLimiter::Take(const std::string& bucket,
-                                                      const RateLimit& limit) {
-  absl::StatusOr<redis::RedisReply> reply = redis_->Execute(take_.Call(
-      {bucket}, {absl::StrCat(limit.burst), absl::StrCat(limit.per_second / 1000.0)}));
-  if (!reply.ok()) return reply.status();
-  if (reply->is_error()) return reply->ToStatus();
-  if (!reply->is_integer()) return absl::InternalError("rate limit script: unexpected reply");
-  return absl::Milliseconds(reply->integer());
 }
 
 RedisDeviceEventPublisher::RedisDeviceEventPublisher(redis::RedisClient* redis) : redis_(redis) {}

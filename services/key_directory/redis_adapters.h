@@ -1,6 +1,6 @@
 #pragma once
 // The registry's Redis-backed interfaces: invites (single-use, TTL, never in PostgreSQL), claim
-// rate limits (token buckets in one Lua script) and device-channel announcements (revocation with
+// rate limits (services/common/ratelimit) and device-channel announcements (revocation with
 // inbox purge, prekeys low). Thread-safe; `redis` must outlive each object.
 #include <memory>
 
@@ -23,18 +23,6 @@ class RedisInviteStore final : public InviteStore {
  private:
   redis::RedisClient* const redis_;
   redis::Script consume_;  // value and PTTL read and the key deleted in one step
-};
-
-// Bucket hash {t: tokens, ts: last refill ms}; refilled from Redis' own clock (TIME), so replicas
-// with skewed clocks agree. Expires once it would be full again.
-class RedisRateLimiter final : public RateLimiter {
- public:
-  explicit RedisRateLimiter(redis::RedisClient* redis);
-  absl::StatusOr<absl::Duration> Take(const std::string& bucket, const RateLimit& limit) override;
-
- private:
-  redis::RedisClient* const redis_;
-  redis::Script take_;
 };
 
 class RedisDeviceEventPublisher final : public DeviceEventPublisher {

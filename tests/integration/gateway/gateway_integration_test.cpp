@@ -14,6 +14,7 @@
 #include "clients/sdk/crypto_provider.h"
 #include "clients/sdk/identity.h"
 #include "padlock/v1/gateway.grpc.pb.h"
+#include "services/common/ratelimit/redis_rate_limiter.h"
 #include "services/common/postgres/migrations.h"
 #include "services/common/postgres/pool.h"
 #include "services/common/redis/redis_client.h"
@@ -140,7 +141,7 @@ class GatewayStack {
  private:
   SessionTokens tokens_;
   RedisChallengeStore challenges_;
-  RedisRateLimiter limiter_;
+  ratelimit::RedisRateLimiter limiter_;
   KeyDirectoryClient key_directory_;
   runtime::BoundedExecutor executor_;
   std::unique_ptr<runtime::ServiceRunner> runner_;
@@ -170,7 +171,7 @@ class GatewayIntegration : public ::testing::Test {
     redis_ = *std::move(redis);
     store_ = std::make_unique<kd::PostgresKeyStore>(pool_.get(), nullptr);
     invites_ = std::make_unique<kd::RedisInviteStore>(redis_.get());
-    kd_limiter_ = std::make_unique<kd::RedisRateLimiter>(redis_.get());
+    kd_limiter_ = std::make_unique<ratelimit::RedisRateLimiter>(redis_.get());
     publisher_ = std::make_unique<kd::RedisDeviceEventPublisher>(redis_.get());
     kd_executor_ = std::make_unique<runtime::BoundedExecutor>("kd-test", 4, 256);
     runtime::ServerOptions options;
@@ -299,7 +300,7 @@ class GatewayIntegration : public ::testing::Test {
   std::unique_ptr<redis::RedisClient> redis_;
   std::unique_ptr<kd::PostgresKeyStore> store_;
   std::unique_ptr<kd::RedisInviteStore> invites_;
-  std::unique_ptr<kd::RedisRateLimiter> kd_limiter_;
+  std::unique_ptr<ratelimit::RedisRateLimiter> kd_limiter_;
   std::unique_ptr<kd::RedisDeviceEventPublisher> publisher_;
   std::unique_ptr<runtime::BoundedExecutor> kd_executor_;
   std::unique_ptr<runtime::ServiceRunner> kd_runner_;

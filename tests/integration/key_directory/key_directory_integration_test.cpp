@@ -16,6 +16,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "padlock/v1/key_directory.grpc.pb.h"
+#include "services/common/ratelimit/redis_rate_limiter.h"
 #include "services/common/channels/device_channel.h"
 #include "services/common/postgres/migrations.h"
 #include "services/common/postgres/pool.h"
@@ -131,7 +132,7 @@ class KeyDirectoryIntegration : public ::testing::Test {
     redis_ = *std::move(redis);
     store_ = std::make_unique<PostgresKeyStore>(pool_.get(), nullptr);
     invites_ = std::make_unique<RedisInviteStore>(redis_.get());
-    limiter_ = std::make_unique<RedisRateLimiter>(redis_.get());
+    limiter_ = std::make_unique<ratelimit::RedisRateLimiter>(redis_.get());
     publisher_ = std::make_unique<RedisDeviceEventPublisher>(redis_.get());
     executor_ = std::make_unique<runtime::BoundedExecutor>("kd-test", 8, 1024);
     runtime::ServerOptions server_options;
@@ -324,7 +325,7 @@ class KeyDirectoryIntegration : public ::testing::Test {
   std::unique_ptr<redis::RedisClient> redis_;
   std::unique_ptr<PostgresKeyStore> store_;
   std::unique_ptr<RedisInviteStore> invites_;
-  std::unique_ptr<RedisRateLimiter> limiter_;
+  std::unique_ptr<ratelimit::RedisRateLimiter> limiter_;
   std::unique_ptr<RedisDeviceEventPublisher> publisher_;
   std::unique_ptr<runtime::BoundedExecutor> executor_;
   std::unique_ptr<runtime::ServiceRunner> runner_;
