@@ -12,6 +12,7 @@
 #include "services/common/runtime/absl_compat.h"
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/status.h"
+#include "services/common/runtime/unary.h"
 #include "services/common/statement/ids.h"
 #include "services/gateway/key_directory_client.h"
 
@@ -69,23 +70,13 @@ GatewayService::GatewayService(Authenticator* auth, KeyDirectoryClient* key_dire
 
 grpc::ServerUnaryReactor* GatewayService::Reject(grpc::CallbackServerContext* context,
                                                  const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(runtime::ToGrpcStatus(status));
-  return reactor;
+  return runtime::FinishUnary(context, status);
 }
 
 template <typename Work>
 grpc::ServerUnaryReactor* GatewayService::Offload(grpc::CallbackServerContext* context,
                                                   Work work) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status submitted = executor_->Submit([reactor, work = std::move(work)]() mutable {
-    reactor->Finish(runtime::ToGrpcStatus(work()));
-  });
-  if (!submitted.ok()) {
-    reactor->Finish(runtime::ToGrpcStatus(
-        absl::Status(submitted.code(), absl::StrCat("gateway busy: ", submitted.message()))));
-  }
-  return reactor;
+  return runtime::OffloadUnary(context, *executor_, "gateway", std::move(work));
 }
 
 template <typename Call>

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "services/common/runtime/status.h"
+#include "services/common/runtime/unary.h"
 
 namespace padlock::key_directory {
 namespace {
@@ -16,18 +17,16 @@ namespace pb = padlock::v1;
 template <typename F>
 grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* context,
                                   runtime::BoundedExecutor* executor, F work) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status queued = executor->Submit([context, reactor, work = std::move(work)]() mutable {
-    absl::Status status = work();
-    if (absl::IsResourceExhausted(status)) {
-      if (auto ms = status.GetPayload(kRetryAfterPayload)) {
-        context->AddTrailingMetadata("retry-after-ms", std::string(*ms));
-      }
-    }
-    reactor->Finish(runtime::ToGrpcStatus(status));
-  });
-  if (!queued.ok()) reactor->Finish(runtime::ToGrpcStatus(queued));
-  return reactor;
+  return runtime::OffloadUnary(
+      context, *executor, "key-directory", [context, work = std::move(work)]() mutable {
+        absl::Status status = work();
+        if (absl::IsResourceExhausted(status)) {
+          if (auto ms = status.GetPayload(kRetryAfterPayload)) {
+            context->AddTrailingMetadata("retry-after-ms", std::string(*ms));
+          }
+        }
+        return status;
+      });
 }
 
 DeviceAddress FromProto(const pb::DeviceAddress& a) { return {a.user_id(), a.device_id()}; }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/runtime/status.h"
+#include "services/common/runtime/unary.h"
 
 namespace padlock::message_queue {
 
@@ -16,15 +17,7 @@ MessageQueueService::MessageQueueService(Dispatcher* dispatcher,
 template <typename Work>
 grpc::ServerUnaryReactor* MessageQueueService::Offload(grpc::CallbackServerContext* context,
                                                        Work work) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status submitted = executor_->Submit([reactor, work = std::move(work)]() mutable {
-    reactor->Finish(runtime::ToGrpcStatus(work()));
-  });
-  if (!submitted.ok()) {
-    reactor->Finish(runtime::ToGrpcStatus(absl::Status(
-        submitted.code(), absl::StrCat("message-queue busy: ", submitted.message()))));
-  }
-  return reactor;
+  return runtime::OffloadUnary(context, *executor_, "message-queue", std::move(work));
 }
 
 grpc::ServerUnaryReactor* MessageQueueService::Enqueue(grpc::CallbackServerContext* context,

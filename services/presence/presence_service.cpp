@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/runtime/status.h"
+#include "services/common/runtime/unary.h"
 #include "services/common/statement/ids.h"
 
 namespace padlock::presence {
@@ -90,23 +91,13 @@ PresenceService::PresenceService(PresenceRegistry* registry, runtime::BoundedExe
 
 grpc::ServerUnaryReactor* PresenceService::Reject(grpc::CallbackServerContext* context,
                                                   const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(runtime::ToGrpcStatus(status));
-  return reactor;
+  return runtime::FinishUnary(context, status);
 }
 
 template <typename Work>
 grpc::ServerUnaryReactor* PresenceService::Offload(grpc::CallbackServerContext* context,
                                                    Work work) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status submitted = executor_->Submit([reactor, work = std::move(work)]() mutable {
-    reactor->Finish(runtime::ToGrpcStatus(work()));
-  });
-  if (!submitted.ok()) {
-    reactor->Finish(runtime::ToGrpcStatus(
-        absl::Status(submitted.code(), absl::StrCat("presence busy: ", submitted.message()))));
-  }
-  return reactor;
+  return runtime::OffloadUnary(context, *executor_, "presence", std::move(work));
 }
 
 grpc::ServerUnaryReactor* PresenceService::Connect(grpc::CallbackServerContext* context,
