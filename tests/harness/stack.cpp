@@ -1,0 +1,200 @@
+#include "tests/harness/stack.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <csignal>
+#include <fstream>
+#include <sstream>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "services/common/runtime/health_client.h"
+
+namespace padlock::testing {
+namespace {
+
+std::string Loopback(int port) { return absl::StrCat("127.0.0.1:", port); }
+
+}  // namespace
+
+PadlockStack::PadlockStack(StackOptions options) : options_(std::move(options)) {}
+
+PadlockStack::~PadlockStack() {
+  // Gateways first (they hold streams), then the services they call, then the servers.
+  for (auto& g : gateways_) {
+    if (g.process) g.process->Kill();
+  }
+  for (Process* p : {&message_queue_, &presence_, &key_directory_}) {
+    if (p->process) p->process->Kill();
+  }
+}
+
+absl::StatusOr<std::unique_ptr<PadlockStack>> PadlockStack::Start(StackOptions options) {
+  std::unique_ptr<PadlockStack> stack(new PadlockStack(std::move(options)));
+  if (stack->options_.redis_cluster) {
+    auto cluster = RedisCluster::Start(3);
+    if (!cluster.ok()) return cluster.status();
+    stack->cluster_ = *std::move(cluster);
+  } else {
+    auto redis = RedisServer::Start();
+    if (!redis.ok()) return redis.status();
+    stack->redis_ = *std::move(redis);
+  }
+  auto pg = PostgresServer::Start();
+  if (!pg.ok()) return pg.status();
+  stack->postgres_ = *std::move(pg);
+  auto db = stack->postgres_->CreateFreshDatabase();
+  if (!db.ok()) return db.status();
+  stack->postgres_dsn_ = stack->postgres_->ConnInfo(*db);
+
+  auto make = [](std::string name, std::string binary) {
+    Process p;
+    p.name = std::move(name);
+    p.binary = std::move(binary);
+    p.grpc_port = FreeTcpPort();
+    p.metrics_port = FreeTcpPort();
+    return p;
+  };
+  PadlockStack& s = *stack;
+  s.key_directory_ = make("key-directory", PADLOCK_KEY_DIRECTORY_BIN);
+  s.presence_ = make("presence", PADLOCK_PRESENCE_BIN);
+  s.message_queue_ = make("message-queue", PADLOCK_MESSAGE_QUEUE_BIN);
+  s.key_directory_.env["PADLOCK_POSTGRES_DSN"] = s.postgres_dsn_;
+  s.message_queue_.env["PADLOCK_KEY_DIRECTORY_TARGET"] = s.key_directory_target();
+  for (Process* p : {&s.key_directory_, &s.presence_, &s.message_queue_}) {
+    for (const auto& [k, v] : s.options_.service_env) p->env[k] = v;
+    if (absl::Status st = s.Launch(*p); !st.ok()) return st;
+  }
+  for (int i = 0; i < s.options_.gateways; ++i) {
+    Process g = make(absl::StrCat("gateway-", i), PADLOCK_GATEWAY_BIN);
+    g.env = {{"PADLOCK_TOKEN_SECRET", std::string(64, 'a')},
+             {"PADLOCK_GATEWAY_ID", absl::StrCat("gw-", i)},
+             {"PADLOCK_RATE_LIMIT_PROFILE", "test"},
+             {"PADLOCK_KEY_DIRECTORY_TARGET", s.key_directory_target()},
+             {"PADLOCK_MESSAGE_QUEUE_TARGET", s.message_queue_target()},
+             {"PADLOCK_PRESENCE_TARGET", s.presence_target()}};
+    for (const auto& [k, v] : s.options_.gateway_env) g.env[k] = v;
+    s.gateways_.push_back(std::move(g));
+    if (absl::Status st = s.Launch(s.gateways_.back()); !st.ok()) return st;
+  }
+  return stack;
+}
+
+std::map<std::string, std::string> PadlockStack::BaseEnv() const {
+  return {{"PADLOCK_REDIS_ADDRS", redis_addresses()},
+          {"PADLOCK_REDIS_MODE", cluster_ ? "cluster" : "standalone"},
+          {"PADLOCK_READINESS_INTERVAL", "100ms"},
+          {"PADLOCK_SHUTDOWN_GRACE", "5s"},
+          {"PADLOCK_LOG_LEVEL", "info"}};
+}
+
+absl::Status PadlockStack::Launch(Process& p) {
+  std::map<std::string, std::string> env = BaseEnv();
+  env["PADLOCK_GRPC_PORT"] = absl::StrCat(p.grpc_port);
+  env["PADLOCK_METRICS_PORT"] = absl::StrCat(p.metrics_port);
+  for (const auto& [k, v] : p.env) env[k] = v;
+  // Append: a restarted process keeps its earlier log for failure messages.
+  auto process = Subprocess::Start(
+      {.argv = {p.binary}, .env = env, .log_path = absl::StrCat(dir_.path(), "/", p.name, ".log")});
+  if (!process.ok()) return process.status();
+  p.process = std::make_unique<Subprocess>(std::move(*process));
+  if (!WaitFor([&] { return TcpPortOpen(p.grpc_port); }, options_.start_timeout)) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(p.name, " never listened; log:\n", p.process->ReadLog()));
+  }
+  auto channel = grpc::CreateChannel(Loopback(p.grpc_port), grpc::InsecureChannelCredentials());
+  const bool ready = WaitFor(
+      [&] {
+        auto state = runtime::CheckHealth(channel, "", absl::Seconds(1));
+        return state.ok() && *state == runtime::HealthState::kServing;
+      },
+      options_.start_timeout);
+  if (!ready) {
+    return absl::DeadlineExceededError(
+        absl::StrCat(p.name, " never became ready; log:\n", p.process->ReadLog()));
+  }
+  return absl::OkStatus();
+}
+
+std::string PadlockStack::gateway_target(int i) const { return Loopback(gateways_.at(i).grpc_port); }
+int PadlockStack::gateway_port(int i) const { return gateways_.at(i).grpc_port; }
+int PadlockStack::gateway_metrics_port(int i) const { return gateways_.at(i).metrics_port; }
+pid_t PadlockStack::gateway_pid(int i) const {
+  const auto& p = gateways_.at(i).process;
+  return p ? p->pid() : -1;
+}
+std::string PadlockStack::message_queue_target() const {
+  return Loopback(message_queue_.grpc_port);
+}
+std::string PadlockStack::presence_target() const { return Loopback(presence_.grpc_port); }
+std::string PadlockStack::key_directory_target() const {
+  return Loopback(key_directory_.grpc_port);
+}
+int PadlockStack::message_queue_metrics_port() const { return message_queue_.metrics_port; }
+
+std::string PadlockStack::redis_addresses() const {
+  if (cluster_) return absl::StrJoin(cluster_->addresses(), ",");
+  return redis_->address();
+}
+
+absl::StatusOr<std::string> PadlockStack::RedisCliForKey(
+    const std::string& key, const std::vector<std::string>& args) const {
+  if (!cluster_) return redis_->Cli(args);
+  auto slot = cluster_->KeySlot(key);
+  if (!slot.ok()) return slot.status();
+  auto owner = cluster_->OwnerOfSlot(*slot);
+  if (!owner.ok()) return owner.status();
+  return cluster_->Cli(*owner, args);
+}
+
+absl::StatusOr<std::vector<std::string>> PadlockStack::AllRedisKeys() const {
+  std::vector<std::string> keys;
+  auto collect = [&](absl::StatusOr<std::string> out) -> absl::Status {
+    if (!out.ok()) return out.status();
+    for (absl::string_view line : absl::StrSplit(*out, '\n', absl::SkipWhitespace())) {
+      keys.emplace_back(line);
+    }
+    return absl::OkStatus();
+  };
+  if (!cluster_) {
+    if (absl::Status s = collect(redis_->Cli({"KEYS", "*"})); !s.ok()) return s;
+    return keys;
+  }
+  for (int node = 0; node < cluster_->size(); ++node) {
+    if (absl::Status s = collect(cluster_->Cli(node, {"KEYS", "*"})); !s.ok()) return s;
+  }
+  return keys;
+}
+
+void PadlockStack::KillGateway(int i) {
+  auto& p = gateways_.at(i).process;
+  if (p) p->Kill();
+}
+
+absl::StatusOr<int> PadlockStack::StopGateway(int i, int signal, absl::Duration timeout) {
+  auto& p = gateways_.at(i).process;
+  if (!p) return absl::FailedPreconditionError("gateway not started");
+  return p->Stop(signal, timeout);
+}
+
+absl::Status PadlockStack::RestartGateway(int i) {
+  Process& g = gateways_.at(i);
+  if (g.process && g.process->running()) g.process->Kill();
+  return Launch(g);
+}
+
+std::string PadlockStack::Logs() const {
+  std::string out;
+  auto add = [&](const Process& p) {
+    if (p.process) absl::StrAppend(&out, "----- ", p.name, " -----\n", p.process->ReadLog());
+  };
+  add(key_directory_);
+  add(presence_);
+  add(message_queue_);
+  for (const auto& g : gateways_) add(g);
+  return out;
+}
+
+}  // namespace padlock::testing

@@ -1,0 +1,105 @@
+#pragma once
+// PadlockStack: the whole backend for end-to-end tests — a real redis-server (or a 3-master Redis
+// Cluster), a real PostgreSQL with a fresh database, and the four real service binaries
+// (key-directory, presence, message-queue, one or more gateways), each on free loopback ports,
+// started in dependency order and waited on until they serve (readiness SERVING). Everything is
+// stopped (SIGKILL on the processes, then the servers) when the stack is destroyed.
+//
+// Gateways run with PADLOCK_RATE_LIMIT_PROFILE=test (documented in docs/GATEWAY.md) unless
+// `gateway_env` overrides it, and plaintext gRPC. Logs of each process go to the stack's temporary
+// directory; `Logs()` returns them for failure messages.
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "tests/harness/harness.h"
+#include "tests/harness/postgres_server.h"
+#include "tests/harness/redis_server.h"
+
+namespace padlock::testing {
+
+struct StackOptions {
+  // Gateway replicas (each its own process and port).
+  int gateways = 1;
+  // A 3-master Redis Cluster instead of one redis-server.
+  bool redis_cluster = false;
+  // Extra environment for every gateway (overrides the defaults).
+  std::map<std::string, std::string> gateway_env = {};
+  // Extra environment for every other service.
+  std::map<std::string, std::string> service_env = {};
+  // How long each process may take to become ready.
+  absl::Duration start_timeout = absl::Seconds(60);
+};
+
+class PadlockStack {
+ public:
+  static absl::StatusOr<std::unique_ptr<PadlockStack>> Start(StackOptions options = {});
+  ~PadlockStack();
+  PadlockStack(const PadlockStack&) = delete;
+  PadlockStack& operator=(const PadlockStack&) = delete;
+
+  int gateway_count() const { return static_cast<int>(gateways_.size()); }
+  // "127.0.0.1:<port>" of gateway `i` (plaintext gRPC).
+  std::string gateway_target(int i = 0) const;
+  int gateway_port(int i = 0) const;
+  int gateway_metrics_port(int i = 0) const;
+  pid_t gateway_pid(int i = 0) const;
+  std::string message_queue_target() const;
+  std::string presence_target() const;
+  std::string key_directory_target() const;
+  int message_queue_metrics_port() const;
+  // Redis seed address(es) as the services get them ("host:port[,host:port...]").
+  std::string redis_addresses() const;
+  bool redis_cluster() const { return cluster_ != nullptr; }
+  // redis-cli against the node owning `key` (cluster) or the one server.
+  absl::StatusOr<std::string> RedisCliForKey(const std::string& key,
+                                             const std::vector<std::string>& args) const;
+  // Every key on every node (KEYS *), for inventory checks.
+  absl::StatusOr<std::vector<std::string>> AllRedisKeys() const;
+  std::string postgres_dsn() const { return postgres_dsn_; }
+  PostgresServer& postgres() { return *postgres_; }
+  RedisServer* redis_server() { return redis_.get(); }
+  RedisCluster* redis_cluster_servers() { return cluster_.get(); }
+
+  // SIGKILLs gateway `i` (no drain).
+  void KillGateway(int i);
+  // Sends `signal` to gateway `i` and waits for it to exit; returns the waitpid status.
+  absl::StatusOr<int> StopGateway(int i, int signal, absl::Duration timeout = absl::Seconds(30));
+  // Starts gateway `i` again on the same ports (after Kill/Stop) and waits until it serves.
+  absl::Status RestartGateway(int i);
+
+  // Every process's log, labelled (for failure messages).
+  std::string Logs() const;
+
+ private:
+  struct Process {
+    std::string name;
+    std::string binary;
+    int grpc_port = 0;
+    int metrics_port = 0;
+    std::map<std::string, std::string> env = {};
+    std::unique_ptr<Subprocess> process;
+  };
+
+  explicit PadlockStack(StackOptions options);
+  absl::Status Launch(Process& p);
+  std::map<std::string, std::string> BaseEnv() const;
+
+  StackOptions options_;
+  TempDir dir_;
+  std::unique_ptr<RedisServer> redis_;
+  std::unique_ptr<RedisCluster> cluster_;
+  std::unique_ptr<PostgresServer> postgres_;
+  std::string postgres_dsn_;
+  Process key_directory_, presence_, message_queue_;
+  std::vector<Process> gateways_;
+};
+
+}  // namespace padlock::testing
