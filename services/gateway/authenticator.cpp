@@ -144,4 +144,13 @@ absl::Status Authenticator::CheckCurrent(const SessionClaims& claims) {
   return absl::UnauthenticatedError(kInvalidTokenMessage);
 }
 
+absl::Status Authenticator::CheckListed(const SessionClaims& claims) {
+  absl::StatusOr<IdentityInfo> identity =
+      identities_->GetIdentityKey(DeviceRef{claims.user_id, claims.device_id});
+  if (identity.ok()) return absl::OkStatus();
+  if (identity.status().code() != absl::StatusCode::kNotFound) return identity.status();
+  CountAuthFailure();
+  return absl::UnauthenticatedError(kInvalidTokenMessage);
+}
+
 }  // namespace padlock::gateway

@@ -111,6 +111,12 @@ class Authenticator {
   // the identity source cannot answer.
   absl::Status CheckCurrent(const SessionClaims& claims);
 
+  // The rule for everything else a token allows (streams, key uploads, claims): the token's device
+  // must still be listed — an unlinked device, a deleted or banned account loses its tokens at
+  // once. A token with an older device-list version is still good here (the device is listed).
+  // Unauthenticated(kInvalidTokenMessage) otherwise; other codes when the source cannot answer.
+  absl::Status CheckListed(const SessionClaims& claims);
+
   const AuthOptions& options() const { return options_; }
 
  private:

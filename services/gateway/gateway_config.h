@@ -16,6 +16,23 @@
 //   PADLOCK_TURN_SECRET                  coturn static-auth-secret (unset: no TURN)
 //   PADLOCK_TURN_URLS                    comma-separated turn:/turns: URLs
 //   PADLOCK_TURN_TTL                     TURN credential lifetime (default 1h)
+//   PADLOCK_LOGIN_BURST / PADLOCK_LOGIN_REFILL   logins per client address (default 30 / 2s)
+//   PADLOCK_GATEWAY_ID                   this replica's id in the presence registry (default: host
+//                                        name)
+//   PADLOCK_MAX_STREAMS                  device streams per gateway (default 20000)
+//   PADLOCK_MAX_UNACKED                  envelopes pushed per stream before acks (default 256)
+//   PADLOCK_SEND_BURST / PADLOCK_SEND_RATE  per-device send token bucket (default 200 / 50 per s)
+//   PADLOCK_MAX_SEND_BYTES               largest SendRequest accepted (default 1 MiB; larger is
+//                                        refused on the stream, which stays open)
+//   PADLOCK_MAX_FRAME_BYTES              transport limit per frame (default 4 MiB; beyond it the
+//                                        stream ends with RESOURCE_EXHAUSTED)
+//   PADLOCK_INTERNAL_DEADLINE            deadline of calls to message-queue/presence (default 5s)
+//   PADLOCK_PRESENCE_HEARTBEAT           presence heartbeat period (default 15s)
+//   PADLOCK_KEEPALIVE_TIME / PADLOCK_KEEPALIVE_TIMEOUT  HTTP/2 pings to silent clients (default
+//                                        30s / 10s): a client that does not answer is dropped
+//   PADLOCK_TLS_CERT / PADLOCK_TLS_KEY   PEM files: TLS on the public port (required unless
+//                                        PADLOCK_TLS=off, for local runs and tests)
+//   PADLOCK_TLS                          on (default) | off
 //   PADLOCK_GATEWAY_WORKERS              executor threads for blocking calls (default 16)
 //   PADLOCK_GATEWAY_QUEUE                executor queue bound (default 4096)
 
@@ -23,6 +40,7 @@
 
 #include "services/common/runtime/config.h"
 #include "services/gateway/authenticator.h"
+#include "services/gateway/device_stream.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/turn.h"
 
@@ -35,6 +53,12 @@ struct GatewaySettings {
   absl::Duration key_directory_deadline = absl::Seconds(2);
   GatewayLimits limits;
   TurnOptions turn;
+  StreamSettings streams;
+  absl::Duration keepalive_time = absl::Seconds(30);
+  absl::Duration keepalive_timeout = absl::Seconds(10);
+  bool tls = true;
+  std::string tls_cert_pem = {};
+  std::string tls_key_pem = {};
   int workers = 16;
   size_t queue = 4096;
 };

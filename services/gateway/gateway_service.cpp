@@ -4,6 +4,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -53,13 +54,14 @@ int64_t UnixMillis(absl::Time t) { return absl::ToUnixMillis(t); }
 GatewayService::GatewayService(Authenticator* auth, KeyDirectoryClient* key_directory,
                                RateLimiter* limiter, runtime::BoundedExecutor* executor,
                                GatewayLimits limits, TurnOptions turn,
-                               prometheus::Registry* metrics)
+                               prometheus::Registry* metrics, StreamHub* streams)
     : auth_(auth),
       key_directory_(key_directory),
       limiter_(limiter),
       executor_(executor),
       limits_(limits),
-      turn_(std::move(turn)) {
+      turn_(std::move(turn)),
+      streams_(streams) {
   if (metrics != nullptr) {
     relay_latency_ = &prometheus::BuildHistogram()
                           .Name("padlock_gateway_relay_latency_seconds")
@@ -109,19 +111,28 @@ absl::StatusOr<SessionClaims> GatewayService::Caller(grpc::CallbackServerContext
   return auth_->Authenticate(header);
 }
 
+absl::Status GatewayService::TakeAddressToken(grpc::CallbackServerContext* context,
+                                              const char* what, const RateLimit& limit) {
+  const std::string bucket =
+      absl::StrCat("gateway:ratelimit:", what, ":{", PeerAddress(context->peer()), "}");
+  absl::StatusOr<absl::Duration> wait = limiter_->Take(bucket, limit);
+  if (!wait.ok()) return wait.status();
+  if (*wait > absl::ZeroDuration()) {
+    const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(*wait));
+    context->AddTrailingMetadata(kRetryAfterMetadata, absl::StrCat(ms));
+    return absl::ResourceExhaustedError(
+        absl::StrCat(what, " rate limit for this address; retry after ", ms, " ms"));
+  }
+  return absl::OkStatus();
+}
+
 grpc::ServerUnaryReactor* GatewayService::Register(grpc::CallbackServerContext* context,
                                                    const v1::RegisterRequest* request,
                                                    v1::RegisterResponse* response) {
   return Offload(context, [this, context, request, response]() -> absl::Status {
-    const std::string bucket =
-        absl::StrCat("gateway:ratelimit:register:{", PeerAddress(context->peer()), "}");
-    absl::StatusOr<absl::Duration> wait = limiter_->Take(bucket, limits_.register_per_address);
-    if (!wait.ok()) return wait.status();
-    if (*wait > absl::ZeroDuration()) {
-      const int64_t ms = absl::ToInt64Milliseconds(*wait);
-      context->AddTrailingMetadata(kRetryAfterMetadata, absl::StrCat(ms));
-      return absl::ResourceExhaustedError(
-          absl::StrCat("registration rate limit for this address; retry after ", ms, " ms"));
+    if (absl::Status s = TakeAddressToken(context, "register", limits_.register_per_address);
+        !s.ok()) {
+      return s;
     }
     return Relay(context, "Register", [&](grpc::ClientContext* client) {
       return key_directory_->stub().Register(client, *request, response);
@@ -150,7 +161,13 @@ grpc::ServerUnaryReactor* GatewayService::Login(grpc::CallbackServerContext* con
   absl::StatusOr<DeviceRef> device = ToDevice(request->device(), "device");
   if (!device.ok()) return Reject(context, device.status());
   return Offload(context,
-                 [this, device = *std::move(device), request, response]() -> absl::Status {
+                 [this, context, device = *std::move(device), request,
+                  response]() -> absl::Status {
+                   if (absl::Status s =
+                           TakeAddressToken(context, "login", limits_.login_per_address);
+                       !s.ok()) {
+                     return s;
+                   }
                    absl::StatusOr<Session> session =
                        auth_->Login(device, request->challenge(), request->signature());
                    if (!session.ok()) return session.status();
@@ -187,6 +204,7 @@ grpc::ServerUnaryReactor* GatewayService::PublishPreKeys(
   if (!caller.ok()) return Reject(context, caller.status());
   return Offload(context,
                  [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
+                   if (absl::Status s = auth_->CheckListed(caller); !s.ok()) return s;
                    v1::PublishPreKeysRequest internal;
                    SetAddress(caller, internal.mutable_device());
                    if (request->has_signed_prekey()) {
@@ -206,6 +224,7 @@ grpc::ServerUnaryReactor* GatewayService::ClaimBundles(
   if (!caller.ok()) return Reject(context, caller.status());
   return Offload(context,
                  [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
+                   if (absl::Status s = auth_->CheckListed(caller); !s.ok()) return s;
                    v1::ClaimBundlesRequest internal;
                    SetAddress(caller, internal.mutable_requester());
                    internal.set_user_id(request->user_id());
@@ -221,7 +240,9 @@ grpc::ServerUnaryReactor* GatewayService::GetDeviceList(grpc::CallbackServerCont
                                                         v1::GetDeviceListResponse* response) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  return Offload(context, [this, context, request, response]() -> absl::Status {
+  return Offload(context, [this, context, caller = *std::move(caller), request,
+                           response]() -> absl::Status {
+    if (absl::Status s = auth_->CheckListed(caller); !s.ok()) return s;
     return Relay(context, "GetDeviceList", [&](grpc::ClientContext* client) {
       return key_directory_->stub().GetDeviceList(client, *request, response);
     });
@@ -281,14 +302,26 @@ grpc::ServerUnaryReactor* GatewayService::GetTurnCredentials(
     v1::GetTurnCredentialsResponse* response) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  absl::StatusOr<TurnCredentials> credentials =
-      MakeTurnCredentials(turn_, runtime::HashUserId(caller->user_id), absl::Now());
-  if (!credentials.ok()) return Reject(context, credentials.status());
-  response->set_username(credentials->username);
-  response->set_password(credentials->password);
-  for (const std::string& url : credentials->urls) response->add_urls(url);
-  response->set_ttl_seconds(credentials->ttl_seconds);
-  return Reject(context, absl::OkStatus());
+  return Offload(context, [this, caller = *std::move(caller), response]() -> absl::Status {
+    if (absl::Status s = auth_->CheckListed(caller); !s.ok()) return s;
+    absl::StatusOr<TurnCredentials> credentials =
+        MakeTurnCredentials(turn_, runtime::HashUserId(caller.user_id), absl::Now());
+    if (!credentials.ok()) return credentials.status();
+    response->set_username(credentials->username);
+    response->set_password(credentials->password);
+    for (const std::string& url : credentials->urls) response->add_urls(url);
+    response->set_ttl_seconds(credentials->ttl_seconds);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerBidiReactor<v1::ClientFrame, v1::ServerFrame>* GatewayService::Connect(
+    grpc::CallbackServerContext* context) {
+  if (streams_ == nullptr) {
+    return MakeRejectedStream(
+        grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "this gateway serves no device streams"));
+  }
+  return streams_->Connect(context, Caller(context));
 }
 
 }  // namespace padlock::gateway

@@ -7,8 +7,7 @@
 // BoundedExecutor, never on a gRPC callback thread (STYLE.md). Validation and token verification
 // (pure CPU) run inline; a full executor queue answers RESOURCE_EXHAUSTED at once.
 //
-// This increment: authentication and the unary rpcs. Connect (the device stream) answers
-// UNIMPLEMENTED.
+// Connect (the device stream) is handed to the StreamHub (device_stream.h).
 
 #include <memory>
 #include <string>
@@ -17,6 +16,7 @@
 #include "padlock/v1/gateway.grpc.pb.h"
 #include "services/common/runtime/executor.h"
 #include "services/gateway/authenticator.h"
+#include "services/gateway/device_stream.h"
 #include "services/gateway/rate_limiter.h"
 #include "services/gateway/turn.h"
 
@@ -37,6 +37,8 @@ inline constexpr char kRetryAfterMetadata[] = "retry-after-ms";
 struct GatewayLimits {
   // Register calls per client address (the peer's IP, port dropped).
   RateLimit register_per_address = {.burst = 5, .per_second = 1.0 / 720};
+  // Login calls per client address.
+  RateLimit login_per_address = {.burst = 30, .per_second = 0.5};
 };
 
 // padlock.v1.Gateway. Thread-safe; every pointer must outlive the server. `metrics` may be null.
@@ -44,7 +46,7 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
  public:
   GatewayService(Authenticator* auth, KeyDirectoryClient* key_directory, RateLimiter* limiter,
                  runtime::BoundedExecutor* executor, GatewayLimits limits, TurnOptions turn,
-                 prometheus::Registry* metrics = nullptr);
+                 prometheus::Registry* metrics = nullptr, StreamHub* streams = nullptr);
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
                                      const padlock::v1::RegisterRequest* request,
@@ -75,6 +77,9 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
   grpc::ServerUnaryReactor* DeleteAccount(grpc::CallbackServerContext* context,
                                           const padlock::v1::GatewayDeleteAccountRequest* request,
                                           padlock::v1::DeleteAccountResponse* response) override;
+  // The device stream (StreamHub). Without a hub (tests of the unary rpcs): UNIMPLEMENTED.
+  grpc::ServerBidiReactor<padlock::v1::ClientFrame, padlock::v1::ServerFrame>* Connect(
+      grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* GetTurnCredentials(
       grpc::CallbackServerContext* context, const padlock::v1::GetTurnCredentialsRequest* request,
       padlock::v1::GetTurnCredentialsResponse* response) override;
@@ -91,6 +96,9 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
   absl::Status Relay(grpc::CallbackServerContext* server, const std::string& method, Call call);
   // The caller's token claims (Unauthenticated, identical message, when missing or invalid).
   absl::StatusOr<SessionClaims> Caller(grpc::CallbackServerContext* context);
+  // A per-address token bucket; ResourceExhausted with `retry-after-ms` when empty.
+  absl::Status TakeAddressToken(grpc::CallbackServerContext* context, const char* what,
+                                const RateLimit& limit);
 
   Authenticator* const auth_;
   KeyDirectoryClient* const key_directory_;
@@ -99,6 +107,7 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
   const GatewayLimits limits_;
   const TurnOptions turn_;
   prometheus::Family<prometheus::Histogram>* relay_latency_ = nullptr;
+  StreamHub* const streams_;
 };
 
 }  // namespace padlock::gateway

@@ -9,6 +9,7 @@
 #include "services/common/runtime/server.h"
 #include "services/common/wiring/wiring.h"
 #include "services/gateway/authenticator.h"
+#include "services/gateway/device_stream.h"
 #include "services/gateway/gateway_config.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/key_directory_client.h"
@@ -24,9 +25,7 @@ int main() {
   runtime::InitLoggingFromConfig(config, "gateway");
   // The public edge: long-lived device streams, so no max connection age by default.
   runtime::ServerOptions options = runtime::ServerOptionsFromConfig(config, "gateway", 7400, 9400);
-  runtime::ServiceRunner runner(options);
-  padlock::redis::RedisOptions redis_options =
-      wiring::RedisOptionsFromConfig(config, &runner.metrics());
+  gateway::GatewaySettings settings = gateway::GatewaySettingsFromConfig(config);
   const std::string key_directory_target =
       wiring::TargetFromConfig(config, "KEY_DIRECTORY", "dns:///127.0.0.1:7430");
   const std::string message_queue_target =
@@ -35,8 +34,19 @@ int main() {
       wiring::TargetFromConfig(config, "PRESENCE", "dns:///127.0.0.1:7410");
   const absl::Duration dependency_timeout = config.Duration(
       "PADLOCK_DEPENDENCY_TIMEOUT", absl::Seconds(1), absl::Milliseconds(10), absl::Minutes(1));
-  gateway::GatewaySettings settings = gateway::GatewaySettingsFromConfig(config);
+  if (settings.tls) {
+    grpc::SslServerCredentialsOptions tls;
+    tls.pem_key_cert_pairs.push_back({settings.tls_key_pem, settings.tls_cert_pem});
+    options.credentials = grpc::SslServerCredentials(tls);
+  }
+  runtime::ServiceRunner runner(options);
+  padlock::redis::RedisOptions redis_options =
+      wiring::RedisOptionsFromConfig(config, &runner.metrics());
   runtime::ExitIfInvalid(config);
+  if (!settings.tls) {
+    runtime::LogWarn("PADLOCK_TLS=off: the public port serves plaintext (local runs and tests, "
+                     "or behind a TLS-terminating balancer, only)");
+  }
 
   auto redis = padlock::redis::RedisClient::Create(std::move(redis_options));
   if (!redis.ok()) {
@@ -54,11 +64,26 @@ int main() {
   gateway::Authenticator authenticator(&challenges, &key_directory_client, &tokens, settings.auth,
                                        &runner.metrics());
   runtime::BoundedExecutor executor("gateway", settings.workers, settings.queue);
+  gateway::StreamHub streams(settings.streams, &authenticator, redis->get(), message_queue,
+                             presence, &executor, &runner.metrics());
   gateway::GatewayService service(&authenticator, &key_directory_client, &limiter, &executor,
-                                  settings.limits, settings.turn, &runner.metrics());
+                                  settings.limits, settings.turn, &runner.metrics(), &streams);
   const bool has_previous = !settings.token_secret_previous.empty();
   runtime::LogInfo("session tokens",
                    {{"key_id", tokens.current_key_id()}, {"previous_secret", has_previous}});
+
+  // Frames up to the transport limit reach the service, which refuses oversize sends on the
+  // stream; keepalive pings drop clients that stopped answering.
+  grpc::ServerBuilder& builder = runner.builder();
+  builder.SetMaxReceiveMessageSize(static_cast<int>(settings.streams.max_frame_bytes));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             static_cast<int>(absl::ToInt64Milliseconds(settings.keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(settings.keepalive_timeout)));
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
 
   runner.AddService(&service);
   runner.AddReadinessCheck("redis", [&] { return wiring::CheckRedis(**redis); });
@@ -71,11 +96,19 @@ int main() {
   runner.AddReadinessCheck("presence", [&] {
     return wiring::CheckGrpcDependency(presence, "presence", dependency_timeout);
   });
+  // SIGTERM: streams are told to reconnect elsewhere; sends in flight are answered and acks
+  // flushed before the server stops.
+  runner.AddDrainHook([&](absl::Time deadline) { streams.Drain(deadline); });
+  if (absl::Status s = streams.Start(); !s.ok()) {
+    runtime::LogError("stream hub start failed", {{"error", s}});
+    return 1;
+  }
   if (absl::Status s = runner.Start(); !s.ok()) {
     runtime::LogError("start failed", {{"error", s}});
     return 1;
   }
   runner.Wait();
+  streams.Stop();
   executor.Shutdown();
   return 0;
 }

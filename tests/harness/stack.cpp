@@ -72,6 +72,7 @@ absl::StatusOr<std::unique_ptr<PadlockStack>> PadlockStack::Start(StackOptions o
     g.env = {{"PADLOCK_TOKEN_SECRET", std::string(64, 'a')},
              {"PADLOCK_GATEWAY_ID", absl::StrCat("gw-", i)},
              {"PADLOCK_RATE_LIMIT_PROFILE", "test"},
+             {"PADLOCK_TLS", "off"},
              {"PADLOCK_KEY_DIRECTORY_TARGET", s.key_directory_target()},
              {"PADLOCK_MESSAGE_QUEUE_TARGET", s.message_queue_target()},
              {"PADLOCK_PRESENCE_TARGET", s.presence_target()}};
@@ -90,6 +91,25 @@ std::map<std::string, std::string> PadlockStack::BaseEnv() const {
           {"PADLOCK_LOG_LEVEL", "info"}};
 }
 
+std::shared_ptr<grpc::ChannelCredentials> PadlockStack::ChannelCredentials(const Process& p) {
+  auto tls = p.env.find("PADLOCK_TLS");
+  auto cert = p.env.find("PADLOCK_TLS_CERT");
+  if (tls == p.env.end() || tls->second != "on" || cert == p.env.end()) {
+    return grpc::InsecureChannelCredentials();
+  }
+  // Tests use a self-signed certificate for 127.0.0.1: it is its own root.
+  std::ifstream in(cert->second);
+  std::stringstream pem;
+  pem << in.rdbuf();
+  grpc::SslCredentialsOptions options;
+  options.pem_root_certs = pem.str();
+  return grpc::SslCredentials(options);
+}
+
+std::shared_ptr<grpc::ChannelCredentials> PadlockStack::gateway_credentials(int i) const {
+  return ChannelCredentials(gateways_.at(i));
+}
+
 absl::Status PadlockStack::Launch(Process& p) {
   std::map<std::string, std::string> env = BaseEnv();
   env["PADLOCK_GRPC_PORT"] = absl::StrCat(p.grpc_port);
@@ -104,7 +124,7 @@ absl::Status PadlockStack::Launch(Process& p) {
     return absl::DeadlineExceededError(
         absl::StrCat(p.name, " never listened; log:\n", p.process->ReadLog()));
   }
-  auto channel = grpc::CreateChannel(Loopback(p.grpc_port), grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(Loopback(p.grpc_port), ChannelCredentials(p));
   const bool ready = WaitFor(
       [&] {
         auto state = runtime::CheckHealth(channel, "", absl::Seconds(1));

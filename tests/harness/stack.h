@@ -5,11 +5,13 @@
 // started in dependency order and waited on until they serve (readiness SERVING). Everything is
 // stopped (SIGKILL on the processes, then the servers) when the stack is destroyed.
 //
-// Gateways run with PADLOCK_RATE_LIMIT_PROFILE=test (documented in docs/GATEWAY.md) unless
-// `gateway_env` overrides it, and plaintext gRPC. Logs of each process go to the stack's temporary
+// Gateways run with PADLOCK_RATE_LIMIT_PROFILE=test (documented in docs/GATEWAY.md) and
+// PADLOCK_TLS=off (plaintext gRPC) unless `gateway_env` overrides them. Logs of each process go to the stack's temporary
 // directory; `Logs()` returns them for failure messages.
 
 #include <sys/types.h>
+
+#include <grpcpp/security/credentials.h>
 
 #include <map>
 #include <memory>
@@ -49,6 +51,9 @@ class PadlockStack {
   // "127.0.0.1:<port>" of gateway `i` (plaintext gRPC).
   std::string gateway_target(int i = 0) const;
   int gateway_port(int i = 0) const;
+  // Credentials for gateway `i`: TLS with its certificate as root when its env has
+  // PADLOCK_TLS=on and PADLOCK_TLS_CERT, else plaintext.
+  std::shared_ptr<grpc::ChannelCredentials> gateway_credentials(int i = 0) const;
   int gateway_metrics_port(int i = 0) const;
   pid_t gateway_pid(int i = 0) const;
   std::string message_queue_target() const;
@@ -91,6 +96,7 @@ class PadlockStack {
   explicit PadlockStack(StackOptions options);
   absl::Status Launch(Process& p);
   std::map<std::string, std::string> BaseEnv() const;
+  static std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const Process& p);
 
   StackOptions options_;
   TempDir dir_;

@@ -90,6 +90,7 @@ class ServicesTest : public ::testing::Test {
   static std::map<std::string, std::string> GatewayEnv(int key_directory_port,
                                                        int message_queue_port, int presence_port) {
     return {{"PADLOCK_TOKEN_SECRET", std::string(64, 'a')},
+            {"PADLOCK_TLS", "off"},
             {"PADLOCK_KEY_DIRECTORY_TARGET", absl::StrCat("127.0.0.1:", key_directory_port)},
             {"PADLOCK_MESSAGE_QUEUE_TARGET", absl::StrCat("127.0.0.1:", message_queue_port)},
             {"PADLOCK_PRESENCE_TARGET", absl::StrCat("127.0.0.1:", presence_port)}};

@@ -1,0 +1,492 @@
+// The device stream end to end: the four real binaries (two gateways) on real Redis — one
+// redis-server and a 3-master Redis Cluster, the same suite on each — and a real PostgreSQL,
+// driven through the public gateway by test clients with real keys and opaque test ciphertexts.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "padlock/v1/message_queue.grpc.pb.h"
+#include "tests/e2e/gateway/e2e_client.h"
+#include "tests/harness/stack.h"
+#include "tests/unit/runtime/runtime_test_util.h"
+
+namespace padlock::e2e {
+namespace {
+
+using testing::PadlockStack;
+using testing::WaitFor;
+
+PadlockStack* StackFor(bool cluster) {
+  static std::map<bool, std::unique_ptr<PadlockStack>> stacks;
+  auto it = stacks.find(cluster);
+  if (it != stacks.end()) return it->second.get();
+  auto stack = PadlockStack::Start({.gateways = 2, .redis_cluster = cluster});
+  EXPECT_TRUE(stack.ok()) << stack.status();
+  if (!stack.ok()) return nullptr;
+  return (stacks[cluster] = *std::move(stack)).get();
+}
+
+class GatewayE2eTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    stack_ = StackFor(GetParam());
+    ASSERT_NE(stack_, nullptr);
+    for (int i = 0; i < stack_->gateway_count(); ++i) {
+      if (stack_->gateway_pid(i) <= 0 || ::kill(stack_->gateway_pid(i), 0) != 0) {
+        ASSERT_TRUE(stack_->RestartGateway(i).ok());
+      }
+      ops_.push_back(std::make_unique<AccountOps>(grpc::CreateChannel(
+          stack_->gateway_target(i), stack_->gateway_credentials(i))));
+    }
+    // Lower-case letters of the test's name (user ids allow [a-z0-9._-]), and the mode.
+    for (char c : std::string(::testing::UnitTest::GetInstance()->current_test_info()->name())) {
+      if (std::isupper(static_cast<unsigned char>(c)) && prefix_.size() < 12) {
+        prefix_ += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      }
+    }
+    prefix_ += GetParam() ? "-c" : "-s";
+  }
+  void TearDown() override {
+    if (HasFailure() && stack_ != nullptr) std::cerr << stack_->Logs().substr(0, 20000);
+  }
+
+  // A user name unique to this test (users never collide across tests on one stack).
+  std::string User(const std::string& name) {
+    return absl::StrCat(name, ".", prefix_);
+  }
+  Account MustRegister(const std::string& name) {
+    auto account = ops_[0]->Register(User(name));
+    EXPECT_TRUE(account.ok()) << account.status();
+    return account.ok() ? *std::move(account) : Account{};
+  }
+  std::string MustLogin(const Account& account, uint32_t device, int gateway = 0) {
+    auto token = ops_[gateway]->Login(account, device);
+    EXPECT_TRUE(token.ok()) << token.status();
+    return token.ok() ? *token : "";
+  }
+  std::unique_ptr<DeviceConn> Connect(const Account& account, uint32_t device, int gateway = 0,
+                                      DeviceConn::Options options = {}) {
+    auto conn = DeviceConn::Open(ops_[gateway]->stub(), MustLogin(account, device, gateway),
+                                 options);
+    EXPECT_TRUE(conn->WaitConnected().has_value()) << "no connected frame";
+    return conn;
+  }
+  static std::vector<std::string> Payloads(const std::vector<pb::Envelope>& envelopes) {
+    std::vector<std::string> out;
+    for (const auto& e : envelopes) out.push_back(e.ciphertext());
+    return out;
+  }
+  uint64_t InboxDepth(const Account& account, uint32_t device) {
+    auto mq = pb::MessageQueue::NewStub(grpc::CreateChannel(stack_->message_queue_target(),
+                                                            grpc::InsecureChannelCredentials()));
+    pb::GetInboxInfoRequest request;
+    request.mutable_device()->set_user_id(account.user);
+    request.mutable_device()->set_device_id(device);
+    pb::GetInboxInfoResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(mq->GetInboxInfo(&context, request, &response).ok());
+    return response.depth();
+  }
+
+  PadlockStack* stack_ = nullptr;
+  std::vector<std::unique_ptr<AccountOps>> ops_;
+  std::string prefix_;
+};
+
+// Two users with two devices each, the four devices spread over both gateways: every device
+// receives every message addressed to it exactly once, in the order each sender sent.
+TEST_P(GatewayE2eTest, TwoUsersTwoDevicesReceiveEveryMessageOnceInOrder) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  ASSERT_TRUE(ops_[0]->Link(alice, 2).ok());
+  ASSERT_TRUE(ops_[0]->Link(bob, 2).ok());
+  auto a1 = Connect(alice, 1, 0);
+  auto a2 = Connect(alice, 2, 1);
+  auto b1 = Connect(bob, 1, 1);
+  auto b2 = Connect(bob, 2, 0);
+  for (auto* c : {a1.get(), a2.get(), b1.get(), b2.get()}) ASSERT_TRUE(c->WaitQueueEmpty());
+
+  constexpr int kEach = 40;
+  std::vector<uint64_t> a1_ids, b2_ids;
+  for (int i = 0; i < kEach; ++i) {
+    a1_ids.push_back(a1->Send(OneToOne(alice, 1, bob, absl::StrCat(prefix_, "a1-", i))));
+    b2_ids.push_back(b2->Send(OneToOne(bob, 2, alice, absl::StrCat(prefix_, "b2-", i))));
+  }
+  for (uint64_t id : a1_ids) {
+    auto result = a1->Result(id);
+    ASSERT_TRUE(result.has_value());
+    ASSERT_TRUE(result->has_accepted()) << result->DebugString();
+    EXPECT_EQ(result->accepted().placements_size(), 3);  // bob:1, bob:2, alice:2
+  }
+  for (uint64_t id : b2_ids) {
+    auto result = b2->Result(id);
+    ASSERT_TRUE(result.has_value());
+    ASSERT_TRUE(result->has_accepted()) << result->DebugString();
+  }
+  std::vector<std::string> from_a1, from_b2;
+  for (int i = 0; i < kEach; ++i) {
+    from_a1.push_back(absl::StrCat(prefix_, "a1-", i));
+    from_b2.push_back(absl::StrCat(prefix_, "b2-", i));
+  }
+  // bob:2 gets alice:1's; alice:1 gets bob:2's; bob:1 and alice:2 get both (their own
+  // account's copies included), each sender's messages in the order sent.
+  ASSERT_TRUE(b2->WaitEnvelopes(kEach));
+  ASSERT_TRUE(a1->WaitEnvelopes(kEach));
+  ASSERT_TRUE(b1->WaitEnvelopes(2 * kEach));
+  ASSERT_TRUE(a2->WaitEnvelopes(2 * kEach));
+  EXPECT_EQ(Payloads(b2->Envelopes()), from_a1);
+  EXPECT_EQ(Payloads(a1->Envelopes()), from_b2);
+  for (auto [conn, user, device] : {std::tuple{a2.get(), alice.user, 2u},
+                                    std::tuple{b1.get(), bob.user, 1u}}) {
+    std::vector<std::string> got_a1, got_b2;
+    for (const auto& e : conn->Envelopes()) {
+      (e.sender().user_id() == alice.user ? got_a1 : got_b2).push_back(e.ciphertext());
+      EXPECT_EQ(e.recipient().user_id(), user);
+      EXPECT_EQ(e.recipient().device_id(), device);
+    }
+    EXPECT_EQ(got_a1, from_a1);
+    EXPECT_EQ(got_b2, from_b2);
+  }
+  // Sequences ascend by one per inbox: no gaps, no duplicates; senders are the authenticated ones.
+  for (auto* c : {a1.get(), a2.get(), b1.get(), b2.get()}) {
+    uint64_t expected = 1;
+    for (const auto& e : c->Envelopes()) EXPECT_EQ(e.sequence(), expected++);
+    EXPECT_EQ(c->Envelopes().size(), expected - 1);
+  }
+  for (const auto& e : b2->Envelopes()) {
+    EXPECT_EQ(e.sender().user_id(), alice.user);
+    EXPECT_EQ(e.sender().device_id(), 1u);
+  }
+  // Everything was acknowledged: the inboxes drain to empty.
+  EXPECT_TRUE(WaitFor([&] { return InboxDepth(bob, 1) == 0 && InboxDepth(alice, 2) == 0; },
+                      absl::Seconds(10)));
+}
+
+TEST_P(GatewayE2eTest, OfflineDeviceGetsItsBacklogInOrderOnReconnect) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  auto a1 = Connect(alice, 1);
+  constexpr int kCount = 300;  // more than one ReadInbox page and more than max_unacked
+  std::vector<std::string> sent;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < kCount; ++i) {
+    sent.push_back(absl::StrCat(prefix_, "m", i));
+    ids.push_back(a1->Send(OneToOne(alice, 1, bob, sent.back())));
+  }
+  for (uint64_t id : ids) {
+    auto r = a1->Result(id);
+    ASSERT_TRUE(r.has_value() && r->has_accepted());
+    EXPECT_FALSE(r->accepted().placements(0).online());  // bob was offline
+  }
+  EXPECT_EQ(InboxDepth(bob, 1), static_cast<uint64_t>(kCount));
+  auto b1 = Connect(bob, 1, 1);
+  ASSERT_TRUE(b1->WaitEnvelopes(kCount));
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  EXPECT_EQ(Payloads(b1->Envelopes()), sent);
+  // QueueEmpty comes after the whole backlog and names its last sequence.
+  auto frames = b1->Frames();
+  size_t delivered_before_empty = 0;
+  for (const auto& f : frames) {
+    if (f.has_queue_empty()) {
+      EXPECT_EQ(f.queue_empty().last_sequence(), static_cast<uint64_t>(kCount));
+      break;
+    }
+    if (f.has_deliver()) delivered_before_empty += f.deliver().envelopes_size();
+  }
+  EXPECT_EQ(delivered_before_empty, static_cast<size_t>(kCount));
+  // A busy device gets batches: fewer Deliver frames than envelopes.
+  size_t deliver_frames = 0;
+  for (const auto& f : frames) deliver_frames += f.has_deliver() ? 1 : 0;
+  EXPECT_LT(deliver_frames, static_cast<size_t>(kCount));
+  EXPECT_TRUE(WaitFor([&] { return InboxDepth(bob, 1) == 0; }, absl::Seconds(10)));
+}
+
+// A wake-up lost on the way (the gateway's pub/sub connection killed while a message is
+// enqueued) is recovered from the inbox when the subscription comes back: no gap.
+TEST_P(GatewayE2eTest, DroppedWakeUpIsRecoveredFromTheInbox) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  auto a1 = Connect(alice, 1);
+  auto b1 = Connect(bob, 1, 0);
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  auto r = a1->Result(a1->Send(OneToOne(alice, 1, bob, prefix_ + "first")));
+  ASSERT_TRUE(r && r->has_accepted());
+  ASSERT_TRUE(b1->WaitEnvelopes(1));
+  // Kill every pub/sub connection of the node that owns bob's channel, then enqueue at once: the
+  // wake-up finds no subscriber (or one being re-established) and is dropped.
+  const std::string channel = absl::StrCat("ch:{", bob.user, ":1}");
+  auto killed = stack_->RedisCliForKey(channel, {"CLIENT", "KILL", "TYPE", "pubsub"});
+  ASSERT_TRUE(killed.ok()) << killed.status();
+  for (int i = 0; i < 5; ++i) {
+    auto s = a1->Result(a1->Send(OneToOne(alice, 1, bob, absl::StrCat(prefix_, "lost", i))));
+    ASSERT_TRUE(s && s->has_accepted());
+  }
+  ASSERT_TRUE(b1->WaitEnvelopes(6));
+  std::vector<std::string> expected = {prefix_ + "first"};
+  for (int i = 0; i < 5; ++i) expected.push_back(absl::StrCat(prefix_, "lost", i));
+  EXPECT_EQ(Payloads(b1->Envelopes()), expected);
+  EXPECT_FALSE(b1->ended());
+  // And the stream still follows wake-ups afterwards.
+  auto after = a1->Result(a1->Send(OneToOne(alice, 1, bob, prefix_ + "after")));
+  ASSERT_TRUE(after && after->has_accepted());
+  ASSERT_TRUE(b1->WaitEnvelopes(7));
+}
+
+TEST_P(GatewayE2eTest, MismatchedAndStaleDevicesAreReportedAndNothingIsStored) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  ASSERT_TRUE(ops_[0]->Link(bob, 2).ok());
+  auto a1 = Connect(alice, 1);
+  // Missing bob:2 and an extra bob:7.
+  pb::OutgoingMessage missing = OneToOne(alice, 1, bob, prefix_ + "x");
+  missing.mutable_recipients()->RemoveLast();
+  auto* extra = missing.add_recipients();
+  *extra = missing.recipients(0);
+  extra->mutable_device()->set_device_id(7);
+  auto r = a1->Result(a1->Send(missing));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->has_mismatch()) << r->DebugString();
+  ASSERT_EQ(r->mismatch().users_size(), 1);
+  EXPECT_EQ(r->mismatch().users(0).user_id(), bob.user);
+  EXPECT_EQ(std::vector<uint32_t>(r->mismatch().users(0).missing_device_ids().begin(),
+                                  r->mismatch().users(0).missing_device_ids().end()),
+            std::vector<uint32_t>{2});
+  EXPECT_EQ(std::vector<uint32_t>(r->mismatch().users(0).extra_device_ids().begin(),
+                                  r->mismatch().users(0).extra_device_ids().end()),
+            std::vector<uint32_t>{7});
+  // A wrong registration id: stale.
+  pb::OutgoingMessage stale = OneToOne(alice, 1, bob, prefix_ + "y");
+  stale.mutable_recipients(1)->set_registration_id(stale.recipients(1).registration_id() + 1);
+  r = a1->Result(a1->Send(stale));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->has_mismatch()) << r->DebugString();
+  EXPECT_EQ(r->mismatch().users(0).stale_device_ids_size(), 1);
+  EXPECT_EQ(InboxDepth(bob, 1), 0u);
+  EXPECT_EQ(InboxDepth(bob, 2), 0u);
+}
+
+// A device acks only what was delivered to it on its own stream: another device's server ids are
+// refused with a StreamError and that inbox keeps its entries.
+TEST_P(GatewayE2eTest, DeviceCannotAckAnotherDevicesInbox) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  auto a1 = Connect(alice, 1);
+  auto b1 = Connect(bob, 1, 0, {.auto_ack = false});
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  auto r = a1->Result(a1->Send(OneToOne(alice, 1, bob, prefix_ + "secret")));
+  ASSERT_TRUE(r && r->has_accepted());
+  ASSERT_TRUE(b1->WaitEnvelopes(1));
+  const std::string bobs_id = b1->Envelopes()[0].server_id();
+  pb::ClientFrame ack;
+  ack.mutable_ack()->set_up_to_server_id(bobs_id);
+  ASSERT_TRUE(a1->Write(ack));
+  auto error = a1->WaitFrame([](const pb::ServerFrame& f) { return f.has_error(); });
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->error().code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_FALSE(a1->ended());  // a bad frame never ends the stream
+  EXPECT_EQ(InboxDepth(bob, 1), 1u);
+  // Bob's own ack works.
+  ASSERT_TRUE(b1->Write(ack));
+  EXPECT_TRUE(WaitFor([&] { return InboxDepth(bob, 1) == 0; }, absl::Seconds(10)));
+}
+
+TEST_P(GatewayE2eTest, UnlinkedDeviceStreamClosesAndItsTokenStopsWorking) {
+  Account alice = MustRegister("alice");
+  ASSERT_TRUE(ops_[0]->Link(alice, 2).ok());
+  const std::string token2 = MustLogin(alice, 2, 1);
+  auto a2 = DeviceConn::Open(ops_[1]->stub(), token2);
+  ASSERT_TRUE(a2->WaitConnected());
+  ASSERT_TRUE(ops_[0]->Unlink(alice, 2).ok());
+  auto closing = a2->WaitFrame([](const pb::ServerFrame& f) { return f.has_closing(); });
+  ASSERT_TRUE(closing.has_value());
+  EXPECT_EQ(closing->closing().reason(), pb::Closing::REASON_REVOKED);
+  auto ended = a2->WaitEnded();
+  ASSERT_TRUE(ended.has_value());
+  // The same token is refused everywhere from now on.
+  for (int g = 0; g < 2; ++g) {
+    pb::GatewayClaimBundlesRequest claim;
+    claim.set_user_id(alice.user);
+    pb::ClaimBundlesResponse bundles;
+    grpc::ClientContext context;
+    Authorize(context, token2);
+    EXPECT_EQ(ops_[g]->stub().ClaimBundles(&context, claim, &bundles).error_code(),
+              grpc::StatusCode::UNAUTHENTICATED);
+    auto again = DeviceConn::Open(ops_[g]->stub(), token2);
+    auto status = again->WaitEnded();
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(status->error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  }
+}
+
+TEST_P(GatewayE2eTest, DisplacementClosesOnlyTheOlderConnection) {
+  Account bob = MustRegister("bob");
+  auto first = Connect(bob, 1, 0);
+  auto second = Connect(bob, 1, 1);  // the other gateway
+  auto displaced = first->WaitFrame([](const pb::ServerFrame& f) { return f.has_displaced(); });
+  ASSERT_TRUE(displaced.has_value());
+  const uint64_t first_epoch = first->WaitConnected()->epoch();
+  const uint64_t second_epoch = second->WaitConnected()->epoch();
+  EXPECT_GT(second_epoch, first_epoch);
+  EXPECT_EQ(displaced->displaced().by_epoch(), second_epoch);
+  auto ended = first->WaitEnded();
+  ASSERT_TRUE(ended.has_value());
+  EXPECT_TRUE(ended->ok()) << ended->error_message();
+  EXPECT_FALSE(second->ended());
+
+  // A race: several connections at once, on both gateways: exactly the highest epoch survives.
+  std::vector<std::unique_ptr<DeviceConn>> racers;
+  std::vector<std::string> tokens;
+  for (int i = 0; i < 4; ++i) tokens.push_back(MustLogin(bob, 1, i % 2));
+  for (int i = 0; i < 4; ++i) racers.push_back(DeviceConn::Open(ops_[i % 2]->stub(), tokens[i]));
+  ASSERT_TRUE(second->WaitEnded().has_value());
+  uint64_t highest = 0;
+  for (auto& r : racers) {
+    auto c = r->WaitConnected();
+    if (c) highest = std::max(highest, c->epoch());
+  }
+  ASSERT_GT(highest, second_epoch);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        int open = 0;
+        for (auto& r : racers) open += r->ended() ? 0 : 1;
+        return open == 1;
+      },
+      absl::Seconds(20)));
+  for (auto& r : racers) {
+    if (!r->ended()) {
+      EXPECT_EQ(r->WaitConnected()->epoch(), highest);
+    }
+  }
+}
+
+// Alice keeps sending to bob while bob's gateway is SIGKILLed: bob reconnects to the other
+// gateway and receives every message whose send was accepted (duplicates of unacked envelopes
+// are possible, by design, and removed by message id as clients do).
+TEST_P(GatewayE2eTest, GatewayKilledMidStreamLosesNothingAccepted) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  auto a1 = Connect(alice, 1, 1);
+  auto b1 = Connect(bob, 1, 0);
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  constexpr int kCount = 200;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < kCount; ++i) {
+    ids.push_back(a1->Send(OneToOne(alice, 1, bob, absl::StrCat(prefix_, "k", i))));
+    if (i == kCount / 2) stack_->KillGateway(0);
+  }
+  std::set<std::string> accepted;
+  for (int i = 0; i < kCount; ++i) {
+    auto r = a1->Result(ids[i]);
+    ASSERT_TRUE(r.has_value());
+    ASSERT_TRUE(r->has_accepted()) << r->DebugString();
+    accepted.insert(absl::StrCat(prefix_, "k", i));
+  }
+  ASSERT_TRUE(b1->WaitEnded().has_value());
+  std::set<std::string> received;
+  for (const auto& e : b1->Envelopes()) received.insert(e.ciphertext());
+  auto again = Connect(bob, 1, 1);
+  ASSERT_TRUE(again->WaitQueueEmpty(absl::Seconds(30)));
+  for (const auto& e : again->Envelopes()) received.insert(e.ciphertext());
+  EXPECT_EQ(received, accepted);
+  ASSERT_TRUE(stack_->RestartGateway(0).ok());
+}
+
+// SIGTERM: the gateway tells its streams to reconnect elsewhere (Closing{DRAIN}), answers every
+// send it took and flushes acks before exiting; nothing accepted is lost.
+TEST_P(GatewayE2eTest, SigtermDrainLosesNothing) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  auto a1 = Connect(alice, 1, 0);
+  auto b1 = Connect(bob, 1, 0);
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  constexpr int kCount = 100;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < kCount; ++i) {
+    ids.push_back(a1->Send(OneToOne(alice, 1, bob, absl::StrCat(prefix_, "d", i))));
+  }
+  auto stopped = stack_->StopGateway(0, SIGTERM);
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_TRUE(WIFEXITED(*stopped) && WEXITSTATUS(*stopped) == 0);
+  for (auto* c : {a1.get(), b1.get()}) {
+    auto closing = c->WaitFrame([](const pb::ServerFrame& f) { return f.has_closing(); });
+    ASSERT_TRUE(closing.has_value());
+    EXPECT_EQ(closing->closing().reason(), pb::Closing::REASON_DRAIN);
+  }
+  // Every send taken before the drain was answered; resend the unanswered ones elsewhere (same
+  // message id), as a client does.
+  auto a1b = Connect(alice, 1, 1);
+  std::set<std::string> expected;
+  for (int i = 0; i < kCount; ++i) {
+    const std::string payload = absl::StrCat(prefix_, "d", i);
+    expected.insert(payload);
+    auto r = a1->Result(ids[i], absl::ZeroDuration());
+    if (!r.has_value() || !r->has_accepted()) {
+      auto retry = a1b->Result(a1b->Send(OneToOne(alice, 1, bob, payload)));
+      ASSERT_TRUE(retry && retry->has_accepted());
+    }
+  }
+  std::set<std::string> received;
+  for (const auto& e : b1->Envelopes()) received.insert(e.ciphertext());
+  auto b1b = Connect(bob, 1, 1);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::set<std::string> all = received;
+        for (const auto& e : b1b->Envelopes()) all.insert(e.ciphertext());
+        return all == expected;
+      },
+      absl::Seconds(30)));
+  ASSERT_TRUE(stack_->RestartGateway(0).ok());
+}
+
+TEST_P(GatewayE2eTest, PresenceEventsReachWatchers) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  auto b1 = Connect(bob, 1, 1);
+  pb::ClientFrame visible;
+  visible.mutable_set_presence_visibility()->set_visibility(pb::PRESENCE_VISIBILITY_EVERYONE);
+  ASSERT_TRUE(b1->Write(visible));
+  auto a1 = Connect(alice, 1, 0);
+  pb::ClientFrame watch;
+  watch.mutable_subscribe_presence()->add_user_ids(bob.user);
+  ASSERT_TRUE(a1->Write(watch));
+  auto online = a1->WaitFrame([&](const pb::ServerFrame& f) {
+    return f.has_presence_event() && f.presence_event().status().user_id() == bob.user &&
+           f.presence_event().status().online();
+  });
+  ASSERT_TRUE(online.has_value());
+  b1->Cancel();
+  auto offline = a1->WaitFrame([&](const pb::ServerFrame& f) {
+    return f.has_presence_event() && f.presence_event().status().user_id() == bob.user &&
+           !f.presence_event().status().online();
+  });
+  ASSERT_TRUE(offline.has_value());
+  EXPECT_GT(offline->presence_event().status().last_seen_ms(), 0u);
+}
+
+TEST_P(GatewayE2eTest, OnlineOnlyReachesConnectedDevicesAndIsNeverStored) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  auto a1 = Connect(alice, 1);
+  auto b1 = Connect(bob, 1, 1);
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  pb::OutgoingMessage typing = OneToOne(alice, 1, bob, prefix_ + "typing");
+  typing.set_online_only(true);
+  auto r = a1->Result(a1->Send(typing));
+  ASSERT_TRUE(r && r->has_accepted());
+  ASSERT_TRUE(b1->WaitEnvelopes(1));
+  EXPECT_TRUE(b1->Envelopes()[0].online_only());
+  EXPECT_EQ(InboxDepth(bob, 1), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(RedisModes, GatewayE2eTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Cluster" : "Standalone"; });
+
+}  // namespace
+}  // namespace padlock::e2e
