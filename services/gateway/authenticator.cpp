@@ -48,8 +48,13 @@ Authenticator::Authenticator(ChallengeStore* challenges, IdentitySource* identit
                    .Name("padlock_gateway_logins_total")
                    .Help("Login attempts by result (ok, failed, error)")
                    .Register(*metrics);
-    auth_failures_ = runtime::MakeCounter(metrics, "padlock_gateway_auth_failures_total",
-                                          "Requests refused for a missing or invalid token");
+    auth_failures_ = &prometheus::BuildCounter()
+                          .Name("padlock_gateway_auth_failures_total")
+                          .Help("Requests refused for their token, by reason: malformed (no or "
+                                "bad authorization header), invalid (forged, expired, unknown "
+                                "key), unlisted (device no longer listed), stale (account change "
+                                "with an old device-list version)")
+                          .Register(*metrics);
   }
 }
 
@@ -57,7 +62,9 @@ void Authenticator::CountLogin(const char* result) {
   if (logins_ != nullptr) logins_->Add({{"result", result}}).Increment();
 }
 
-void Authenticator::CountAuthFailure() { runtime::Increment(auth_failures_); }
+void Authenticator::CountAuthFailure(const char* reason) {
+  if (auth_failures_ != nullptr) auth_failures_->Add({{"reason", reason}}).Increment();
+}
 
 absl::StatusOr<Challenge> Authenticator::NewChallenge(const DeviceRef& device) {
   std::string challenge = random32_();
@@ -122,13 +129,13 @@ absl::StatusOr<SessionClaims> Authenticator::Authenticate(
   constexpr std::string_view kScheme = "bearer ";
   if (!authorization.has_value() || authorization->size() <= kScheme.size() ||
       !absl::StartsWithIgnoreCase(ToAbsl(*authorization), ToAbsl(kScheme))) {
-    CountAuthFailure();
+    CountAuthFailure("malformed");
     return absl::UnauthenticatedError(kInvalidTokenMessage);
   }
   absl::StatusOr<SessionClaims> claims =
       tokens_->Verify(
           ToStd(absl::StripAsciiWhitespace(ToAbsl(authorization->substr(kScheme.size())))), now_());
-  if (!claims.ok()) CountAuthFailure();
+  if (!claims.ok()) CountAuthFailure("invalid");
   return claims;
 }
 
@@ -140,7 +147,7 @@ absl::Status Authenticator::CheckCurrent(const SessionClaims& claims) {
   } else if (identity->device_list_version <= claims.device_list_version) {
     return absl::OkStatus();
   }
-  CountAuthFailure();
+  CountAuthFailure(identity.ok() ? "stale" : "unlisted");
   return absl::UnauthenticatedError(kInvalidTokenMessage);
 }
 
@@ -149,7 +156,7 @@ absl::Status Authenticator::CheckListed(const SessionClaims& claims) {
       identities_->GetIdentityKey(DeviceRef{claims.user_id, claims.device_id});
   if (identity.ok()) return absl::OkStatus();
   if (identity.status().code() != absl::StatusCode::kNotFound) return identity.status();
-  CountAuthFailure();
+  CountAuthFailure("unlisted");
   return absl::UnauthenticatedError(kInvalidTokenMessage);
 }
 

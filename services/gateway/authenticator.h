@@ -121,7 +121,7 @@ class Authenticator {
 
  private:
   void CountLogin(const char* result);
-  void CountAuthFailure();
+  void CountAuthFailure(const char* reason);
 
   ChallengeStore* const challenges_;
   IdentitySource* const identities_;
@@ -130,7 +130,7 @@ class Authenticator {
   std::function<absl::Time()> now_;
   std::function<std::string()> random32_;
   prometheus::Family<prometheus::Counter>* logins_ = nullptr;
-  prometheus::Counter* auth_failures_ = nullptr;
+  prometheus::Family<prometheus::Counter>* auth_failures_ = nullptr;
 };
 
 }  // namespace padlock::gateway

@@ -262,7 +262,8 @@ TEST_F(BearerTest, MissingOrMalformedHeaderIsRefusedAlike) {
   ExpectInvalid(auth_->Authenticate(Token()));  // no scheme
   ExpectInvalid(auth_->Authenticate(absl::StrCat("Basic ", Token())));
   ExpectInvalid(auth_->Authenticate("Bearer forged"));
-  EXPECT_EQ(Counter("padlock_gateway_auth_failures_total"), 6);
+  EXPECT_EQ(Counter("padlock_gateway_auth_failures_total", "malformed"), 5);
+  EXPECT_EQ(Counter("padlock_gateway_auth_failures_total", "invalid"), 1);
 }
 
 TEST_F(BearerTest, ExpiredTokenIsRefused) {
