@@ -85,6 +85,34 @@ absl::StatusOr<std::string> AccountOps::Login(const Account& account, uint32_t d
   return response.token();
 }
 
+absl::StatusOr<pb::GetChallengeResponse> AccountOps::Challenge(const std::string& user,
+                                                               uint32_t device_id) {
+  pb::GetChallengeRequest request;
+  request.mutable_device()->set_user_id(user);
+  request.mutable_device()->set_device_id(device_id);
+  pb::GetChallengeResponse response;
+  grpc::ClientContext context;
+  grpc::Status status = stub_->GetChallenge(&context, request, &response);
+  if (!status.ok()) return runtime::FromGrpcStatus(status);
+  return response;
+}
+
+absl::StatusOr<std::string> AccountOps::Sign(const TestDevice& device, const std::string& bytes) {
+  return client::Sign(*signal_, device.identity.private_key, bytes);
+}
+
+grpc::Status AccountOps::LoginWith(const std::string& user, uint32_t device_id,
+                                   const std::string& challenge, const std::string& signature,
+                                   pb::LoginResponse* response) {
+  pb::LoginRequest request;
+  request.mutable_device()->set_user_id(user);
+  request.mutable_device()->set_device_id(device_id);
+  request.set_challenge(challenge);
+  request.set_signature(signature);
+  grpc::ClientContext context;
+  return stub_->Login(&context, request, response);
+}
+
 absl::Status AccountOps::Publish(Account& account, const std::vector<const TestDevice*>& devices,
                                  const TestDevice* added) {
   key_directory::DeviceList list =

@@ -43,6 +43,11 @@ class AccountOps {
   absl::StatusOr<Account> Register(const std::string& user);
   // GetChallenge → sign padlock-login-v1 → Login.
   absl::StatusOr<std::string> Login(const Account& account, uint32_t device_id);
+  // The pieces of a login, for tests that tamper with them.
+  absl::StatusOr<pb::GetChallengeResponse> Challenge(const std::string& user, uint32_t device_id);
+  absl::StatusOr<std::string> Sign(const TestDevice& device, const std::string& bytes);
+  grpc::Status LoginWith(const std::string& user, uint32_t device_id, const std::string& challenge,
+                         const std::string& signature, pb::LoginResponse* response);
   // Publishes version+1 with a new device `device_id` (keys and prekeys uploaded).
   absl::Status Link(Account& account, uint32_t device_id);
   // Publishes version+1 without `device_id`.

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "padlock/v1/message_queue.grpc.pb.h"
+#include "services/common/statement/signed_statement.h"
 #include "tests/e2e/gateway/e2e_client.h"
 #include "tests/harness/stack.h"
 #include "tests/unit/runtime/runtime_test_util.h"
@@ -483,6 +484,42 @@ TEST_P(GatewayE2eTest, OnlineOnlyReachesConnectedDevicesAndIsNeverStored) {
   ASSERT_TRUE(b1->WaitEnvelopes(1));
   EXPECT_TRUE(b1->Envelopes()[0].online_only());
   EXPECT_EQ(InboxDepth(bob, 1), 0u);
+}
+
+// Login through the real binaries: only a fresh signature by the device's own key over the login
+// statement works; forged, replayed and cross-purpose signatures are UNAUTHENTICATED alike.
+TEST_P(GatewayE2eTest, ForgedReplayedOrCrossPurposeLoginSignaturesFail) {
+  Account alice = MustRegister("alice");
+  Account mallory = MustRegister("mallory");
+  AccountOps& ops = *ops_[1];
+  auto login_statement = [&](const pb::GetChallengeResponse& c) {
+    return statement::EncodeLogin(alice.user, 1, c.challenge(), c.audience());
+  };
+  auto expect_refused = [](const grpc::Status& status) {
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
+    EXPECT_EQ(status.error_message(), "login failed");
+  };
+  pb::LoginResponse response;
+  // Forged: signed by another account's key.
+  auto c1 = ops.Challenge(alice.user, 1);
+  ASSERT_TRUE(c1.ok());
+  expect_refused(ops.LoginWith(alice.user, 1, c1->challenge(),
+                               *ops.Sign(mallory.devices.at(1), login_statement(*c1)), &response));
+  // Cross-purpose: alice's own key, but over her device-list statement instead of the login.
+  auto c2 = ops.Challenge(alice.user, 1);
+  ASSERT_TRUE(c2.ok());
+  auto list_bytes = statement::EncodeDeviceList(alice.user, 1, {alice.devices.at(1).Entry()});
+  ASSERT_TRUE(list_bytes.ok());
+  expect_refused(ops.LoginWith(alice.user, 1, c2->challenge(),
+                               *ops.Sign(alice.devices.at(1), *list_bytes), &response));
+  // Replayed: a valid signature works once; the same challenge and signature again fail.
+  auto c3 = ops.Challenge(alice.user, 1);
+  ASSERT_TRUE(c3.ok());
+  const std::string good = *ops.Sign(alice.devices.at(1), login_statement(*c3));
+  EXPECT_TRUE(ops.LoginWith(alice.user, 1, c3->challenge(), good, &response).ok());
+  expect_refused(ops.LoginWith(alice.user, 1, c3->challenge(), good, &response));
+  // ... also on the other gateway (challenges live in the shared Redis).
+  expect_refused(ops_[0]->LoginWith(alice.user, 1, c3->challenge(), good, &response));
 }
 
 INSTANTIATE_TEST_SUITE_P(RedisModes, GatewayE2eTest, ::testing::Values(false, true),
