@@ -14,8 +14,9 @@
 #   BUILD_DIR (Dockerfile target `prebuilt`; without BUILD_DIR the image is compiled from source
 #   only when PADLOCK_CI_BUILD_FROM_SOURCE=1, else those steps are SKIPPED); the compose stack
 #   up; every container healthy; gRPC health through the published gateway port; Prometheus
-#   reports up == 1 for every target (HTTP API); one gateway killed -> the published port still
-#   answers; `stop` -> every service drains and exits 0; `down -v` leaves no container, network
+#   reports up == 1 for every target (HTTP API); a two-user exchange through the published port
+#   with gateway-1 killed half-way (tests/e2e/gateway/exchange_check.cpp: nothing accepted is
+#   lost); the published port still answers with gateway-1 down; `stop` -> every service drains and exits 0; `down -v` leaves no container, network
 #   or volume behind.
 # Prints each step's duration and a summary; exits 1 if any step failed.
 #
@@ -292,8 +293,25 @@ PY
   done
 }
 
+# Two users exchange messages through the published port; gateway-1 is killed half-way through
+# alice's 200 messages to bob: streams on it reconnect through haproxy to gateway-2, unanswered
+# sends go again with the same message id, and bob must receive every accepted message.
+exchange_with_gateway_killed() {
+  local check="$BUILD_DIR/tests/e2e/gateway/padlock-exchange-check"
+  [ -x "$check" ] || { say "SKIPPED: $check not built"; return 0; }
+  local kill_cmd
+  kill_cmd="cd '$REPO' && PADLOCK_IMAGE='$IMAGE' PADLOCK_GATEWAY_PORT='$GW_PORT' PADLOCK_PROMETHEUS_PORT='$PROM_PORT' $COMPOSE -p '$PROJECT' kill gateway-1 >/dev/null 2>&1"
+  "$check" --gateway "127.0.0.1:$GW_PORT" --messages 200 --timeout-seconds 120 \
+    --kill-command "$kill_cmd"
+}
+
 gateway_failover() {
-  compose kill gateway-1 >/dev/null 2>&1 || return 1
+  # gateway-1 is normally down already (killed by the exchange step); kill it if not.
+  local id
+  id="$(compose ps -q gateway-1)"
+  if [ "$(docker inspect -f '{{.State.Running}}' "$id" 2>/dev/null)" = true ]; then
+    compose kill gateway-1 >/dev/null 2>&1 || return 1
+  fi
   # haproxy marks it down within 2 checks x 2 s; new connections go to gateway-2.
   sleep 5
   gateway_published || return 1
@@ -346,6 +364,8 @@ if step "compose up" stack_up && step "every container healthy" stack_healthy; t
   step "service logs: no unknown variables, no errors" stack_logs_clean
   step "gRPC health through the published gateway port" gateway_published
   step "prometheus: up == 1 for every target" prometheus_up
+  step "two users exchange; gateway-1 killed mid-exchange; nothing accepted lost" \
+    exchange_with_gateway_killed
   step "gateway-1 killed: published port still serves" gateway_failover
   step "docker stop: services drain and exit 0" stack_stop_clean
 fi
