@@ -228,12 +228,15 @@ TEST_F(GatewayLimitsTest, KeepaliveDropsASilentClient) {
       << "the gateway kept a silent client's stream";
 }
 
-// Per-address limits on registration and login (Redis token buckets shared by replicas).
-TEST(GatewayAddressLimitsTest, RegistrationAndLoginLimitsTripWithRetryAfter) {
+// Per-address limits on registration and login (Redis token buckets shared by replicas), and the
+// key-directory's claim limits per requester and per target, passed through with retry-after.
+TEST(GatewayAddressLimitsTest, RegistrationLoginAndClaimLimitsTripWithRetryAfter) {
   auto stack = PadlockStack::Start({.gateway_env = {{"PADLOCK_RATE_LIMIT_PROFILE", "production"},
-                                                    {"PADLOCK_REGISTER_BURST", "2"},
-                                                    {"PADLOCK_LOGIN_BURST", "3"},
-                                                    {"PADLOCK_LOGIN_REFILL", "1h"}}});
+                                                    {"PADLOCK_REGISTER_BURST", "3"},
+                                                    {"PADLOCK_LOGIN_BURST", "4"},
+                                                    {"PADLOCK_LOGIN_REFILL", "1h"}},
+                                    .service_env = {{"PADLOCK_CLAIMS_PER_REQUESTER_BURST", "2"},
+                                                    {"PADLOCK_CLAIMS_PER_TARGET_BURST", "2"}}});
   ASSERT_TRUE(stack.ok()) << stack.status();
   AccountOps ops(
       grpc::CreateChannel((*stack)->gateway_target(), grpc::InsecureChannelCredentials()));
@@ -241,12 +244,41 @@ TEST(GatewayAddressLimitsTest, RegistrationAndLoginLimitsTripWithRetryAfter) {
   ASSERT_TRUE(alice.ok()) << alice.status();
   auto bob = ops.Register("bob.limits");  // register 2, login 2
   ASSERT_TRUE(bob.ok()) << bob.status();
-  auto carol = ops.Register("carol.limits");  // register 3: over
-  EXPECT_EQ(carol.status().code(), absl::StatusCode::kResourceExhausted) << carol.status();
-  EXPECT_TRUE(ops.Login(*alice, 1).ok());  // login 3
-  auto over = ops.Login(*alice, 1);        // login 4: over
+  auto carol = ops.Register("carol.limits");  // register 3, login 3
+  ASSERT_TRUE(carol.ok()) << carol.status();
+  auto dave = ops.Register("dave.limits");  // register 4: over
+  EXPECT_EQ(dave.status().code(), absl::StatusCode::kResourceExhausted) << dave.status();
+  EXPECT_TRUE(ops.Login(*alice, 1).ok());  // login 4
+  auto over = ops.Login(*alice, 1);        // login 5: over
   EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted) << over.status();
   EXPECT_NE(std::string(over.status().message()).find("retry after"), std::string::npos);
+
+  auto claim = [&](const Account& requester, const Account& target) {
+    pb::GatewayClaimBundlesRequest request;
+    request.set_user_id(target.user);
+    pb::ClaimBundlesResponse response;
+    grpc::ClientContext context;
+    Authorize(context, requester.primary_token);
+    grpc::Status status = ops.stub().ClaimBundles(&context, request, &response);
+    std::string retry_after;
+    const auto& trailers = context.GetServerTrailingMetadata();
+    if (auto it = trailers.find("retry-after-ms"); it != trailers.end()) {
+      retry_after.assign(it->second.data(), it->second.size());
+    }
+    return std::pair{status, retry_after};
+  };
+  // Per target: bob can be claimed twice (by anyone), then not.
+  EXPECT_TRUE(claim(*alice, *bob).first.ok());
+  EXPECT_TRUE(claim(*carol, *bob).first.ok());
+  auto [target_limited, target_retry] = claim(*alice, *bob);
+  EXPECT_EQ(target_limited.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_FALSE(target_retry.empty());
+  // Per requester: bob may claim twice (different targets), then not.
+  EXPECT_TRUE(claim(*bob, *alice).first.ok());
+  EXPECT_TRUE(claim(*bob, *carol).first.ok());
+  auto [requester_limited, requester_retry] = claim(*bob, *carol);
+  EXPECT_EQ(requester_limited.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_FALSE(requester_retry.empty());
 }
 
 // TLS on the public port with the configured certificate: a client trusting it logs in and
