@@ -1,22 +1,16 @@
 // The gateway's protections end to end, against the real binaries: TLS with the configured
 // certificate, each rate limit tripping with its status, oversize sends refused while the stream
 // lives on, the stream cap, and keepalive dropping a client that went silent.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
-#include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "tests/e2e/gateway/e2e_client.h"
 #include "tests/harness/stack.h"
+#include "tests/harness/tcp_proxy.h"
 #include "tests/unit/runtime/runtime_test_util.h"
 
 namespace padlock::e2e {
@@ -25,81 +19,6 @@ namespace {
 using testing::PadlockStack;
 using testing::WaitFor;
 using runtime::testing::ScrapeValue;
-
-// A TCP relay from a local port to the gateway that can be frozen: it then stops moving bytes in
-// either direction while keeping both connections open — a client whose network went silent.
-class FreezableProxy {
- public:
-  explicit FreezableProxy(int target_port) : target_port_(target_port) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    socklen_t len = sizeof(addr);
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    ::listen(listen_fd_, 8);
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~FreezableProxy() {
-    stop_ = true;
-    thread_.join();
-    for (int fd : fds_) ::close(fd);
-    ::close(listen_fd_);
-  }
-  int port() const { return port_; }
-  void Freeze() { frozen_ = true; }
-
- private:
-  void Run() {
-    std::vector<std::pair<int, int>> pairs;
-    while (!stop_) {
-      std::vector<pollfd> polls = {{listen_fd_, POLLIN, 0}};
-      if (!frozen_) {
-        for (auto [a, b] : pairs) {
-          polls.push_back({a, POLLIN, 0});
-          polls.push_back({b, POLLIN, 0});
-        }
-      }
-      if (::poll(polls.data(), polls.size(), 50) <= 0) continue;
-      if (polls[0].revents & POLLIN) {
-        int client = ::accept(listen_fd_, nullptr, nullptr);
-        int upstream = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        addr.sin_port = htons(static_cast<uint16_t>(target_port_));
-        if (::connect(upstream, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
-          pairs.emplace_back(client, upstream);
-          fds_.push_back(client);
-          fds_.push_back(upstream);
-        } else {
-          ::close(client);
-          ::close(upstream);
-        }
-      }
-      for (size_t i = 1; i < polls.size(); ++i) {
-        if (!(polls[i].revents & (POLLIN | POLLHUP))) continue;
-        const auto& pair = pairs[(i - 1) / 2];
-        const int from = polls[i].fd;
-        const int to = from == pair.first ? pair.second : pair.first;
-        char buffer[16384];
-        const ssize_t n = ::read(from, buffer, sizeof(buffer));
-        if (n > 0) (void)!::write(to, buffer, static_cast<size_t>(n));
-      }
-    }
-  }
-
-  const int target_port_;
-  int listen_fd_ = -1;
-  int port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<bool> frozen_{false};
-  std::vector<int> fds_;
-  std::thread thread_;
-};
 
 std::string MustToken(AccountOps& ops, const Account& account, uint32_t device) {
   auto token = ops.Login(account, device);
@@ -217,7 +136,7 @@ TEST_F(GatewayLimitsTest, StreamCapRefusesTheNextStream) {
 
 TEST_F(GatewayLimitsTest, KeepaliveDropsASilentClient) {
   Account alice = MustRegister("alice.silent");
-  FreezableProxy proxy(stack_->gateway_port());
+  testing::TcpProxy proxy(stack_->gateway_port());
   AccountOps via_proxy(grpc::CreateChannel(absl::StrCat("127.0.0.1:", proxy.port()),
                                            grpc::InsecureChannelCredentials()));
   auto conn = DeviceConn::Open(via_proxy.stub(), MustToken(*ops_, alice, 1));
