@@ -66,6 +66,19 @@ void AddGap(v1::ReadInboxResponse* response, uint64_t first, uint64_t last) {
   gap->set_reason(v1::Gap::REASON_EXPIRED);
 }
 
+// Adds the gap [first, last] less the sequences in `acked` (ascending) that the device acked one by
+// one: it has those, so they are no gap.
+void AddGapExcept(v1::ReadInboxResponse* response, uint64_t first, uint64_t last,
+                  const std::vector<uint64_t>& acked) {
+  uint64_t from = first;
+  for (auto it = std::lower_bound(acked.begin(), acked.end(), first);
+       it != acked.end() && *it <= last; ++it) {
+    if (*it > from) AddGap(response, from, *it - 1);
+    from = *it + 1;
+  }
+  if (from <= last) AddGap(response, from, last);
+}
+
 }  // namespace
 
 int64_t SystemClock::NowMs() { return absl::ToUnixMillis(absl::Now()); }
@@ -250,6 +263,9 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     }
     v1::Mismatch mismatch;
     std::string unknown;
+    // The gateway authenticated the sender's token, but the device may have been unlinked since
+    // the token was issued: only a device on its account's current list may send.
+    bool sender_listed = false;
     for (const std::string& user : order) {
       auto list = lists.find(user);
       if (list == lists.end()) {
@@ -260,7 +276,10 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
       v1::DeviceMismatch dm;
       absl::flat_hash_set<uint32_t> listed;
       for (const ListedDevice& d : list->second.devices) {
-        if (user == sender_user && d.device_id == send.sender().device_id()) continue;
+        if (user == sender_user && d.device_id == send.sender().device_id()) {
+          sender_listed = true;
+          continue;
+        }
         listed.insert(d.device_id);
         auto s = sent.find(d.device_id);
         if (s == sent.end()) {
@@ -287,6 +306,12 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     if (!unknown.empty()) {
       Refuse(response.mutable_outcomes(i), absl::StatusCode::kNotFound, "unknown_user",
              absl::StrCat("unknown user ", unknown));
+      continue;
+    }
+    if (!sender_listed) {
+      Refuse(response.mutable_outcomes(i), absl::StatusCode::kPermissionDenied, "sender_not_listed",
+             absl::StrCat("sender device ", sender_user, ":", send.sender().device_id(),
+                          " is not on its account's current device list (unlinked?)"));
       continue;
     }
     if (mismatch.users_size() > 0) {
@@ -397,7 +422,7 @@ absl::StatusOr<v1::ReadInboxResponse> Dispatcher::ReadInbox(const v1::ReadInboxR
 
   const uint64_t now_ms = static_cast<uint64_t>(clock_->NowMs());
   v1::ReadInboxResponse response;
-  // Sequences at or below the cumulative-ack floor were delivered: never a gap.
+  // Sequences at or below the ack floor, and those acked one by one, were delivered: never a gap.
   uint64_t previous = std::max(request.after_sequence(), page->acked_sequence);
   uint64_t bytes = 0;
   bool truncated = false;
@@ -407,7 +432,9 @@ absl::StatusOr<v1::ReadInboxResponse> Dispatcher::ReadInbox(const v1::ReadInboxR
       truncated = true;
       break;
     }
-    if (entry.sequence > previous + 1) AddGap(&response, previous + 1, entry.sequence - 1);
+    if (entry.sequence > previous + 1) {
+      AddGapExcept(&response, previous + 1, entry.sequence - 1, page->acked_individually);
+    }
     previous = std::max(previous, entry.sequence);
     response.set_next_after_server_id(entry.server_id);
     response.set_next_after_sequence(entry.sequence);
@@ -427,7 +454,7 @@ absl::StatusOr<v1::ReadInboxResponse> Dispatcher::ReadInbox(const v1::ReadInboxR
   const bool end = !truncated && page->entries.size() < max_envelopes;
   response.set_end_of_inbox(end);
   if (end && page->last_sequence > previous) {
-    AddGap(&response, previous + 1, page->last_sequence);
+    AddGapExcept(&response, previous + 1, page->last_sequence, page->acked_individually);
   }
   return response;
 }

@@ -79,8 +79,11 @@ struct InboxPage {
   std::vector<StoredEntry> entries;
   // Highest sequence ever appended to the inbox (0 when none).
   uint64_t last_sequence = 0;
-  // Highest sequence removed by a cumulative ack (0 when none): nothing at or below it is a gap.
+  // The ack floor (0 when none): every sequence at or below it was acked, cumulatively or one by
+  // one, so nothing at or below it is a gap.
   uint64_t acked_sequence = 0;
+  // Sequences above the floor that were acked one by one (ascending): not gaps either.
+  std::vector<uint64_t> acked_individually;
   // Entries in the inbox after the read's time trim.
   uint64_t depth = 0;
   // Entries the read's time trim removed.

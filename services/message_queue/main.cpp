@@ -2,6 +2,8 @@
 #include <memory>
 #include <string>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "services/common/redis/redis_client.h"
 #include "services/common/runtime/config.h"
 #include "services/common/runtime/executor.h"
@@ -13,6 +15,7 @@
 #include "services/message_queue/message_queue_config.h"
 #include "services/message_queue/message_queue_service.h"
 #include "services/message_queue/redis_inbox_store.h"
+#include "services/message_queue/redis_memory_monitor.h"
 
 namespace runtime = padlock::runtime;
 namespace mq = padlock::message_queue;
@@ -28,6 +31,13 @@ int main() {
   mq::MessageQueueSettings settings = mq::MessageQueueSettingsFromConfig(config);
   const std::string key_directory_target =
       padlock::wiring::TargetFromConfig(config, "KEY_DIRECTORY", "dns:///127.0.0.1:7430");
+  // WAIT's reply is read within the Redis command timeout: a longer WAIT would always time out.
+  if (settings.limits.durability.replicas > 0 &&
+      settings.limits.durability.timeout >= redis_options.command_timeout) {
+    config.AddError("PADLOCK_REDIS_WAIT_TIMEOUT",
+                    absl::StrCat("must be below PADLOCK_REDIS_TIMEOUT (",
+                                 absl::FormatDuration(redis_options.command_timeout), ")"));
+  }
   runtime::ExitIfInvalid(config);
 
   auto redis = padlock::redis::RedisClient::Create(std::move(redis_options));
@@ -39,6 +49,9 @@ int main() {
   mq::GrpcDeviceDirectory directory(key_directory, settings.device_list_deadline,
                                     settings.device_list_cache_ttl);
   mq::RedisInboxStore store(redis->get(), settings.limits);
+  // Early warning before maxmemory + noeviction starts refusing sends.
+  mq::RedisMemoryMonitor memory_monitor(redis->get(), &runner.metrics());
+  memory_monitor.Start(settings.memory_poll_interval);
   mq::SystemClock clock;
   mq::Dispatcher dispatcher(settings.dispatch, &directory, &store, &clock, &runner.metrics());
   // Redis and key-directory calls run here, never on gRPC callback threads.
@@ -51,6 +64,7 @@ int main() {
     return 1;
   }
   runner.Wait();
+  memory_monitor.Stop();
   executor.Shutdown();
   return 0;
 }

@@ -21,6 +21,13 @@ MessageQueueSettings MessageQueueSettingsFromConfig(runtime::Config& config) {
                                            absl::Milliseconds(10), absl::Minutes(1));
   s.device_list_cache_ttl = config.Duration("PADLOCK_DEVICE_LIST_CACHE_TTL", absl::Seconds(1),
                                             absl::ZeroDuration(), absl::Minutes(10));
+  s.limits.durability.replicas =
+      static_cast<int>(config.Int("PADLOCK_REDIS_WAIT_REPLICAS", 0, 0, 16));
+  s.limits.durability.timeout = config.Duration("PADLOCK_REDIS_WAIT_TIMEOUT",
+                                                absl::Milliseconds(100), absl::Milliseconds(1),
+                                                absl::Seconds(10));
+  s.memory_poll_interval = config.Duration("PADLOCK_REDIS_MEMORY_POLL", absl::Seconds(5),
+                                           absl::Milliseconds(100), absl::Minutes(10));
   s.workers = static_cast<int>(config.Int("PADLOCK_MESSAGE_QUEUE_WORKERS", 8, 1, 256));
   s.queue = static_cast<size_t>(config.Int("PADLOCK_MESSAGE_QUEUE_QUEUE", 4096, 1, 1'000'000));
   return s;

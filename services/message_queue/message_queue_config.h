@@ -9,6 +9,11 @@
 //   PADLOCK_KEY_DIRECTORY_TARGET         gRPC target (default dns:///127.0.0.1:7430; read in main)
 //   PADLOCK_DEVICE_LIST_DEADLINE         GetDeviceLists deadline (default 2s)
 //   PADLOCK_DEVICE_LIST_CACHE_TTL        per-user device list cache (default 1s; 0 = off)
+//   PADLOCK_REDIS_WAIT_REPLICAS          replicas that must confirm a send's writes (WAIT) before
+//                                        it is accepted (default 0: none, AOF only)
+//   PADLOCK_REDIS_WAIT_TIMEOUT           how long WAIT waits for them (default 100ms; must stay
+//                                        below PADLOCK_REDIS_TIMEOUT, checked in main)
+//   PADLOCK_REDIS_MEMORY_POLL            INFO memory poll of every master (default 5s)
 //   PADLOCK_MESSAGE_QUEUE_WORKERS        executor threads (default 8)
 //   PADLOCK_MESSAGE_QUEUE_QUEUE          executor queue bound (default 4096)
 
@@ -26,6 +31,7 @@ struct MessageQueueSettings {
   DispatchOptions dispatch;
   absl::Duration device_list_deadline = absl::Seconds(2);
   absl::Duration device_list_cache_ttl = absl::Seconds(1);
+  absl::Duration memory_poll_interval = absl::Seconds(5);
   int workers = 8;
   size_t queue = 4096;
 };

@@ -69,12 +69,17 @@ local env = ARGV[1]
 local bucket = ARGV[8]
 local cur_bucket = redis.call('HGET', KEYS[5], '_b')
 local hit = false
+local hit_bucket = KEYS[5]
 if cur_bucket == bucket then hit = redis.call('HGET', KEYS[5], ARGV[2]) end
 if not hit and redis.call('HGET', KEYS[6], '_b') ==
     string.format('%.0f', tonumber(bucket) - 1) then
   hit = redis.call('HGET', KEYS[6], ARGV[2])
+  hit_bucket = KEYS[6]
 end
 if hit then
+  -- Written back unchanged: a write, replicated after the first append, so that a WAIT on this
+  -- connection (the durability policy) also covers that append before the retry is answered.
+  redis.call('HSET', hit_bucket, ARGV[2], hit)
   local seq, id = string.match(hit, '^(%d+) (.+)$')
   return {1, tonumber(seq), id, 0, 0}
 end
@@ -120,20 +125,38 @@ return {0, seq, id, subscribers, expired}
 )lua";
 
 // KEYS: inbox, sequence, meta. ARGV: start ('-' or '(' .. id), count, retention_ms.
-// Returns {last sequence, acked sequence, depth, expired, entries}.
+// Returns {last sequence, acked sequence, depth, expired, entries,
+//          sequences acked one by one above the floor (ascending)}.
 constexpr char kReadBody[] = R"lua(
 local expired = trim(KEYS[1], KEYS[3], tonumber(ARGV[3]))
 local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local acked = tonumber(redis.call('HGET', KEYS[3], 'acked') or '0')
-return {last, acked, redis.call('XLEN', KEYS[1]), expired, entries}
+local one_by_one = {}
+if tonumber(redis.call('HGET', KEYS[3], 'ia') or '0') > 0 then
+  for _, f in ipairs(redis.call('HKEYS', KEYS[3])) do
+    local s = string.match(f, '^a(%d+)$')
+    if s then one_by_one[#one_by_one + 1] = tonumber(s) end
+  end
+  table.sort(one_by_one)
+end
+return {last, acked, redis.call('XLEN', KEYS[1]), expired, entries, one_by_one}
 )lua";
 
 // KEYS: inbox, meta. ARGV: up_to id or '', then individual ids.
 // Returns {entries removed, shared payload keys of the removed entries (one per entry)}.
+// The meta hash's `acked` is the floor: every sequence at or below it was acked (cumulatively or
+// one by one), so reads never report it as a gap. Sequences acked one by one above the floor are
+// remembered as fields a<sequence> (their number in `ia`) until the floor passes them: the floor
+// moves over them as soon as everything below them is acked too, and a cumulative ack drops the
+// ones it covers. An expired (trimmed) sequence stops the floor until a cumulative ack passes it.
 constexpr char kAckBody[] = R"lua(
 local removed, bytes, max_seq = 0, 0, 0
 local refs = {}
+local floor = tonumber(redis.call('HGET', KEYS[2], 'acked') or '0')
+local remembered = tonumber(redis.call('HGET', KEYS[2], 'ia') or '0')
+local was_remembered = remembered
+local raised = false
 if ARGV[1] ~= '' then
   while true do
     local old = redis.call('XRANGE', KEYS[1], '-', ARGV[1], 'COUNT', 1024)
@@ -148,8 +171,9 @@ if ARGV[1] ~= '' then
     removed = removed + redis.call('XTRIM', KEYS[1], 'MINID', after(old[#old][1]))
     if #old < 1024 then break end
   end
-  if max_seq > tonumber(redis.call('HGET', KEYS[2], 'acked') or '0') then
-    redis.call('HSET', KEYS[2], 'acked', max_seq)
+  if max_seq > floor then
+    floor = max_seq
+    raised = true
   end
 end
 for i = 2, #ARGV do
@@ -158,7 +182,35 @@ for i = 2, #ARGV do
     bytes = bytes + #(field(e[1][2], 'e') or '')
     local p = field(e[1][2], 'p')
     if p then refs[#refs + 1] = p end
+    local s = tonumber(field(e[1][2], 's') or '0')
+    if s > floor then
+      remembered = remembered +
+          redis.call('HSET', KEYS[2], 'a' .. string.format('%.0f', s), 1)
+    end
     removed = removed + redis.call('XDEL', KEYS[1], ARGV[i])
+  end
+end
+if raised and remembered > 0 then
+  for _, f in ipairs(redis.call('HKEYS', KEYS[2])) do
+    local s = string.match(f, '^a(%d+)$')
+    if s and tonumber(s) <= floor then
+      redis.call('HDEL', KEYS[2], f)
+      remembered = remembered - 1
+    end
+  end
+end
+while remembered > 0 and
+    redis.call('HDEL', KEYS[2], 'a' .. string.format('%.0f', floor + 1)) == 1 do
+  floor = floor + 1
+  remembered = remembered - 1
+  raised = true
+end
+if raised then redis.call('HSET', KEYS[2], 'acked', floor) end
+if remembered ~= was_remembered then
+  if remembered > 0 then
+    redis.call('HSET', KEYS[2], 'ia', remembered)
+  else
+    redis.call('HDEL', KEYS[2], 'ia')
   end
 end
 if bytes > 0 then redis.call('HINCRBY', KEYS[2], 'bytes', -bytes) end
@@ -310,7 +362,10 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
           {payload->bytes, absl::StrCat(count),
            absl::StrCat(payload->expires_at_ms + kPayloadMarginMs)}));
     }
-    std::vector<absl::StatusOr<RedisReply>> replies = redis_->ExecutePipeline(puts);
+    // With a durability policy the payload must be on the replicas before any inbox refers to
+    // it: a payload that is not confirmed refuses its appends (Unavailable, retry is safe).
+    std::vector<absl::StatusOr<RedisReply>> replies =
+        redis_->ExecutePipelineAndWait(puts, limits_.durability);
     for (size_t i = 0; i < replies.size(); ++i) {
       if (!replies[i].ok()) {
         put_failed[order[i]] = replies[i].status();
@@ -320,25 +375,33 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
     }
   }
 
-  // Round 2: the appends.
+  // Round 2: the appends. With a durability policy, the online_only publishes (which write
+  // nothing and need no replica) go in a pipeline of their own, so that WAIT only judges writes.
+  const bool wait = limits_.durability.replicas > 0;
   std::vector<redis::Command> commands;
+  std::vector<redis::Command> publishes;
   std::vector<int> command_of(requests.size(), -1);
   commands.reserve(requests.size());
   for (size_t i = 0; i < requests.size(); ++i) {
     const AppendRequest& r = requests[i];
     const DeviceKey& d = r.device;
     if (r.shared != nullptr && !r.online_only && put_failed.contains(r.shared.get())) continue;
-    command_of[i] = static_cast<int>(commands.size());
+    if (r.online_only && wait) {
+      command_of[i] = -2 - static_cast<int>(publishes.size());
+    } else {
+      command_of[i] = static_cast<int>(commands.size());
+    }
     if (r.online_only) {
       padlock::v1::DeviceChannelEvent event;
       padlock::v1::Envelope* envelope = event.mutable_wakeup()->mutable_envelope();
       envelope->ParseFromString(r.envelope);  // built by our own logic: always parses
       if (r.shared != nullptr) envelope->set_ciphertext(r.shared->bytes);
       envelope->set_server_timestamp_ms(static_cast<uint64_t>(now_ms));
-      commands.push_back(redis::Command::Keyed(
-          {"SPUBLISH", channels::DeviceChannel(d.user_id, d.device_id),
-           event.SerializeAsString()},
-          1));
+      (wait ? publishes : commands)
+          .push_back(redis::Command::Keyed(
+              {"SPUBLISH", channels::DeviceChannel(d.user_id, d.device_id),
+               event.SerializeAsString()},
+              1));
       continue;
     }
     commands.push_back(enqueue_.Call(
@@ -355,18 +418,23 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
              ? r.shared->bytes
              : std::string()}));
   }
-  std::vector<absl::StatusOr<RedisReply>> replies = redis_->ExecutePipeline(commands);
+  std::vector<absl::StatusOr<RedisReply>> replies =
+      redis_->ExecutePipelineAndWait(commands, limits_.durability);
+  std::vector<absl::StatusOr<RedisReply>> publish_replies;
+  if (!publishes.empty()) publish_replies = redis_->ExecutePipeline(publishes);
   std::vector<absl::StatusOr<AppendResult>> results;
   results.reserve(requests.size());
   // Round 3: references taken in round 1 that no new entry holds (failed or duplicate appends).
   absl::flat_hash_map<std::string, int64_t> unused;
   for (size_t i = 0; i < requests.size(); ++i) {
     const AppendRequest& r = requests[i];
-    if (command_of[i] < 0) {
+    if (command_of[i] == -1) {
       results.push_back(put_failed.at(r.shared.get()));
       continue;
     }
-    const absl::StatusOr<RedisReply>& reply = replies[command_of[i]];
+    const absl::StatusOr<RedisReply>& reply = command_of[i] >= 0
+                                                  ? replies[command_of[i]]
+                                                  : publish_replies[-2 - command_of[i]];
     if (!r.online_only) {
       absl::StatusOr<AppendResult> result = ParseAppend(reply);
       // An unknown outcome (Unavailable) may have appended: keep its reference (TTL bounds it).
@@ -404,7 +472,7 @@ absl::StatusOr<InboxPage> RedisInboxStore::Read(const DeviceKey& device,
   if (!reply.ok()) return reply.status();
   if (reply->is_error()) return ReplyError(*reply, "read inbox");
   const auto& e = reply->elements();
-  if (!reply->is_array() || e.size() != 5) return Malformed("read inbox");
+  if (!reply->is_array() || e.size() != 6) return Malformed("read inbox");
   InboxPage page;
   std::vector<std::string> payload_keys;
   std::vector<size_t> shared_index;
@@ -412,6 +480,9 @@ absl::StatusOr<InboxPage> RedisInboxStore::Read(const DeviceKey& device,
   page.acked_sequence = AsU64(e[1]);
   page.depth = AsU64(e[2]);
   page.expired = e[3].integer();
+  for (const RedisReply& sequence : e[5].elements()) {
+    page.acked_individually.push_back(AsU64(sequence));
+  }
   for (const RedisReply& entry : e[4].elements()) {
     if (entry.elements().size() != 2) return Malformed("read inbox entry");
     StoredEntry out;

@@ -21,6 +21,10 @@ struct InboxLimits {
   absl::Duration dedupe_window = absl::Seconds(60);  // retries inside it return the first ids
   // Wake-ups carry the envelope when its serialized size is at most this; else only the sequence.
   uint64_t inline_wakeup_bytes = 4096;
+  // Durability policy: with replicas > 0, a send's writes (shared payloads, appends) are followed
+  // by WAIT on the connections that made them, and appends that fewer replicas confirmed within
+  // the timeout fail with Unavailable (the send is refused; a retry is deduplicated).
+  redis::ReplicaWait durability;
 };
 
 // Thread-safe; `redis` must outlive the store.

@@ -12,6 +12,8 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -199,6 +201,74 @@ absl::Status RedisServer::FlushAll() {
 
 absl::StatusOr<std::string> RedisServer::Cli(const std::vector<std::string>& args) const {
   return RedisCli(port_, args, password_);
+}
+
+absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::StartReplica(
+    std::vector<std::string> extra_args) const {
+  std::vector<std::string> args = {"--replicaof", "127.0.0.1", absl::StrCat(port_)};
+  if (!password_.empty()) {
+    args.push_back("--masterauth");
+    args.push_back(password_);
+  }
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  return Start(std::move(args));
+}
+
+absl::Status RedisServer::WaitForOnlineReplicas(int replicas, absl::Duration timeout) const {
+  // "state=online" is not enough: after a diskless full sync the master streams nothing to the
+  // replica until the replica's first REPLCONF ACK (sent once a second), so a WAIT right after
+  // would time out. So: publish a probe (PUBLISH is replicated) and wait until `replicas` online
+  // replicas have acknowledged an offset at or past it — the stream then flows.
+  const absl::Time deadline = absl::Now() + timeout;
+  std::string last;
+  auto info_lines = [&](int64_t* master_offset, std::vector<int64_t>* online) {
+    absl::StatusOr<std::string> info = Cli({"INFO", "replication"});
+    if (!info.ok()) return false;
+    last = *info;
+    *master_offset = -1;
+    online->clear();
+    for (absl::string_view line : absl::StrSplit(*info, '\n')) {
+      line = absl::StripTrailingAsciiWhitespace(line);
+      if (absl::ConsumePrefix(&line, "master_repl_offset:")) {
+        if (!absl::SimpleAtoi(line, master_offset)) *master_offset = -1;
+        continue;
+      }
+      // "slaveN:ip=...,port=...,state=online,offset=O,lag=L"
+      if (!absl::StartsWith(line, "slave") || !absl::StrContains(line, "state=online")) continue;
+      const size_t at = line.find("offset=");
+      if (at == absl::string_view::npos) continue;
+      absl::string_view rest = line.substr(at + 7);
+      int64_t offset = -1;
+      if (absl::SimpleAtoi(rest.substr(0, rest.find(',')), &offset)) online->push_back(offset);
+    }
+    return *master_offset >= 0;
+  };
+  int64_t master_offset = -1;
+  std::vector<int64_t> online;
+  const bool listed = WaitFor(
+      [&] {
+        return info_lines(&master_offset, &online) &&
+               static_cast<int>(online.size()) >= replicas;
+      },
+      deadline - absl::Now());
+  if (listed) {
+    absl::StatusOr<std::string> published =
+        Cli({"PUBLISH", "padlock-harness:replication-probe", "1"});
+    if (!published.ok()) return published.status();
+    int64_t target = -1;
+    if (!info_lines(&target, &online)) target = -1;
+    const bool caught_up = target >= 0 && WaitFor(
+        [&] {
+          if (!info_lines(&master_offset, &online)) return false;
+          int acked = 0;
+          for (int64_t offset : online) acked += offset >= target ? 1 : 0;
+          return acked >= replicas;
+        },
+        deadline - absl::Now());
+    if (caught_up) return absl::OkStatus();
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("redis ", port_, ": fewer than ", replicas, " replicas online: ", last));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -50,6 +50,17 @@ class RedisServer {
   // redis-cli against this server.
   absl::StatusOr<std::string> Cli(const std::vector<std::string>& args) const;
 
+  // Starts a replica of this server (`--replicaof`, no persistence) on a free port; `extra_args`
+  // as for Start. Returns once it answers PING; WaitForOnlineReplicas tells when it has synced.
+  // Start this server with {"--repl-diskless-sync-delay", "0"} for a sync without the default
+  // 5 s delay.
+  absl::StatusOr<std::unique_ptr<RedisServer>> StartReplica(
+      std::vector<std::string> extra_args = {}) const;
+  // Waits (≤ `timeout`, typically 1–2 s after a sync) until at least `replicas` replicas are
+  // online and streaming: it publishes a probe message (replicated) and waits until they have
+  // acknowledged its offset, so that a WAIT right after succeeds. DeadlineExceeded otherwise.
+  absl::Status WaitForOnlineReplicas(int replicas, absl::Duration timeout) const;
+
  private:
   RedisServer(int port, std::vector<std::string> extra_args);
   absl::Status Launch();

@@ -117,7 +117,7 @@ struct RedisClient::Entry {
 
 // What went to one node in one round.
 struct RedisClient::Batch {
-  enum class Kind { kCommand, kAsking, kScriptLoad };
+  enum class Kind { kCommand, kAsking, kScriptLoad, kWait };
   struct Sent {
     Kind kind;
     size_t entry = 0;                // into `work`, for kCommand
@@ -131,6 +131,9 @@ struct RedisClient::Batch {
   absl::Status status;       // the first failure, if any
   bool wrote = false;        // something may have reached the server
   size_t replies_read = 0;   // replies received for `sent`
+  // With a ReplicaWait: WAIT's reply (replicas that confirmed), or -1 with `wait_error`.
+  int64_t replicas_confirmed = -1;
+  std::string wait_error;
 };
 
 Command Command::Keyed(std::vector<std::string> argv, int key_index, bool idempotent) {
@@ -411,6 +414,16 @@ std::vector<NodeReply> RedisClient::ExecuteOnEachMaster(const Command& command) 
 
 std::vector<absl::StatusOr<RedisReply>> RedisClient::ExecutePipeline(
     absl::Span<const Command> commands) {
+  return RunPipeline(commands, nullptr);
+}
+
+std::vector<absl::StatusOr<RedisReply>> RedisClient::ExecutePipelineAndWait(
+    absl::Span<const Command> commands, const ReplicaWait& wait) {
+  return RunPipeline(commands, wait.replicas > 0 ? &wait : nullptr);
+}
+
+std::vector<absl::StatusOr<RedisReply>> RedisClient::RunPipeline(
+    absl::Span<const Command> commands, const ReplicaWait* wait) {
   const absl::Time start = absl::Now();
   std::vector<absl::StatusOr<RedisReply>> results(
       commands.size(), absl::UnavailableError("redis: command not run"));
@@ -440,7 +453,7 @@ std::vector<absl::StatusOr<RedisReply>> RedisClient::ExecutePipeline(
       routed.push_back(entry);
     }
     std::vector<Entry> next;
-    RunRound(commands, routed, results, next);
+    RunRound(commands, wait, routed, results, next);
     // Caller order again, so that commands meeting on one node next round keep their order.
     std::sort(next.begin(), next.end(),
               [](const Entry& a, const Entry& b) { return a.index < b.index; });
@@ -453,10 +466,18 @@ std::vector<absl::StatusOr<RedisReply>> RedisClient::ExecutePipeline(
   return results;
 }
 
-void RedisClient::RunRound(absl::Span<const Command> commands, std::vector<Entry>& work,
+void RedisClient::RunRound(absl::Span<const Command> commands, const ReplicaWait* wait,
+                           std::vector<Entry>& work,
                            std::vector<absl::StatusOr<RedisReply>>& results,
                            std::vector<Entry>& next) {
   const uint64_t epoch = TopologyEpoch();
+  // WAIT 0 blocks forever: never send it.
+  const std::vector<std::string> wait_argv =
+      wait == nullptr
+          ? std::vector<std::string>()
+          : std::vector<std::string>{
+                "WAIT", absl::StrCat(wait->replicas),
+                absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(wait->timeout)))};
 
   // Group per node. Connections are taken in node-id order so that two pipelines spanning the
   // same nodes can never hold one pool each while waiting for the other's.
@@ -495,6 +516,8 @@ void RedisClient::RunRound(absl::Span<const Command> commands, std::vector<Entry
       if (work[i].asking) batch.sent.push_back({Batch::Kind::kAsking, i, nullptr});
       batch.sent.push_back({Batch::Kind::kCommand, i, nullptr});
     }
+    // Last on the connection, so that it covers every write of this group.
+    if (wait != nullptr) batch.sent.push_back({Batch::Kind::kWait, 0, nullptr});
     static const std::vector<std::string> kAsking = {"ASKING"};
     for (const Batch::Sent& sent : batch.sent) {
       const std::vector<std::string>* argv = &kAsking;
@@ -504,6 +527,8 @@ void RedisClient::RunRound(absl::Span<const Command> commands, std::vector<Entry
         argv = &load;
       } else if (sent.kind == Batch::Kind::kCommand) {
         argv = &commands[work[sent.entry].index].argv;
+      } else if (sent.kind == Batch::Kind::kWait) {
+        argv = &wait_argv;
       }
       batch.status = batch.connection->Append(*argv);
       if (!batch.status.ok()) break;
@@ -523,11 +548,20 @@ void RedisClient::RunRound(absl::Span<const Command> commands, std::vector<Entry
         absl::StatusOr<RedisReply> reply = batch.connection->Read();
         if (!reply.ok()) {
           batch.status = reply.status();
+          if (sent.kind == Batch::Kind::kWait) {
+            batch.wait_error = std::string(reply.status().message());
+          }
           break;
         }
         ++batch.replies_read;
         if (sent.kind == Batch::Kind::kCommand) {
           replies[sent.entry] = *std::move(reply);
+        } else if (sent.kind == Batch::Kind::kWait) {
+          if (reply->is_integer()) {
+            batch.replicas_confirmed = reply->integer();
+          } else {
+            batch.wait_error = reply->is_error() ? reply->str() : "unexpected reply";
+          }
         } else if (sent.kind == Batch::Kind::kScriptLoad && reply->is_string() &&
                    reply->str() == sent.script->sha1()) {
           std::lock_guard lock(batch.node->mu);
@@ -612,6 +646,16 @@ void RedisClient::RunRound(absl::Span<const Command> commands, std::vector<Entry
         std::lock_guard lock(entry.node->mu);
         entry.node->loaded_scripts.erase(command.script->sha1());
         next.push_back(entry);
+        continue;
+      }
+      if (wait != nullptr && !reply.is_error() && batch.replicas_confirmed < wait->replicas) {
+        results[entry.index] = absl::UnavailableError(absl::StrCat(
+            "redis ", batch.node->name, ": write not confirmed by ", wait->replicas,
+            " replica(s) within ", absl::FormatDuration(wait->timeout), " (",
+            batch.wait_error.empty() ? absl::StrCat(std::max<int64_t>(0, batch.replicas_confirmed),
+                                                    " confirmed")
+                                     : absl::StrCat("WAIT failed: ", batch.wait_error),
+            "); applied on the master, may be lost on failover"));
         continue;
       }
       results[entry.index] = std::move(reply);

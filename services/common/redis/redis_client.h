@@ -70,6 +70,14 @@ struct NodeReply {
   absl::StatusOr<RedisReply> reply;
 };
 
+// Replication acknowledgement for ExecutePipelineAndWait.
+struct ReplicaWait {
+  int replicas = 0;  // replicas that must confirm; 0 = no WAIT
+  // WAIT's own timeout (at least 1 ms; WAIT 0 would block forever). Keep it well below
+  // RedisOptions::command_timeout, which bounds the read of WAIT's reply.
+  absl::Duration timeout = absl::Milliseconds(100);
+};
+
 namespace internal {
 class Connection;
 struct Node;
@@ -96,6 +104,18 @@ class RedisClient {
   // reply) or that command's own Unavailable. Commands to one node run in the order given, and
   // that order survives a redirection of their slot. No atomicity across commands.
   std::vector<absl::StatusOr<RedisReply>> ExecutePipeline(absl::Span<const Command> commands);
+
+  // ExecutePipeline with a durability check: in every round, each node's group of commands is
+  // followed on the same connection by `WAIT replicas timeout_ms`. WAIT waits for the
+  // connection's own last write, so it covers exactly the writes made by those commands (and,
+  // for a command that wrote nothing, the connection's earlier writes only). A command that got
+  // a reply other than an error reply, but whose WAIT confirmed fewer than `wait.replicas`
+  // replicas (or failed), becomes Unavailable naming the node and the count: it ran on the
+  // master and a failover may lose it, so only an idempotent or deduplicated command may be
+  // retried. Error replies are returned as they are (the command changed nothing).
+  // `wait.replicas` <= 0 is plain ExecutePipeline.
+  std::vector<absl::StatusOr<RedisReply>> ExecutePipelineAndWait(
+      absl::Span<const Command> commands, const ReplicaWait& wait);
 
   // SPUBLISH `payload` on the shard channel `channel`, routed by the channel's slot (works on a
   // standalone Redis 7 too). Returns the number of subscribers that received it; an error reply
@@ -141,8 +161,12 @@ class RedisClient {
                bool reusable);
   absl::StatusOr<RedisReply> ExecuteOnNode(internal::Node& node, const Command& command);
 
-  void RunRound(absl::Span<const Command> commands, std::vector<Entry>& work,
-                std::vector<absl::StatusOr<RedisReply>>& results, std::vector<Entry>& next);
+  // `wait` (may be null): append WAIT to every node's group and check it.
+  std::vector<absl::StatusOr<RedisReply>> RunPipeline(absl::Span<const Command> commands,
+                                                      const ReplicaWait* wait);
+  void RunRound(absl::Span<const Command> commands, const ReplicaWait* wait,
+                std::vector<Entry>& work, std::vector<absl::StatusOr<RedisReply>>& results,
+                std::vector<Entry>& next);
 
   const RedisOptions options_;
   const std::vector<NodeAddress> seeds_;

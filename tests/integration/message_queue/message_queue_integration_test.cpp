@@ -3,7 +3,9 @@
 // RedisInboxStore and a fake device directory. A RedisSubscriber on device channels plays the
 // gateway and collects wake-ups.
 #include <grpcpp/grpcpp.h>
+#include <prometheus/registry.h>
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -11,6 +13,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -25,6 +29,7 @@
 #include "services/message_queue/dispatcher.h"
 #include "services/message_queue/message_queue_service.h"
 #include "services/message_queue/redis_inbox_store.h"
+#include "services/message_queue/redis_memory_monitor.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/redis_server.h"
 #include "tests/unit/message_queue/fakes.h"
@@ -402,6 +407,27 @@ TEST_P(MessageQueueIntegrationTest, MismatchedAndStaleDevicesStoreNothing) {
   EXPECT_TRUE(probe_->events().empty());
 }
 
+TEST_P(MessageQueueIntegrationTest, UnlinkedSenderDeviceIsPermissionDeniedAndStoresNothing) {
+  StartReplica();
+  probe_->Listen("bob", 1);
+  // alice:1 holds a valid session token but was unlinked since: alice's list is device 2 only.
+  directory_.Set("alice", 2, {{2, 102}});
+  v1::Send send = ToBob(1, "from-an-unlinked-device");
+  v1::Recipient* own = send.mutable_message()->add_recipients();
+  *own->mutable_device() = Address("alice", 2);
+  own->set_registration_id(102);
+  own->set_type(v1::ENVELOPE_TYPE_MESSAGE);
+  own->set_ciphertext("from-an-unlinked-device");
+  v1::SendOutcome outcome = EnqueueOne(send);
+  ASSERT_TRUE(outcome.has_refused()) << outcome.DebugString();
+  EXPECT_EQ(outcome.refused().code(), static_cast<int>(grpc::StatusCode::PERMISSION_DENIED));
+  EXPECT_THAT(outcome.refused().message(), ::testing::HasSubstr("alice:1"));
+  EXPECT_EQ(ExistingKeys("bob", 1), 0);
+  EXPECT_EQ(ExistingKeys("bob", 2), 0);
+  EXPECT_EQ(ExistingKeys("alice", 2), 0);
+  EXPECT_TRUE(probe_->events().empty());
+}
+
 TEST_P(MessageQueueIntegrationTest, OnlineOnlyIsPublishedAndNeverStored) {
   StartReplica();
   probe_->Listen("bob", 1);
@@ -460,6 +486,97 @@ TEST_P(MessageQueueIntegrationTest, ShortTtlExpiresOnlyThatEntry) {
   ASSERT_EQ(r.gaps_size(), 1);
   EXPECT_EQ(r.gaps(0).first_sequence(), 1u);
   EXPECT_EQ(r.gaps(0).last_sequence(), 1u);
+}
+
+// Individual acks out of order, beyond the reader's cursor: never reported as a gap; the sequences
+// are remembered in the meta hash only until the ack floor passes them.
+TEST_P(MessageQueueIntegrationTest, OutOfOrderIndividualAcksAreNeverAGap) {
+  StartReplica();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(EnqueueOne(ToBob(i, absl::StrCat("m", i))).has_accepted());
+  }
+  v1::ReadInboxResponse r = Read("bob", 1);
+  ASSERT_EQ(r.envelopes_size(), 5);
+  EXPECT_EQ(AckUpTo("bob", 1, "",
+                    {r.envelopes(3).server_id(), r.envelopes(1).server_id(),
+                     r.envelopes(4).server_id()}),
+            3u);
+  v1::ReadInboxResponse from_start = Read("bob", 1);
+  ASSERT_EQ(from_start.envelopes_size(), 2);
+  EXPECT_EQ(from_start.envelopes(0).sequence(), 1u);
+  EXPECT_EQ(from_start.envelopes(1).sequence(), 3u);
+  EXPECT_EQ(from_start.gaps_size(), 0) << from_start.DebugString();
+  v1::ReadInboxResponse after_first = Read("bob", 1, r.envelopes(0).server_id(), 1);
+  ASSERT_EQ(after_first.envelopes_size(), 1);
+  EXPECT_EQ(after_first.gaps_size(), 0) << after_first.DebugString();
+  // Floor 0, remembered {2, 4, 5}: a cumulative ack of 1 moves the floor over 2.
+  EXPECT_EQ(AckUpTo("bob", 1, r.envelopes(0).server_id()), 1u);
+  auto meta = probe_client_->Execute(redis::Command::Keyed({"HGETALL", "qm:{bob:1}"}, 1));
+  ASSERT_TRUE(meta.ok());
+  std::map<std::string, std::string> fields;
+  for (size_t i = 0; i + 1 < meta->elements().size(); i += 2) {
+    fields[meta->elements()[i].str()] = meta->elements()[i + 1].str();
+  }
+  EXPECT_EQ(fields["acked"], "2");
+  EXPECT_EQ(fields["ia"], "2");
+  EXPECT_TRUE(fields.contains("a4"));
+  EXPECT_TRUE(fields.contains("a5"));
+  EXPECT_EQ(Read("bob", 1).gaps_size(), 0);
+  // Acking 3 covers everything: the floor reaches 5 and nothing is remembered any more.
+  EXPECT_EQ(AckUpTo("bob", 1, "", {r.envelopes(2).server_id()}), 1u);
+  auto keys = probe_client_->Execute(redis::Command::Keyed({"HKEYS", "qm:{bob:1}"}, 1));
+  ASSERT_TRUE(keys.ok());
+  std::set<std::string> names;
+  for (const redis::RedisReply& k : keys->elements()) names.insert(k.str());
+  EXPECT_EQ(names, (std::set<std::string>{"acked", "bytes"}));
+  auto floor = probe_client_->Execute(redis::Command::Keyed({"HGET", "qm:{bob:1}", "acked"}, 1));
+  ASSERT_TRUE(floor.ok());
+  EXPECT_EQ(floor->str(), "5");
+  v1::ReadInboxResponse empty = Read("bob", 1);
+  EXPECT_EQ(empty.envelopes_size(), 0);
+  EXPECT_EQ(empty.gaps_size(), 0);
+  EXPECT_TRUE(empty.end_of_inbox());
+}
+
+// The durability policy's WAIT on every master that took a send's writes (3 of them on the
+// cluster: a batch to many devices spans every node): without replicas nothing can confirm, so
+// sends are refused UNAVAILABLE while online_only sends still go out; with the policy off the
+// retries are accepted with the ids of the unconfirmed first appends.
+TEST_P(MessageQueueIntegrationTest, WaitWithoutReplicasRefusesSendsAndRetriesKeepTheirIds) {
+  InboxLimits limits;
+  limits.durability = redis::ReplicaWait{1, absl::Milliseconds(20)};
+  StartReplica(limits);
+  std::vector<v1::Send> sends;
+  for (int i = 0; i < 20; ++i) {
+    v1::Send send = ToBob(i, absl::StrCat("w", i));
+    // 20 users → their inboxes spread over every master of the cluster.
+    directory_.Set(absl::StrCat("carol", i), 1, {{1, 301}});
+    v1::Recipient* r = send.mutable_message()->add_recipients();
+    *r->mutable_device() = Address(absl::StrCat("carol", i), 1);
+    r->set_registration_id(301);
+    r->set_type(v1::ENVELOPE_TYPE_MESSAGE);
+    r->set_ciphertext("w");
+    sends.push_back(send);
+  }
+  v1::EnqueueResponse refused = Enqueue(sends);
+  for (const v1::SendOutcome& o : refused.outcomes()) {
+    ASSERT_TRUE(o.has_refused()) << o.DebugString();
+    EXPECT_EQ(o.refused().code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  }
+  v1::Send typing = ToBob(99, "typing");
+  typing.mutable_message()->set_online_only(true);
+  EXPECT_TRUE(EnqueueOne(typing).has_accepted());
+  // The appends are on the masters all the same.
+  EXPECT_EQ(Info("bob", 1).depth(), 20u);
+  StartReplica();  // policy off
+  v1::EnqueueResponse retried = Enqueue(sends);
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(retried.outcomes(i).has_accepted()) << retried.outcomes(i).DebugString();
+    EXPECT_EQ(retried.outcomes(i).accepted().placements(0).sequence(),
+              static_cast<uint64_t>(i + 1));
+  }
+  EXPECT_EQ(Info("bob", 1).depth(), 20u);
+  EXPECT_EQ(Info("carol7", 1).depth(), 1u);
 }
 
 TEST_P(MessageQueueIntegrationTest, FullInboxRefusesNewEnvelopesUntilAcked) {
@@ -551,6 +668,7 @@ TEST_P(MessageQueueIntegrationTest, RedisHoldsOnlyListedKeysAndSubmittedCipherte
   v1::ReadInboxResponse r = Read("bob", 1);
   ASSERT_EQ(r.envelopes_size(), 20);
   EXPECT_EQ(AckUpTo("bob", 1, r.envelopes(9).server_id()), 10u);
+  EXPECT_EQ(AckUpTo("bob", 1, "", {r.envelopes(15).server_id()}), 1u);  // one by one: a16
 
   std::vector<std::string> keys;
   for (const redis::NodeReply& node :
@@ -572,7 +690,7 @@ TEST_P(MessageQueueIntegrationTest, RedisHoldsOnlyListedKeysAndSubmittedCipherte
       EXPECT_EQ(type->str(), "stream");
       auto entries = probe_client_->Execute(redis::Command::Keyed({"XRANGE", key, "-", "+"}, 1));
       ASSERT_TRUE(entries.ok());
-      EXPECT_EQ(entries->elements().size(), key == "q:{bob:1}" ? 10u : 20u);
+      EXPECT_EQ(entries->elements().size(), key == "q:{bob:1}" ? 9u : 20u);
       for (const redis::RedisReply& entry : entries->elements()) {
         const auto& fields = entry.elements()[1].elements();
         ASSERT_EQ(fields.size(), 6u);
@@ -592,7 +710,12 @@ TEST_P(MessageQueueIntegrationTest, RedisHoldsOnlyListedKeysAndSubmittedCipherte
       ASSERT_TRUE(fields.ok());
       for (const redis::RedisReply& f : fields->elements()) {
         if (key.rfind("qm:", 0) == 0) {
-          EXPECT_TRUE(f.str() == "bytes" || f.str() == "acked") << f.str();
+          // a<sequence> / ia: sequences acked one by one above the floor, and their number.
+          const bool one_by_one =
+              f.str().size() > 1 && f.str()[0] == 'a' &&
+              f.str().find_first_not_of("0123456789", 1) == std::string::npos;
+          EXPECT_TRUE(f.str() == "bytes" || f.str() == "acked" || f.str() == "ia" || one_by_one)
+              << f.str();
         } else {  // dedupe bucket: "_b" or sender:device:message id
           EXPECT_TRUE(f.str() == "_b" || f.str().rfind("alice:1:", 0) == 0) << f.str();
         }
@@ -791,6 +914,192 @@ TEST(MessageQueueDurabilityTest, AofKeepsEveryAcceptedEnvelopeAcrossKillNine) {
   EXPECT_EQ(next.accepted().placements(0).sequence(), static_cast<uint64_t>(kSends + 1));
   replica.reset();
   process->Kill();
+}
+
+// Durability policy (PADLOCK_REDIS_WAIT_REPLICAS): a real master with one real replica. A send is
+// accepted only once the replica confirmed its writes; with fewer replicas than asked it is
+// refused UNAVAILABLE, and its retry (deduplicated) is accepted with the same ids once they are.
+class MessageQueueReplicaWaitTest : public ::testing::Test {
+ protected:
+  // Where a confirmation is expected: generous (a loaded machine schedules the replica late),
+  // and below the Redis command timeout (2 s) that bounds the read of WAIT's reply.
+  static constexpr absl::Duration kConfirmWithin = absl::Milliseconds(1500);
+
+  void SetUp() override {
+    auto master = padlock::testing::RedisServer::Start({"--repl-diskless-sync-delay", "0"});
+    ASSERT_TRUE(master.ok()) << master.status();
+    master_ = *std::move(master);
+    auto replica = master_->StartReplica();
+    ASSERT_TRUE(replica.ok()) << replica.status();
+    replica_ = *std::move(replica);
+    absl::Status online = master_->WaitForOnlineReplicas(1, absl::Seconds(20));
+    ASSERT_TRUE(online.ok()) << online;
+    directory_.Set("alice", 1, {{1, 101}});
+    directory_.Set("bob", 4, {{1, 201}, {2, 202}});
+    options_.addresses = {master_->address()};
+  }
+  std::unique_ptr<Replica> Service(int replicas, absl::Duration timeout) {
+    InboxLimits limits;
+    limits.durability = redis::ReplicaWait{replicas, timeout};
+    return std::make_unique<Replica>(options_, limits, &directory_);
+  }
+  static v1::SendOutcome Send(Replica& service, const v1::Send& send) {
+    v1::EnqueueRequest request;
+    *request.add_sends() = send;
+    v1::EnqueueResponse response;
+    grpc::ClientContext context;
+    Deadline(context);
+    grpc::Status s = service.stub().Enqueue(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.outcomes_size() == 1 ? response.outcomes(0) : v1::SendOutcome();
+  }
+  std::string OnReplica(const std::vector<std::string>& args) {
+    absl::StatusOr<std::string> out = replica_->Cli(args);
+    return out.ok() ? std::string(absl::StripTrailingAsciiWhitespace(*out)) : "<error>";
+  }
+
+  std::unique_ptr<padlock::testing::RedisServer> master_;
+  std::unique_ptr<padlock::testing::RedisServer> replica_;
+  FakeDeviceDirectory directory_;
+  redis::RedisOptions options_;
+};
+
+TEST_F(MessageQueueReplicaWaitTest, AcceptedSendIsOnTheReplicaWhenAnswered) {
+  auto service = Service(1, kConfirmWithin);
+  v1::SendOutcome outcome = Send(*service, ToBob(1, "replicated"));
+  ASSERT_TRUE(outcome.has_accepted()) << outcome.DebugString();
+  // No polling: WAIT returned only after the replica acknowledged the appends.
+  EXPECT_EQ(OnReplica({"XLEN", "q:{bob:1}"}), "1");
+  EXPECT_EQ(OnReplica({"XLEN", "q:{bob:2}"}), "1");
+  EXPECT_EQ(OnReplica({"GET", "seq:{bob:1}"}), "1");
+}
+
+TEST_F(MessageQueueReplicaWaitTest, TooFewReplicasRefusesUnavailableAndTheRetryKeepsIds) {
+  auto strict = Service(2, absl::Milliseconds(50));  // only one replica exists
+  v1::SendOutcome refused = Send(*strict, ToBob(1, "needs-two"));
+  ASSERT_TRUE(refused.has_refused()) << refused.DebugString();
+  EXPECT_EQ(refused.refused().code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  EXPECT_THAT(refused.refused().message(), ::testing::HasSubstr("replica"));
+  strict.reset();
+  // The appends did happen on the master: the retry is a dedupe hit, confirmed by the replica.
+  auto service = Service(1, kConfirmWithin);
+  v1::SendOutcome retry = Send(*service, ToBob(1, "needs-two"));
+  ASSERT_TRUE(retry.has_accepted()) << retry.DebugString();
+  EXPECT_EQ(retry.accepted().placements(0).sequence(), 1u);
+  EXPECT_EQ(OnReplica({"XLEN", "q:{bob:1}"}), "1");
+}
+
+TEST_F(MessageQueueReplicaWaitTest, StoppedReplicaRefusesSendsUntilItIsBack) {
+  auto service = Service(1, absl::Milliseconds(50));
+  ASSERT_TRUE(replica_->Stop().ok());
+  v1::SendOutcome refused = Send(*service, ToBob(1, "while-down"));
+  ASSERT_TRUE(refused.has_refused()) << refused.DebugString();
+  EXPECT_EQ(refused.refused().code(), static_cast<int>(grpc::StatusCode::UNAVAILABLE));
+  ASSERT_TRUE(replica_->StartAgain().ok());
+  ASSERT_TRUE(master_->WaitForOnlineReplicas(1, absl::Seconds(20)).ok());
+  service = Service(1, kConfirmWithin);
+  v1::SendOutcome accepted = Send(*service, ToBob(1, "while-down"));
+  ASSERT_TRUE(accepted.has_accepted()) << accepted.DebugString();
+  EXPECT_EQ(OnReplica({"XLEN", "q:{bob:2}"}), "1");
+}
+
+TEST_F(MessageQueueReplicaWaitTest, GroupPayloadIsOnTheReplicaBeforeTheSendIsAccepted) {
+  auto service = Service(1, kConfirmWithin);
+  v1::Send send;
+  *send.mutable_sender() = Address("alice", 1);
+  v1::OutgoingMessage* m = send.mutable_message();
+  m->set_message_id(MessageId(9));
+  m->set_shared_ciphertext(std::string(5000, 'g'));
+  m->set_shared_type(v1::ENVELOPE_TYPE_SENDER_KEY_MESSAGE);
+  for (uint32_t device : {1u, 2u}) {
+    v1::Recipient* r = m->add_recipients();
+    *r->mutable_device() = Address("bob", device);
+    r->set_registration_id(200 + device);
+  }
+  v1::SendOutcome outcome = Send(*service, send);
+  ASSERT_TRUE(outcome.has_accepted()) << outcome.DebugString();
+  const std::string payload_key =
+      absl::StrCat("gp:{alice:1:", absl::BytesToHexString(MessageId(9)), "}");
+  EXPECT_EQ(OnReplica({"HGET", payload_key, "r"}), "2");
+  // An online_only send is published outside the WAITed pipeline and still accepted.
+  v1::Send typing = ToBob(10, "typing");
+  typing.mutable_message()->set_online_only(true);
+  ASSERT_TRUE(Send(*service, typing).has_accepted());
+}
+
+// maxmemory early warning: the gauge follows INFO memory of a real redis-server.
+double Gauge(prometheus::Registry& registry, const std::string& name, const std::string& node) {
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name != name) continue;
+    for (const prometheus::ClientMetric& m : family.metric) {
+      for (const prometheus::ClientMetric::Label& l : m.label) {
+        if (l.name == "node" && l.value == node) return m.gauge.value;
+      }
+    }
+  }
+  return -1;
+}
+
+TEST(RedisMemoryMonitorTest, GaugeReflectsConfiguredMaxmemory) {
+  auto server = padlock::testing::RedisServer::Start({"--maxmemory", "64mb",
+                                                      "--maxmemory-policy", "noeviction"});
+  ASSERT_TRUE(server.ok()) << server.status();
+  redis::RedisOptions options;
+  options.addresses = {(*server)->address()};
+  auto client = *redis::RedisClient::Create(options);
+  prometheus::Registry registry;
+  RedisMemoryMonitor monitor(client.get(), &registry);
+  ASSERT_TRUE(monitor.PollOnce().ok());
+  const std::string node = (*server)->address();
+  EXPECT_EQ(Gauge(registry, "padlock_redis_memory_max_bytes", node), 64.0 * 1024 * 1024);
+  const double used = Gauge(registry, "padlock_redis_memory_used_bytes", node);
+  EXPECT_GT(used, 0);
+  EXPECT_DOUBLE_EQ(Gauge(registry, "padlock_redis_memory_used_ratio", node),
+                   used / (64.0 * 1024 * 1024));
+  // 4 MiB of data moves the ratio up by at least that share.
+  auto set =
+      client->Execute(redis::Command::Keyed({"SET", "ballast", std::string(4 << 20, 'b')}, 1));
+  ASSERT_TRUE(set.ok() && !set->is_error());
+  ASSERT_TRUE(monitor.PollOnce().ok());
+  EXPECT_GE(Gauge(registry, "padlock_redis_memory_used_ratio", node), 4.0 / 64.0);
+  // Without maxmemory the ratio is 0 (nothing to warn against; max_bytes says why).
+  ASSERT_TRUE((*server)->Cli({"CONFIG", "SET", "maxmemory", "0"}).ok());
+  ASSERT_TRUE(monitor.PollOnce().ok());
+  EXPECT_EQ(Gauge(registry, "padlock_redis_memory_used_ratio", node), 0.0);
+  EXPECT_EQ(Gauge(registry, "padlock_redis_memory_max_bytes", node), 0.0);
+  // The poller thread picks up a change on its own.
+  ASSERT_TRUE((*server)->Cli({"CONFIG", "SET", "maxmemory", "32mb"}).ok());
+  monitor.Start(absl::Milliseconds(100));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return Gauge(registry, "padlock_redis_memory_max_bytes", node) == 32.0 * 1024 * 1024;
+      },
+      absl::Seconds(10)));
+  monitor.Stop();
+}
+
+TEST(RedisMemoryMonitorTest, ClusterReportsEveryMasterByAddress) {
+  auto cluster = padlock::testing::RedisCluster::Start(3);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE((*cluster)->Cli(i, {"CONFIG", "SET", "maxmemory", absl::StrCat(100 + i, "mb")})
+                    .ok());
+  }
+  redis::RedisOptions options;
+  options.addresses = (*cluster)->addresses();
+  options.mode = redis::RedisMode::kCluster;
+  auto client = *redis::RedisClient::Create(options);
+  prometheus::Registry registry;
+  RedisMemoryMonitor monitor(client.get(), &registry);
+  ASSERT_TRUE(monitor.PollOnce().ok());
+  for (int i = 0; i < 3; ++i) {
+    const std::string node = (*cluster)->address(i);
+    EXPECT_EQ(Gauge(registry, "padlock_redis_memory_max_bytes", node),
+              (100.0 + i) * 1024 * 1024);
+    const double ratio = Gauge(registry, "padlock_redis_memory_used_ratio", node);
+    EXPECT_GT(ratio, 0) << node;
+    EXPECT_LT(ratio, 1) << node;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Redis, MessageQueueIntegrationTest,

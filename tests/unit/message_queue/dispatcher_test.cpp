@@ -173,6 +173,44 @@ TEST_F(DispatcherTest, UnknownRecipientUserIsNotFound) {
   EXPECT_EQ(Depth("bob", 1), 0u);
 }
 
+TEST_F(DispatcherTest, SenderDeviceMissingFromItsOwnListIsPermissionDeniedAndNothingStored) {
+  // alice:1 was unlinked after it logged in: alice's list now holds device 2 only.
+  directory_.Set("alice", 4, {{2, 102}});
+  prometheus::Registry registry;
+  Dispatcher dispatcher(options_, &directory_, &store_, &clock_, &registry);
+  v1::Send send = GoodSend();
+  v1::EnqueueRequest request;
+  *request.add_sends() = send;
+  absl::StatusOr<v1::EnqueueResponse> response = dispatcher.Enqueue(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->outcomes_size(), 1);
+  const v1::SendOutcome& outcome = response->outcomes(0);
+  ASSERT_TRUE(outcome.has_refused()) << outcome.DebugString();
+  EXPECT_EQ(outcome.refused().code(), static_cast<int>(absl::StatusCode::kPermissionDenied));
+  EXPECT_THAT(outcome.refused().message(), ::testing::HasSubstr("alice:1"));
+  EXPECT_THAT(outcome.refused().message(), ::testing::HasSubstr("not on its account"));
+  EXPECT_EQ(Depth("bob", 1), 0u);
+  EXPECT_EQ(Depth("bob", 3), 0u);
+  EXPECT_EQ(Depth("alice", 2), 0u);
+  EXPECT_TRUE(store_.published().empty());
+  for (const prometheus::MetricFamily& family : registry.Collect()) {
+    if (family.name != "padlock_envelopes_refused_total") continue;
+    ASSERT_EQ(family.metric.size(), 1u);
+    EXPECT_EQ(family.metric[0].label[0].value, "sender_not_listed");
+    EXPECT_EQ(family.metric[0].counter.value, 1);
+  }
+}
+
+TEST_F(DispatcherTest, SenderNotListedWinsOverMismatchOfItsOwnAccount) {
+  // Without alice:1 on the list, a send that also misses alice:3 is still refused as
+  // PERMISSION_DENIED rather than telling the unlinked device which devices to add.
+  directory_.Set("alice", 4, {{2, 102}, {3, 103}});
+  v1::SendOutcome outcome = EnqueueOne(GoodSend());
+  ASSERT_TRUE(outcome.has_refused()) << outcome.DebugString();
+  EXPECT_EQ(outcome.refused().code(), static_cast<int>(absl::StatusCode::kPermissionDenied));
+  EXPECT_TRUE(store_.published().empty());
+}
+
 TEST_F(DispatcherTest, InvalidSendIsRefusedAloneAndTheRestOfTheBatchAccepted) {
   v1::EnqueueRequest request;
   v1::Send bad_id = GoodSend("short");
@@ -424,6 +462,63 @@ TEST_F(DispatcherTest, AckedSequencesAreNeverAGapOnReadFromStart) {
   v1::ReadInboxResponse again = Read("bob", 1);
   EXPECT_THAT(Sequences(again), ElementsAre(3u));
   EXPECT_EQ(again.gaps_size(), 0);
+}
+
+// Acks `ids` of bob:1 one by one; returns the number removed.
+uint32_t AckIds(Dispatcher& dispatcher, const std::vector<std::string>& ids,
+                const std::string& up_to = "") {
+  v1::AckRequest ack;
+  v1::DeviceAck* a = ack.add_acks();
+  *a->mutable_device() = Address("bob", 1);
+  a->set_up_to_server_id(up_to);
+  for (const std::string& id : ids) a->add_server_ids(id);
+  absl::StatusOr<v1::AckResponse> acked = dispatcher.Ack(ack);
+  EXPECT_TRUE(acked.ok()) << acked.status();
+  return acked.ok() && acked->removed_size() == 1 ? acked->removed(0) : 9999;
+}
+
+TEST_F(DispatcherTest, OutOfOrderIndividualAcksAreNeverAGap) {
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'a' + i))).has_accepted());
+  }
+  v1::ReadInboxResponse r = Read("bob", 1);
+  ASSERT_EQ(r.envelopes_size(), 5);
+  // 4, 2 and the last one (5) acked one by one, out of order, before anything cumulative.
+  EXPECT_EQ(AckIds(*dispatcher_, {r.envelopes(3).server_id(), r.envelopes(1).server_id(),
+                                  r.envelopes(4).server_id()}),
+            3u);
+  v1::ReadInboxResponse from_start = Read("bob", 1);
+  EXPECT_THAT(Sequences(from_start), ElementsAre(1u, 3u));
+  EXPECT_EQ(from_start.gaps_size(), 0) << from_start.DebugString();
+  EXPECT_TRUE(from_start.end_of_inbox());
+  v1::ReadInboxResponse after_first = Read("bob", 1, r.envelopes(0).server_id(), 1);
+  EXPECT_THAT(Sequences(after_first), ElementsAre(3u));
+  EXPECT_EQ(after_first.gaps_size(), 0) << after_first.DebugString();
+  // A cumulative ack of 1 lets the floor move over 2; acking 3 then covers everything.
+  EXPECT_EQ(AckIds(*dispatcher_, {}, r.envelopes(0).server_id()), 1u);
+  EXPECT_EQ(Read("bob", 1).gaps_size(), 0);
+  EXPECT_EQ(AckIds(*dispatcher_, {r.envelopes(2).server_id()}), 1u);
+  v1::ReadInboxResponse empty = Read("bob", 1);
+  EXPECT_EQ(empty.envelopes_size(), 0);
+  EXPECT_EQ(empty.gaps_size(), 0);
+}
+
+TEST_F(DispatcherTest, ExpiredEntryStaysAGapBetweenIndividualAcks) {
+  ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'a'))).has_accepted());
+  v1::Send story = GoodSend(std::string(16, 'b'));
+  story.mutable_message()->set_ttl_seconds(1);
+  ASSERT_TRUE(EnqueueOne(story).has_accepted());
+  ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'c'))).has_accepted());
+  ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'd'))).has_accepted());
+  v1::ReadInboxResponse r = Read("bob", 1);
+  ASSERT_EQ(r.envelopes_size(), 4);
+  EXPECT_EQ(AckIds(*dispatcher_, {r.envelopes(2).server_id()}), 1u);  // sequence 3
+  clock_.Advance(2'000);
+  v1::ReadInboxResponse later = Read("bob", 1);
+  EXPECT_THAT(Sequences(later), ElementsAre(1u, 4u));
+  ASSERT_EQ(later.gaps_size(), 1) << later.DebugString();
+  EXPECT_EQ(later.gaps(0).first_sequence(), 2u);
+  EXPECT_EQ(later.gaps(0).last_sequence(), 2u);
 }
 
 TEST_F(DispatcherTest, AcksCumulativeAndByIdAreIdempotent) {

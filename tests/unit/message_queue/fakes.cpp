@@ -164,6 +164,7 @@ absl::StatusOr<InboxPage> InMemoryInboxStore::Read(const DeviceKey& device,
   }
   page.last_sequence = inbox.sequence;
   page.acked_sequence = inbox.acked;
+  page.acked_individually.assign(inbox.one_by_one.begin(), inbox.one_by_one.end());
   page.depth = inbox.entries.size();
   return page;
 }
@@ -188,14 +189,24 @@ std::vector<absl::StatusOr<uint64_t>> InMemoryInboxStore::Ack(
         it = inbox.entries.erase(it);
         ++removed;
       }
+      inbox.one_by_one.erase(inbox.one_by_one.begin(),
+                             inbox.one_by_one.upper_bound(inbox.acked));
     }
     for (const std::string& id : r.server_ids) {
       auto it = inbox.entries.find(ParseId(id));
       if (it == inbox.entries.end()) continue;
+      if (it->second.stored.sequence > inbox.acked) {
+        inbox.one_by_one.insert(it->second.stored.sequence);
+      }
       inbox.bytes -= it->second.stored.envelope.size();
       Release(it->second.payload);
       inbox.entries.erase(it);
       ++removed;
+    }
+    // The floor moves over sequences acked one by one right above it.
+    while (!inbox.one_by_one.empty() && *inbox.one_by_one.begin() == inbox.acked + 1) {
+      inbox.one_by_one.erase(inbox.one_by_one.begin());
+      ++inbox.acked;
     }
     results.push_back(removed);
   }

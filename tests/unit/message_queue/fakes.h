@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
 #include <tuple>
 #include <utility>
 #include <string>
@@ -81,7 +82,8 @@ class InMemoryInboxStore final : public InboxStore {
   struct Inbox {
     std::map<std::pair<int64_t, uint64_t>, Item> entries;
     uint64_t sequence = 0;
-    uint64_t acked = 0;
+    uint64_t acked = 0;                // the ack floor, as in RedisInboxStore
+    std::set<uint64_t> one_by_one;     // acked individually above the floor
     uint64_t bytes = 0;
     int64_t last_ms = 0;
     uint64_t last_n = 0;

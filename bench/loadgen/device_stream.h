@@ -1,0 +1,170 @@
+#pragma once
+// One simulated device: its Gateway.Connect stream (a ClientBidiReactor on its own channel), what
+// it sends (a ledger of its own messages, counted by the receivers) and what it receives (latency,
+// duplicate and gap checks, cumulative acks). RunState is what all devices of one run share.
+//
+// Threading: gRPC runs the reactions on its callback threads. Each Device guards its stream state
+// with its own mutex and its ledger with another; no code path holds two locks at once (a
+// receiver releases its own lock before it touches the sender's ledger or queues the sender's
+// next send). StartWrite is only called with no write in flight (`writing_`).
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "bench/loadgen/accounts.h"
+#include "bench/loadgen/latency_histogram.h"
+#include "padlock/v1/gateway.grpc.pb.h"
+
+namespace padlock::loadgen {
+
+class Device;
+
+// Nanoseconds on the monotonic clock (the payload's send time).
+uint64_t NowNanos();
+
+// The generator's payload: magic, sender index, sequence, send time; the rest is filler.
+inline constexpr size_t kPayloadHeader = 28;
+void EncodePayload(uint32_t sender, uint64_t sequence, uint64_t send_nanos, size_t size,
+                   std::string& out);
+bool DecodePayload(const std::string& payload, uint32_t& sender, uint64_t& sequence,
+                   uint64_t& send_nanos);
+
+// When a sender's window slot frees up.
+enum class Release { kOnReceipt, kOnAccepted };
+
+struct RunState {
+  Release release = Release::kOnReceipt;
+  int ack_every = 16;
+  size_t payload_bytes = 160;
+  std::vector<std::unique_ptr<Device>> devices;
+  // Group sends go to these device indices.
+  std::vector<uint32_t> group_members;
+  // Closed loop: a freed slot sends again while `sending` (chat picks a random other device).
+  std::atomic<bool> closed_loop{false};
+  std::atomic<bool> sending{false};
+  std::atomic<bool> recording{false};
+  std::atomic<bool> shutting_down{false};
+
+  std::atomic<uint64_t> sent{0}, accepted{0}, refused{0}, mismatched{0}, received{0};
+  std::atomic<uint64_t> duplicates{0}, redelivered{0}, inbox_gaps{0}, stream_errors{0};
+  std::atomic<uint64_t> stream_failures{0}, unparsable{0}, repeated_acks{0};
+  std::atomic<int64_t> in_flight{0};
+  std::atomic<int64_t> awaiting_result{0};  // sends without a send_result yet
+  std::atomic<uint64_t> delivered_in_window{0};
+  LatencyHistogram latency;
+
+  // Streams that reached `connected` + `queue_empty`, and that finished (OnDone).
+  std::mutex mutex;
+  std::condition_variable changed;
+  int ready = 0;
+  int settled = 0;  // ready or failed before ready
+  int done = 0;
+  std::string first_failure;
+
+  void NoteFailure(const std::string& what);
+  void Signal(int& counter);
+};
+
+class Device : public grpc::ClientBidiReactor<v1::ClientFrame, v1::ServerFrame> {
+ public:
+  Device(RunState* run, uint32_t index, DeviceAccount account);
+
+  // Opens the stream on `channel` (with the bearer token) and starts reading.
+  void Connect(std::shared_ptr<grpc::Channel> channel);
+  // Queues one 1:1 send to device `recipient` (chat, open, backlog); `send_nanos` is the time
+  // the send counts from.
+  void SendTo(uint32_t recipient, uint64_t send_nanos);
+  // Queues one group send to run->group_members.
+  void SendGroup(uint64_t send_nanos);
+  // Sends whatever acks are pending (the periodic flush).
+  void FlushAck();
+  // Half-closes the stream once the queued frames are written.
+  void Close();
+  // Cancels the stream (after Close had its chance).
+  void Cancel();
+
+  // Marks `sequence` of this device's ledger received once; returns true when that completed
+  // the message (every addressed device has it).
+  bool RecordReceipt(uint64_t sequence, bool& duplicate);
+  // Ledger totals after the drain: accepted messages not fully received.
+  uint64_t CountLosses();
+
+  const DeviceAccount& account() const { return account_; }
+  uint32_t index() const { return index_; }
+  bool connected() const { return connected_at_nanos_.load() != 0; }
+  uint64_t connect_started_nanos() const { return connect_started_nanos_; }
+  uint64_t received() const { return received_.load(); }
+  uint64_t last_receipt_nanos() const { return last_receipt_nanos_.load(); }
+  uint64_t queue_empty_nanos() const { return queue_empty_nanos_.load(); }
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnWritesDoneDone(bool ok) override;
+  void OnDone(const grpc::Status& status) override;
+
+ private:
+  struct PendingSend {
+    bool group = false;
+    uint32_t recipient = 0;
+    uint64_t sequence = 0;
+    uint64_t send_nanos = 0;
+  };
+  enum class SentState : uint8_t { kPending, kAccepted, kRefused };
+  struct SentMessage {
+    uint16_t expected = 0;
+    uint16_t received = 0;
+    SentState state = SentState::kPending;
+  };
+
+  void Queue(PendingSend send);
+  // Fills write_frame_ with the next frame to write (acks first); false when there is none.
+  bool NextFrameLocked();
+  void StartNextWrite();
+  void HandleDeliver(const v1::Deliver& deliver);
+  void HandleSendResult(const v1::SendResult& result);
+  void Settle(bool ready);
+  // Lets OnDone run (once): no thread outside the reactions starts operations after this.
+  void ReleaseHold();
+  // A freed window slot (refused, or completed): send again when the loop is closed.
+  void SlotFreed();
+
+  RunState* const run_;
+  const uint32_t index_;
+  const DeviceAccount account_;
+  std::unique_ptr<v1::Gateway::Stub> stub_;
+  grpc::ClientContext context_;
+  v1::ServerFrame read_frame_;
+  v1::ClientFrame write_frame_;
+  uint64_t connect_started_nanos_ = 0;
+  std::atomic<uint64_t> connected_at_nanos_{0};
+  std::atomic<uint64_t> queue_empty_nanos_{0};
+  std::atomic<uint64_t> last_receipt_nanos_{0};
+  std::atomic<uint64_t> received_{0};
+  bool settled_ = false;  // only touched by read reactions
+
+  std::mutex mutex_;
+  bool writing_ = false;
+  bool close_requested_ = false;
+  bool writes_done_ = false;
+  bool hold_released_ = false;
+  std::deque<PendingSend> pending_;
+  std::string ack_up_to_;
+  std::string last_acked_;  // never ack the same id twice (the gateway answers a StreamError)
+  int unacked_ = 0;
+  bool ack_due_ = false;
+  uint64_t last_inbox_sequence_ = 0;
+  uint64_t rng_state_;
+
+  std::mutex ledger_mutex_;
+  std::vector<SentMessage> ledger_;
+};
+
+}  // namespace padlock::loadgen

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# Runs one load scenario against the local stack and writes its results (markdown + JSON) under
+# bench/results/, with the machine, the commit and the exact commands.
+#
+#   bench/run-scenario.sh SCENARIO [extra padlock-loadgen flags...]
+#
+# Scenarios (DESIGN.md §8; docs/PERFORMANCE.md has the latest figures):
+#   chat-1k      1 000 devices, each keeping 1 envelope in flight to a random other device
+#   chat-100     the same with 100 devices (a smaller closed loop)
+#   chat-10k     10 000 devices, window 1
+#   open-10k     1 000 devices, 10 000 envelopes/s offered (latency target)
+#   open-1k      1 000 devices, 1 000 envelopes/s offered (latency below saturation)
+#   group-256    one sender, one shared payload to 256 devices per send, 4 sends in flight
+#   backlog      100 000 envelopes queued to an offline device, then its drain
+#   idle-conns   15 000 authenticated idle streams; gateway RSS per connection
+#   smoke        20 devices for 3 s (checks the pipeline end to end)
+#
+# What it does: starts the local stack with `scripts/padlock up` (which builds) and the gateway's
+# test/benchmark limits profile (PADLOCK_RATE_LIMIT_PROFILE=test, docs/GATEWAY.md), runs
+# padlock-loadgen RUNS times, writes bench/results/<UTC time>-<scenario>.{md,json} (the JSON holds
+# every run; the markdown the per-run table and the medians), and stops the stack again if it
+# started it.
+#
+# Environment: RUNS (default 3), PADLOCK_BUILD_DIR (default ./build), KEEP_STACK=1 (leave the
+# stack running), RESULTS_DIR (default bench/results), and whatever scripts/padlock reads.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${PADLOCK_BUILD_DIR:-$REPO/build}"
+STATE_DIR="${PADLOCK_STATE_DIR:-$REPO/.padlock}"
+REDIS_PORT="${PADLOCK_LOCAL_REDIS_PORT:-7379}"
+RUNS="${RUNS:-3}"
+RESULTS_DIR="${RESULTS_DIR:-$REPO/bench/results}"
+LOADGEN="$BUILD_DIR/bench/loadgen/padlock-loadgen"
+HEALTHCHECK="$BUILD_DIR/services/common/runtime/padlock-healthcheck"
+
+log() { printf '[run-scenario] %s\n' "$*" >&2; }
+die() { printf '[run-scenario] error: %s\n' "$*" >&2; exit 1; }
+
+[ $# -ge 1 ] || die "usage: bench/run-scenario.sh SCENARIO [padlock-loadgen flags...]"
+SCENARIO="$1"; shift
+
+case "$SCENARIO" in
+  chat-1k)    FLAGS=(--scenario=chat --devices=1000 --window=1 --warmup=5 --duration=15) ;;
+  chat-100)   FLAGS=(--scenario=chat --devices=100 --window=1 --warmup=5 --duration=15) ;;
+  chat-10k)   FLAGS=(--scenario=chat --devices=10000 --window=1 --warmup=10 --duration=20) ;;
+  open-10k)   FLAGS=(--scenario=open --devices=1000 --rate=10000 --warmup=5 --duration=15) ;;
+  open-1k)    FLAGS=(--scenario=open --devices=1000 --rate=1000 --warmup=5 --duration=15) ;;
+  group-256)  FLAGS=(--scenario=group --devices=257 --window=4 --warmup=5 --duration=15) ;;
+  backlog)    FLAGS=(--scenario=backlog --backlog=100000 --window=64) ;;
+  idle-conns) FLAGS=(--scenario=idle-conns --devices=15000 --idle-hold=10) ;;
+  smoke)      FLAGS=(--scenario=chat --devices=20 --window=1 --warmup=1 --duration=3) ;;
+  *) die "unknown scenario '$SCENARIO' (chat-1k chat-100 chat-10k open-10k open-1k group-256 backlog idle-conns smoke)" ;;
+esac
+FLAGS+=("$@")
+
+# Every gateway stream is a descriptor: let the stack (and the generator) use the hard limit.
+ulimit -n "$(ulimit -Hn)"
+
+# ----- the stack -----
+started_stack=0
+stop_stack() {
+  if [ "$started_stack" = 1 ] && [ "${KEEP_STACK:-0}" != 1 ]; then
+    PADLOCK_BUILD_DIR="$BUILD_DIR" "$REPO/scripts/padlock" down >&2 || true
+  fi
+}
+trap stop_stack EXIT
+if "$HEALTHCHECK" --addr=127.0.0.1:7400 >/dev/null 2>&1; then
+  log "a gateway already answers on 127.0.0.1:7400: using the running stack"
+else
+  log "starting the local stack (scripts/padlock up; builds $BUILD_DIR)"
+  PADLOCK_RATE_LIMIT_PROFILE=test PADLOCK_BUILD_DIR="$BUILD_DIR" "$REPO/scripts/padlock" up >&2
+  started_stack=1
+fi
+# The gateway must run with the test/benchmark limits profile, or registrations and sends are
+# refused. Its environment says whether it does; if not (a scripts/padlock that does not pass the
+# variable through), restart it with its own environment plus the profile.
+gateway_pid="$(cat "$STATE_DIR/run/gateway.pid" 2>/dev/null || true)"
+if [ -z "$gateway_pid" ] || ! kill -0 "$gateway_pid" 2>/dev/null; then
+  log "no gateway pid in $STATE_DIR/run/gateway.pid: cannot check its limits profile"
+elif ! tr '\0' '\n' <"/proc/$gateway_pid/environ" | grep -qx 'PADLOCK_RATE_LIMIT_PROFILE=test'; then
+  log "restarting the gateway (pid $gateway_pid) with PADLOCK_RATE_LIMIT_PROFILE=test"
+  mapfile -t gateway_env < <(tr '\0' '\n' <"/proc/$gateway_pid/environ" \
+    | grep -v '^PADLOCK_RATE_LIMIT_PROFILE=')
+  kill -TERM "$gateway_pid"
+  for _ in $(seq 300); do kill -0 "$gateway_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$gateway_pid" 2>/dev/null && die "gateway $gateway_pid did not stop"
+  env -i "${gateway_env[@]}" PADLOCK_RATE_LIMIT_PROFILE=test \
+    setsid "$BUILD_DIR/services/gateway/padlock-gateway" >>"$STATE_DIR/logs/gateway.log" 2>&1 \
+    </dev/null &
+  echo $! >"$STATE_DIR/run/gateway.pid"
+  for _ in $(seq 300); do
+    "$HEALTHCHECK" --addr=127.0.0.1:7400 >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  "$HEALTHCHECK" --addr=127.0.0.1:7400 >/dev/null || die "the gateway did not come back"
+fi
+
+[ -x "$LOADGEN" ] || cmake --build "$BUILD_DIR" --target padlock-loadgen -j 2 >&2
+[ -x "$LOADGEN" ] || die "$LOADGEN not built"
+
+# ----- the runs -----
+mkdir -p "$RESULTS_DIR"
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+base="$RESULTS_DIR/$stamp-$SCENARIO"
+commit="$(git -C "$REPO" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git -C "$REPO" status --porcelain 2>/dev/null | grep -v '^??' || true)" ]; then
+  commit="$commit (+ uncommitted changes)"
+fi
+machine="$(nproc) × $(lscpu | sed -n 's/^Model name: *//p' | head -1), \
+$(free -g | awk '/^Mem:/{print $2}') GiB RAM, $(uname -sr)"
+build_type="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)"
+
+status=0
+loads=()
+for run in $(seq "$RUNS"); do
+  log "run $run/$RUNS: padlock-loadgen ${FLAGS[*]}"
+  loads+=("$(cut -d' ' -f1-3 /proc/loadavg)")
+  set +e
+  "$LOADGEN" "${FLAGS[@]}" --json="$base.run$run.json" | tee "$base.run$run.txt"
+  rc=${PIPESTATUS[0]}
+  set -e
+  if [ "$rc" -eq 2 ]; then die "run $run failed to set up (see above)"; fi
+  if [ "$rc" -ne 0 ]; then log "run $run was not clean (losses, duplicates or refusals)"; status=1; fi
+done
+
+# ----- the report -----
+python3 - "$base" "$RUNS" "$SCENARIO" "$commit" "$machine" "$build_type" \
+  "bench/run-scenario.sh $SCENARIO $*" "${loads[*]}" <<'EOF'
+import json, statistics, sys
+base, runs, scenario, commit, machine, build_type, command, loads = sys.argv[1:9]
+reports = [json.load(open(f"{base}.run{i}.json")) for i in range(1, int(runs) + 1)]
+
+def med(key, sub=None):
+    values = [(r[key][sub] if sub else r[key]) for r in reports]
+    return statistics.median(values)
+
+names = [p["name"] for p in reports[0]["processes"]]
+def proc_med(name, field):
+    values = [p[field] for r in reports for p in r["processes"] if p["name"] == name]
+    return statistics.median(values) if values else float("nan")
+
+lines = [f"# {scenario}", "",
+         f"- machine: {machine}", f"- commit: {commit}, build type {build_type or '?'}",
+         f"- command: `{command}`",
+         f"- loadgen: `{reports[0]['command']}`", f"- runs: {runs} (medians below)",
+         f"- load average (1/5/15 min) before each run: {loads}", ""]
+idle = scenario.startswith("idle")
+if idle:
+    lines += ["| run | streams | gateway RSS before KiB | after KiB | KiB per connection |",
+              "| --- | --- | --- | --- | --- |"]
+    for i, r in enumerate(reports, 1):
+        lines.append(f"| {i} | {r['devices']} | {r['gateway_rss_before_kib']} | "
+                     f"{r['gateway_rss_after_kib']} | {r['gateway_kib_per_connection']:.1f} |")
+    lines.append(f"| median | | | | **{med('gateway_kib_per_connection'):.1f}** |")
+else:
+    lines += ["| run | delivered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | losses | dups | "
+              "refused | services µs/env | loadgen CPU % |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for i, r in enumerate(reports, 1):
+        l = r["latency_ms"]
+        lines.append(f"| {i} | {r['delivered_per_second']:.0f} | {l['p50']:.2f} | {l['p90']:.2f} | "
+                     f"{l['p99']:.2f} | {l['p999']:.2f} | {r['losses']} | {r['duplicates']} | "
+                     f"{r['refused'] + r['mismatched']} | {r['services_cpu_us_per_envelope']:.1f} | "
+                     f"{r['generator']['cpu_percent']:.0f} |")
+    lines.append(f"| **median** | **{med('delivered_per_second'):.0f}** | "
+                 f"{med('latency_ms', 'p50'):.2f} | {med('latency_ms', 'p90'):.2f} | "
+                 f"{med('latency_ms', 'p99'):.2f} | {med('latency_ms', 'p999'):.2f} | | | | "
+                 f"{med('services_cpu_us_per_envelope'):.1f} | |")
+    if scenario == "backlog":
+        lines += ["", f"Backlog drain (median): {med('backlog_drain_per_second'):.0f} envelopes/s "
+                      f"({med('backlog_drain_seconds'):.2f} s for {reports[0]['backlog_messages']})."]
+lines += ["", "Per process (medians): CPU in the measured window, per delivered envelope, peak RSS.", "",
+          "| process | CPU % of a core | µs per envelope | peak RSS MiB |", "| --- | --- | --- | --- |"]
+for n in names:
+    lines.append(f"| {n} | {proc_med(n, 'cpu_percent'):.0f} | {proc_med(n, 'cpu_us_per_envelope'):.1f} | "
+                 f"{proc_med(n, 'peak_rss_kib') / 1024:.0f} |")
+g = [r["generator"] for r in reports]
+lines.append(f"| padlock-loadgen | {statistics.median(x['cpu_percent'] for x in g):.0f} | "
+             f"{statistics.median(x['cpu_us_per_envelope'] for x in g):.1f} | "
+             f"{statistics.median(x['peak_rss_kib'] for x in g) / 1024:.0f} |")
+notes = sorted({n for r in reports for n in r["notes"]} |
+               {r["first_failure"] for r in reports if r["first_failure"]})
+if notes:
+    lines += ["", "Notes:"] + [f"- {n}" for n in notes]
+open(f"{base}.md", "w").write("\n".join(lines) + "\n")
+json.dump({"scenario": scenario, "commit": commit, "machine": machine, "build_type": build_type,
+           "command": command, "runs": reports}, open(f"{base}.json", "w"), indent=2)
+print("\n".join(lines))
+EOF
+rm -f "$base".run*.json "$base".run*.txt
+log "results: $base.md and $base.json"
+exit "$status"

@@ -1,0 +1,86 @@
+// The load generator's pure parts: the payload it counts by, the latency histogram, flag parsing.
+#include <gtest/gtest.h>
+
+#include "bench/loadgen/device_stream.h"
+#include "bench/loadgen/latency_histogram.h"
+#include "bench/loadgen/loadgen.h"
+
+namespace padlock::loadgen {
+namespace {
+
+TEST(LoadgenPayload, RoundTripsSenderSequenceAndTimeAtTheRequestedSize) {
+  std::string payload;
+  EncodePayload(7, 123456789012ull, 987654321ull, 160, payload);
+  ASSERT_EQ(payload.size(), 160u);
+  uint32_t sender = 0;
+  uint64_t sequence = 0, nanos = 0;
+  ASSERT_TRUE(DecodePayload(payload, sender, sequence, nanos));
+  EXPECT_EQ(sender, 7u);
+  EXPECT_EQ(sequence, 123456789012ull);
+  EXPECT_EQ(nanos, 987654321ull);
+}
+
+TEST(LoadgenPayload, RejectsForeignOrCorruptedPayloads) {
+  std::string payload;
+  EncodePayload(1, 2, 3, 160, payload);
+  uint32_t sender = 0;
+  uint64_t sequence = 0, nanos = 0;
+  std::string corrupted = payload;
+  corrupted[9] ^= 1;  // the sequence no longer matches its check word
+  EXPECT_FALSE(DecodePayload(corrupted, sender, sequence, nanos));
+  EXPECT_FALSE(DecodePayload(std::string(160, 'x'), sender, sequence, nanos));
+  EXPECT_FALSE(DecodePayload(payload.substr(0, 10), sender, sequence, nanos));
+}
+
+TEST(LatencyHistogram, PercentilesLandWithinThreePercent) {
+  LatencyHistogram h;
+  for (uint64_t v = 1; v <= 100000; ++v) h.Record(v * 1000);  // 1 µs .. 100 ms, uniform
+  EXPECT_EQ(h.count(), 100000u);
+  EXPECT_NEAR(h.PercentileNanos(50), 50e6, 50e6 * 0.03);
+  EXPECT_NEAR(h.PercentileNanos(99), 99e6, 99e6 * 0.03);
+  EXPECT_NEAR(h.PercentileNanos(99.9), 99.9e6, 99.9e6 * 0.03);
+  EXPECT_EQ(h.MaxNanos(), 100000000u);
+  EXPECT_NEAR(h.MeanNanos(), 50.0005e6, 1);
+}
+
+TEST(LatencyHistogram, SmallValuesAreExactAndEmptyIsZero) {
+  LatencyHistogram h;
+  EXPECT_EQ(h.PercentileNanos(50), 0);
+  h.Record(3);
+  h.Record(5);
+  EXPECT_EQ(h.PercentileNanos(0), 3);
+  EXPECT_EQ(h.PercentileNanos(100), 5);
+}
+
+TEST(LoadgenFlags, ParsesScenarioNumbersAndWatchList) {
+  std::vector<std::string> args = {"padlock-loadgen", "--scenario=open", "--devices=50",
+                                   "--rate=2500", "--watch=gateway:7400,postgres:7432:tree",
+                                   "--watch-pid=redis:42", "--quiet"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  absl::StatusOr<Options> o = ParseFlags(static_cast<int>(argv.size()), argv.data());
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->scenario, "open");
+  EXPECT_EQ(o->devices, 50);
+  EXPECT_EQ(o->rate, 2500);
+  EXPECT_TRUE(o->quiet);
+  ASSERT_EQ(o->watch.size(), 3u);
+  EXPECT_EQ(o->watch[1].name, "postgres");
+  EXPECT_EQ(o->watch[1].port, 7432);
+  EXPECT_TRUE(o->watch[1].tree);
+  EXPECT_EQ(o->watch[2].pid, 42);
+  EXPECT_EQ(o->command, "padlock-loadgen --scenario=open --devices=50 --rate=2500 "
+                        "--watch=gateway:7400,postgres:7432:tree --watch-pid=redis:42 --quiet");
+}
+
+TEST(LoadgenFlags, RejectsUnknownFlagsAndBadValues) {
+  for (std::string bad : {"--nope=1", "--devices=abc", "--watch=gateway", "--window=0"}) {
+    std::string name = "padlock-loadgen";
+    std::vector<char*> argv = {name.data(), bad.data()};
+    EXPECT_EQ(ParseFlags(2, argv.data()).status().code(), absl::StatusCode::kInvalidArgument)
+        << bad;
+  }
+}
+
+}  // namespace
+}  // namespace padlock::loadgen
