@@ -188,6 +188,11 @@ ServiceRunner::ServiceRunner(ServerOptions options)
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::EnableDefaultHealthCheckService(true);
   builder_ = std::make_unique<grpc::ServerBuilder>();
+  // Our clients (wiring::MakeInternalChannel, the gateway's devices) send keepalive pings even
+  // between calls. gRPC servers by default count such pings as abuse and answer GOAWAY "too many
+  // pings" — which fails the next call on that channel. Accept them, at most one per 5 s.
+  builder_->AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder_->AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   grpc_metrics_ = std::make_unique<GrpcServerMetrics>(*registry_);
   process_collector_ = std::make_shared<ProcessCollector>();
   shutdown_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

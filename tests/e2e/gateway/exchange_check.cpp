@@ -47,6 +47,7 @@ class Device {
       if (token.ok()) {
         auto conn = DeviceConn::Open(ops_.stub(), *token);
         if (conn->WaitConnected(absl::Seconds(10))) {
+          ++opens_;
           if (conn_) {
             for (const auto& e : conn_->Envelopes()) seen_.insert(e.ciphertext());
           }
@@ -59,6 +60,7 @@ class Device {
     return false;
   }
   DeviceConn& conn() { return *conn_; }
+  int reconnects() const { return opens_ - 1; }
   bool alive() const { return conn_ && !conn_->ended(); }
   std::set<std::string> Received() const {
     std::set<std::string> all = seen_;
@@ -73,20 +75,31 @@ class Device {
   const Account& account_;
   std::unique_ptr<DeviceConn> conn_;
   std::set<std::string> seen_;
+  int opens_ = 0;
 };
+
+// A channel of its own (its own TCP connection): behind an L4 balancer the two users then sit on
+// different gateways (haproxy `leastconn`), so killing one gateway always cuts one of them off.
+std::shared_ptr<grpc::Channel> OwnChannel(const std::string& target, int index) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetInt("padlock.exchange_check.channel", index);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
 
 int Run(const Flags& flags) {
   const absl::Time deadline = absl::Now() + absl::Seconds(flags.timeout_seconds);
-  AccountOps ops(grpc::CreateChannel(flags.gateway, grpc::InsecureChannelCredentials()));
+  AccountOps alice_ops(OwnChannel(flags.gateway, 1));
+  AccountOps bob_ops(OwnChannel(flags.gateway, 2));
   std::mt19937_64 random(std::random_device{}());
   const std::string tag = absl::StrCat(random() % 1000000);
-  auto alice = ops.Register(absl::StrCat("alice-", tag));
-  auto bob = ops.Register(absl::StrCat("bob-", tag));
+  auto alice = alice_ops.Register(absl::StrCat("alice-", tag));
+  auto bob = bob_ops.Register(absl::StrCat("bob-", tag));
   if (!alice.ok() || !bob.ok()) {
     std::cerr << "register failed: " << (alice.ok() ? bob.status() : alice.status()) << "\n";
     return 1;
   }
-  Device a(ops, *alice), b(ops, *bob);
+  Device a(alice_ops, *alice), b(bob_ops, *bob);
   if (!a.Open(deadline) || !b.Open(deadline)) {
     std::cerr << "could not open device streams\n";
     return 1;
@@ -153,7 +166,12 @@ int Run(const Flags& flags) {
     std::cerr << missing << " of " << accepted.size() << " accepted messages never arrived\n";
     return 1;
   }
-  std::cout << "all " << accepted.size() << " accepted messages arrived\n";
+  std::cout << "all " << accepted.size() << " accepted messages arrived; streams reopened: alice "
+            << a.reconnects() << ", bob " << b.reconnects() << "\n";
+  if (!flags.kill_command.empty() && a.reconnects() + b.reconnects() == 0) {
+    std::cerr << "no stream was on the killed gateway: the failover was not exercised\n";
+    return 1;
+  }
   return 0;
 }
 
