@@ -15,6 +15,8 @@ PACKAGES=(
   redis-server redis-tools postgresql-15 postgresql-client-15
   # runuser (run PostgreSQL unprivileged when invoked as root)
   util-linux
+  # the openssl CLI: the gateway's TLS test makes a throw-away certificate with it
+  openssl
 )
 
 missing=()
