@@ -26,6 +26,8 @@ enum class ContentKind : uint8_t {
   kTyping = 3,
   kCallSignal = 4,
   kGroupKeyDistribution = 5,
+  // A group's title and member list (sent 1:1 to every member on create, add, remove).
+  kGroupUpdate = 6,
 };
 
 struct Content {

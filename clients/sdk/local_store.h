@@ -2,8 +2,8 @@
 // The device's local database (DESIGN.md "messages live on devices"): one SQLite file, created
 // with mode 0600, optionally encrypted with a passphrase (SQLCipher), with a versioned schema
 // (PRAGMA user_version). It holds the local identity, signed and one-time prekeys, sessions,
-// remote identities (trust on first use), sender keys, and — schema only for now — verified
-// device lists and message history.
+// remote identities (trust on first use), sender keys, and (schema version 2) the account, the
+// verified device lists, the durable outbox, message history and the received-message-id set.
 //
 // LocalStore also exposes itself to libsignal as a signal_protocol_store_context
 // (CreateStoreContext) whose callbacks follow libsignal-protocol-c 2.3.3's conventions exactly (see
@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,7 +31,9 @@ struct sqlite3;
 namespace padlock::client {
 
 // Current schema version (PRAGMA user_version).
-inline constexpr int kLocalStoreSchemaVersion = 1;
+// Version 1: the crypto core; version 2 adds the account, outbox, received ids and message
+// status (a version-1 file is migrated in place when opened).
+inline constexpr int kLocalStoreSchemaVersion = 2;
 
 // Owning handle for a store context; destroying it leaves the LocalStore untouched.
 struct StoreContextDestroy {
@@ -45,6 +48,59 @@ struct RemoteAddress {
   std::string user_id;
   int32_t device_id = 0;
   bool operator==(const RemoteAddress&) const = default;
+};
+
+// Who this device is, once registered (or linked).
+struct AccountRecord {
+  std::string user_id;
+  uint32_t device_id = 0;
+  // The next one-time prekey id to generate (ids wrap at kMaxPreKeyId).
+  uint32_t next_prekey_id = 1;
+  // The id of the current signed prekey.
+  uint32_t signed_prekey_id = 0;
+};
+
+// A message waiting in the durable outbox: stored before it is first sent, resent with the same
+// message id and the same per-device ciphertexts until the server accepts it.
+struct OutboxEntry {
+  std::string message_id;    // 16 bytes
+  std::string conversation;  // the peer user id (or group id)
+  uint8_t content_kind = 0;  // ContentKind of the plaintext
+  std::string body;          // the plaintext body (kept only to encrypt for devices added later)
+  std::string payload;       // serialized padlock.v1.OutgoingMessage, exactly as sent
+  int64_t created_at_ms = 0;
+};
+
+// Delivery state of an outgoing message in history.
+enum class MessageStatus : int { kPending = 0, kSent = 1, kDelivered = 2, kRead = 3, kFailed = 4 };
+
+// One message in the local history.
+struct HistoryMessage {
+  std::string message_id;  // 16 bytes
+  std::string conversation;
+  std::string sender_user_id;
+  uint32_t sender_device_id = 0;
+  uint8_t content_kind = 0;
+  std::string body;
+  int64_t sent_at_ms = 0;
+  int64_t received_at_ms = 0;
+  bool outgoing = false;
+  MessageStatus status = MessageStatus::kPending;
+};
+
+// A group as this device knows it: members are user ids (this account included); `epoch` counts
+// this device's own sender-key rotations (a member removal starts a new one).
+struct GroupRecord {
+  std::string group_id;  // 16 random bytes
+  std::string title;
+  std::vector<std::string> members = {};
+  uint32_t epoch = 0;
+};
+
+// The highest verified signed device list seen for a user.
+struct VerifiedDeviceList {
+  uint64_t version = 0;
+  std::string signed_list;  // serialized padlock.v1.SignedDeviceList
 };
 
 class LocalStore {
@@ -87,10 +143,68 @@ class LocalStore {
   // does to accept a changed security code.
   absl::Status AcceptRemoteIdentity(const RemoteAddress& address, std::string_view public_key);
 
+  // Deletes the session with `address` (extra or stale device). OK when there was none.
+  absl::Status DeleteSession(const RemoteAddress& address);
+
+  // ---- Account (schema v2) ----
+  // AlreadyExists when one is stored.
+  absl::Status SaveAccount(const AccountRecord& account);
+  // NotFound when the device is not registered yet.
+  absl::StatusOr<AccountRecord> LoadAccount();
+  absl::Status UpdatePreKeyIds(uint32_t next_prekey_id, uint32_t signed_prekey_id);
+  // Sets the device id of a stored account (a linked device learns it once approved).
+  absl::Status SetAccountDevice(uint32_t device_id);
+
+  // ---- Verified device lists ----
+  // nullopt when none has been verified for `user_id`.
+  absl::StatusOr<std::optional<VerifiedDeviceList>> LoadVerifiedDeviceList(
+      std::string_view user_id);
+  // Replaces the stored list of `user_id`. The caller checks that the version does not go back.
+  absl::Status SaveVerifiedDeviceList(std::string_view user_id, const VerifiedDeviceList& list);
+
+  // ---- Outbox ----
+  // AlreadyExists when an entry with the same message id is queued.
+  absl::Status AddOutbox(const OutboxEntry& entry);
+  // Replaces the payload of a queued entry (after a device mismatch). NotFound when absent.
+  absl::Status UpdateOutboxPayload(std::string_view message_id, std::string_view payload);
+  // Removes an entry (accepted, or failed for good). OK when absent.
+  absl::Status RemoveOutbox(std::string_view message_id);
+  // Every queued entry, oldest first.
+  absl::StatusOr<std::vector<OutboxEntry>> ListOutbox();
+
+  // ---- History ----
+  // AlreadyExists when a message with the same message id is stored.
+  absl::Status AddMessage(const HistoryMessage& message);
+  // Raises the status of message `message_id` (never lowers it: a late "delivered" after "read"
+  // is ignored). OK when the message is unknown.
+  absl::Status RaiseMessageStatus(std::string_view message_id, MessageStatus status);
+  // Messages of `conversation` (all when empty), oldest first (by local insertion order).
+  absl::StatusOr<std::vector<HistoryMessage>> ListMessages(std::string_view conversation);
+
+  // ---- Received message ids (dedupe) ----
+  // Records `message_id` from `sender` as received; false when it was already recorded.
+  absl::StatusOr<bool> MarkReceived(const RemoteAddress& sender, std::string_view message_id);
+  absl::StatusOr<bool> WasReceived(const RemoteAddress& sender, std::string_view message_id);
+
+  // ---- Groups ----
+  absl::Status SaveGroup(const GroupRecord& group);  // insert or replace
+  absl::StatusOr<std::optional<GroupRecord>> LoadGroup(std::string_view group_id);
+  absl::StatusOr<std::vector<GroupRecord>> ListGroups();
+  absl::Status DeleteGroup(std::string_view group_id);
+  // Whether this device's sender key of `epoch` was sent to `device`.
+  absl::StatusOr<bool> SenderKeyShared(std::string_view group_id, const RemoteAddress& device,
+                                       uint32_t epoch);
+  absl::Status MarkSenderKeyShared(std::string_view group_id, const RemoteAddress& device,
+                                   uint32_t epoch);
+  // Forgets `sender`'s sender key for the group (this device's own: the next use makes a new one).
+  absl::Status DeleteSenderKey(std::string_view group_id, const RemoteAddress& sender);
+
   // Runs `body` in one SQLite transaction: committed when it returns OK, rolled back otherwise,
   // so that a libsignal operation's several writes (session, consumed prekey, trusted identity)
-  // land together or not at all. Not reentrant. Returns body's status, or Internal when the
-  // transaction itself fails.
+  // land together or not at all. Nested calls (a DeviceCrypto operation inside a caller's
+  // transaction) run as a SAVEPOINT of the outer transaction: a failed inner body rolls back only
+  // its own writes, and nothing is durable before the outermost body commits. Returns body's
+  // status, or Internal when the transaction itself fails.
   absl::Status InTransaction(const std::function<absl::Status()>& body);
 
   // A libsignal store context backed by this store. It borrows `this`: destroy it first. Internal

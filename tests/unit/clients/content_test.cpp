@@ -21,7 +21,8 @@ TEST(Content, BucketsArePowersOfTwoFrom64ThenMultiplesOf64KiB) {
 
 TEST(Content, RoundTripsEveryKind) {
   for (ContentKind kind : {ContentKind::kText, ContentKind::kReceipt, ContentKind::kTyping,
-                           ContentKind::kCallSignal, ContentKind::kGroupKeyDistribution}) {
+                           ContentKind::kCallSignal, ContentKind::kGroupKeyDistribution,
+                           ContentKind::kGroupUpdate}) {
     const Content content{kind, std::string("body\0with nul", 13)};
     absl::StatusOr<std::string> encoded = EncodeContent(content);
     ASSERT_TRUE(encoded.ok()) << encoded.status();

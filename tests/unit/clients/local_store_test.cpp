@@ -86,8 +86,8 @@ TEST_F(LocalStoreTest, SchemaHasEveryTable) {
       &tables, nullptr);
   sqlite3_close(db);
   EXPECT_EQ(tables,
-            "local_identity messages prekeys remote_identities sender_keys sessions "
-            "signed_prekeys verified_device_lists ");
+            "account groups local_identity messages outbox prekeys received remote_identities "
+            "sender_key_shared sender_keys sessions signed_prekeys verified_device_lists ");
 }
 
 TEST_F(LocalStoreTest, NewerSchemaIsRefused) {

@@ -1,0 +1,269 @@
+#pragma once
+// Messenger: one device of one account, end to end — the account lifecycle (register as primary,
+// prekey replenishment), verified device lists, 1:1 text with a durable outbox, receiving with
+// dedupe and history, and delivery receipts — over a GatewayClient and a DeviceStream, with all
+// state in the device's LocalStore (docs/CLIENT.md).
+//
+// Sending: ComposeText encrypts for every device on the recipient's verified device list and for
+// every other device of this account, and stores the message (message id + each device's
+// ciphertext, as one serialized OutgoingMessage) in the outbox and the history in one
+// transaction, before anything goes out. The outbox is sent whenever the stream (re)connects and
+// each entry is resent with the same message id and the same bytes until the server accepts it.
+// Only a device mismatch (MISMATCHED_DEVICES / STALE_DEVICES: nothing was stored) changes an entry:
+// ciphertexts for devices that left are dropped, devices that are new or reinstalled get a fresh
+// session and ciphertext, and the ciphertexts of the others stay byte for byte.
+//
+// Receiving: each envelope is decrypted, its message id recorded, the text stored in history —
+// in one transaction with the ratchet step — and only then acknowledged. A duplicate (same
+// sender and message id, or a replayed ciphertext) is acknowledged and dropped; a tampered or
+// undecryptable one is reported (kRejected), acknowledged and leaves the session as it was.
+//
+// Not thread-safe: one thread drives a Messenger (Pump runs the event loop on the caller's thread;
+// only the stream's reader runs elsewhere).
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "clients/sdk/content.h"
+#include "clients/sdk/crypto_provider.h"
+#include "clients/sdk/device_crypto.h"
+#include "clients/sdk/gateway_client.h"
+#include "clients/sdk/local_store.h"
+#include "padlock/v1/gateway.pb.h"
+
+namespace padlock::client {
+
+struct MessengerOptions {
+  // The device's folder (created with mode 0700); the database is <home>/padlock.db.
+  std::string home = {};
+  // Encrypts the database (SQLCipher) when non-empty.
+  std::string passphrase = {};
+  GatewayClientOptions gateway = {};
+  // Send a delivery receipt for every text received.
+  bool send_receipts = true;
+  // Process `deliver` frames (false: leave envelopes in the inbox, e.g. for a send-only run).
+  bool receive = true;
+  // One-time prekeys generated at registration and per replenishment (≤ 100 per upload).
+  uint32_t prekey_batch = 100;
+  // Called with every delivered envelope before it is processed (tests and diagnostics: it sees
+  // exactly what the server delivered, ciphertext included).
+  std::function<void(const padlock::v1::Envelope&)> on_envelope = {};
+};
+
+// Something the caller may want to show, produced by Pump.
+struct MessengerEvent {
+  enum class Kind {
+    kConnected,        // the stream is up (detail: epoch)
+    kDisconnected,     // the stream dropped; it reconnects by itself (detail: why)
+    kStopped,          // the stream ended for good (displaced, revoked, refused; detail)
+    kMessage,          // a text arrived (peer, device, conversation, text, message_id)
+    kReceipt,          // the peer's device got (or read) our messages (status, message_ids)
+    kSent,             // the server accepted an outbox entry (message_id, conversation)
+    kSendFailed,       // the server refused an entry for good (detail)
+    kQueueEmpty,       // the backlog present at connect time has been delivered
+    kGap,              // envelopes expired before this device fetched them (gap)
+    kRejected,         // an envelope did not decrypt (tampered, corrupt, or identity changed)
+    kPreKeysReplenished,  // one-time prekeys uploaded after PreKeysLow (detail: count)
+    kGroupUpdated,     // a group was created, changed, or this account was removed (conversation)
+    kTyping,           // the peer is typing (text "1") or stopped (text "0"); online only
+  };
+  Kind kind = Kind::kMessage;
+  std::string peer = {};     // sender user (kMessage, kReceipt, kRejected)
+  uint32_t peer_device = 0;
+  bool outgoing = false;     // kMessage: a copy of this account's own message (another device)
+  std::string conversation = {};  // the other user of the conversation
+  std::string text = {};
+  std::string message_id = {};    // 16 bytes
+  std::vector<std::string> message_ids = {};  // kReceipt
+  MessageStatus receipt_status = MessageStatus::kDelivered;
+  uint64_t sent_at_ms = 0;   // server timestamp
+  uint64_t sequence = 0;
+  padlock::v1::Gap gap = {};
+  std::string detail = {};
+};
+
+// How a text body names its conversation, so that this account's other devices file a copy
+// under the right peer: u16 big-endian length of the recipient user id, the id, then the text.
+std::string EncodeTextBody(std::string_view to_user, std::string_view text);
+absl::StatusOr<std::pair<std::string, std::string>> DecodeTextBody(std::string_view body);
+// A receipt body: one status byte (MessageStatus kDelivered or kRead), then 16-byte message ids.
+std::string EncodeReceiptBody(MessageStatus status, const std::vector<std::string>& message_ids);
+absl::StatusOr<std::pair<MessageStatus, std::vector<std::string>>> DecodeReceiptBody(
+    std::string_view body);
+
+// A group update body: 16-byte group id, u16 title length, title, u16 member count, then each
+// member as u16 length + user id.
+struct GroupUpdate {
+  std::string group_id;
+  std::string title;
+  std::vector<std::string> members = {};
+};
+std::string EncodeGroupUpdate(const GroupUpdate& update);
+absl::StatusOr<GroupUpdate> DecodeGroupUpdate(std::string_view body);
+// The history conversation of a group: "group:" + hex(group id).
+std::string GroupConversation(std::string_view group_id);
+
+class Messenger {
+ public:
+  // Opens (creating) the device folder and database, and the gateway client (not connected).
+  // PermissionDenied for a wrong passphrase; Internal when the folder cannot be created.
+  static absl::StatusOr<std::unique_ptr<Messenger>> Open(MessengerOptions options);
+  ~Messenger();
+  Messenger(const Messenger&) = delete;
+  Messenger& operator=(const Messenger&) = delete;
+
+  // Creates the account `user_id` with this device as its primary: identity key, registration id,
+  // a signed prekey and prekey_batch one-time prekeys (private halves stored here), a signed device
+  // list version 1, and the registration signature. AlreadyExists when this folder is registered,
+  // or the server's AlreadyExists when the user id is taken; RESOURCE_EXHAUSTED (RetryAfter) when
+  // rate limited; Unavailable when the gateway cannot be reached.
+  absl::Status Register(const std::string& user_id, const std::string& invite_token = "");
+  bool registered() const { return account_.has_value(); }
+
+  // ---- Linking a second device (docs/CLIENT.md "Linking") ----
+  // On the NEW device: creates its keys for account `user_id` and returns the link code to type
+  // (or paste) into the primary: base64url of the user id, identity key, registration id and
+  // signed prekey. Calling it again returns the same code. AlreadyExists when registered.
+  absl::StatusOr<std::string> CreateLinkRequest(const std::string& user_id);
+  // On the PRIMARY: checks the code (the signed prekey's signature) and publishes a new device
+  // list, signed by this device, that adds the new device with the next device id, together with
+  // its signed prekey. Returns the new device id (the same one when the code was approved before).
+  // FailedPrecondition when this is not device 1; InvalidArgument for a malformed code.
+  absl::StatusOr<uint32_t> ApproveLink(const std::string& code);
+  // On the NEW device: waits (up to `timeout`) until the primary approved, i.e. until this key can
+  // log in as one of the account's devices; then stores the device id, verifies the account's list
+  // and uploads one-time prekeys. DeadlineExceeded when not approved in time.
+  absl::Status CompleteLink(absl::Duration timeout);
+  bool link_pending() const { return pending_link_.has_value(); }
+  // FailedPrecondition when not registered.
+  absl::StatusOr<AccountRecord> account() const;
+
+  // Opens the device stream and waits for its `connected` frame (processing what arrives
+  // meanwhile). Unavailable when no connection came up within `timeout` (with the last error);
+  // FailedPrecondition when not registered; the stream's error when it stopped for good.
+  absl::Status Connect(absl::Duration timeout);
+  void Disconnect();
+  bool connected() const;
+
+  // Encrypts `text` for `peer` (and this account's other devices) and queues it: outbox + history
+  // in one transaction. Does not send (FlushOutbox / Pump do). Returns the 16-byte message id.
+  // NotFound when the peer does not exist; FailedPrecondition "security code changed" when a
+  // device's identity differs from the trusted one (AcceptIdentity first); DataLoss when the
+  // peer's device list does not verify.
+  absl::StatusOr<std::string> ComposeText(const std::string& peer, const std::string& text);
+  // Composes, sends, and pumps until the server accepted (or refused) it or `timeout` passed
+  // (DeadlineExceeded; the message stays queued and goes out on a later connection).
+  absl::StatusOr<std::string> SendText(const std::string& peer, const std::string& text,
+                                       absl::Duration timeout);
+  // Flushes the outbox and pumps until queued message `id` is accepted (returns it) or refused
+  // (FailedPrecondition), or `timeout` passes (DeadlineExceeded: it stays queued).
+  absl::StatusOr<std::string> AwaitSent(const std::string& id, absl::Duration timeout);
+  // Sends every queued entry that is not already waiting for its result on this connection.
+  // A no-op while disconnected (the entries go out after the next `connected`).
+  absl::Status FlushOutbox();
+
+  // Runs the event loop for up to `timeout`: handles frames (deliveries → history + acks, send
+  // results → outbox, PreKeysLow → upload), resends due retries, and returns what happened.
+  // Returns early once `done` (if given) returns true for an event.
+  std::vector<MessengerEvent> Pump(absl::Duration timeout,
+                                   const std::function<bool(const MessengerEvent&)>& done = {});
+
+  // The verified device list of `user_id`, fetched from the server, verified (signature, version
+  // not older than seen, trusted primary key) and stored. Codes as VerifyDeviceList, NotFound.
+  absl::StatusOr<padlock::v1::SignedDeviceList> RefreshDeviceList(const std::string& user_id);
+  // The safety number with each device of `peer` (device id → 60 digits), from its verified list.
+  absl::StatusOr<std::map<uint32_t, std::string>> SafetyNumbers(const std::string& peer);
+  // Trusts `peer`'s current identity keys (after the user compared safety numbers).
+  absl::Status AcceptIdentity(const std::string& peer);
+  // Generates `count` one-time prekeys, stores them and uploads them. Returns the server's count.
+  absl::StatusOr<uint32_t> ReplenishPreKeys(uint32_t count);
+
+  // Tells `peer`'s connected devices that this user is typing (or stopped): an online_only send,
+  // never stored by the server and not kept in the outbox. Unavailable when not connected.
+  absl::Status SendTyping(const std::string& peer, bool typing);
+
+  // Marks every received message of the 1:1 conversation with `peer` as read and queues a read
+  // receipt for them (sent on the next flush). Returns how many messages it covered.
+  absl::StatusOr<size_t> MarkRead(const std::string& peer);
+
+  // ---- Groups (Sender Keys; the server fans one shared ciphertext out) ----
+  // Creates a group of this account and `members` (user ids; unknown users are NotFound) and
+  // tells every member (a group-update message, 1:1). Returns the 16-byte group id.
+  absl::StatusOr<std::string> CreateGroup(const std::string& title,
+                                          const std::vector<std::string>& members);
+  // Adds / removes a member and tells everyone concerned (the removed user included). Removing
+  // rotates this device's sender key, so the removed member cannot read what is sent next; the
+  // other members rotate theirs when the update reaches them.
+  absl::Status AddGroupMember(const std::string& group_id, const std::string& user);
+  absl::Status RemoveGroupMember(const std::string& group_id, const std::string& user);
+  // Encrypts once with this device's sender key (first sending the key, 1:1, to every member
+  // device that lacks it) and queues one shared-payload send to every member device.
+  absl::StatusOr<std::string> ComposeGroupText(const std::string& group_id,
+                                               const std::string& text);
+  absl::StatusOr<std::string> SendGroupText(const std::string& group_id, const std::string& text,
+                                            absl::Duration timeout);
+
+  LocalStore& store() { return *store_; }
+  // The device's crypto (for tests and tools; not thread-safe, like the Messenger).
+  DeviceCrypto& crypto() { return *crypto_; }
+  GatewayClient& gateway() { return *gateway_; }
+  SignalContext& signal_context() { return *context_; }
+  // Entries in the outbox.
+  absl::StatusOr<size_t> OutboxSize();
+
+ private:
+  struct Pending {  // an outbox entry sent on the current connection, awaiting its SendResult
+    std::string message_id;
+  };
+
+  explicit Messenger(MessengerOptions options);
+  absl::Status Start();  // after the account exists: crypto + login identity
+  void HandleEvent(StreamEvent event, std::vector<MessengerEvent>& out);
+  void HandleDeliver(const padlock::v1::Deliver& deliver, std::vector<MessengerEvent>& out);
+  void HandleSendResult(const padlock::v1::SendResult& result, std::vector<MessengerEvent>& out);
+  absl::Status SendEntry(const OutboxEntry& entry);
+  // Queues `kind`/`body` for `peer`'s devices and this account's other devices.
+  absl::StatusOr<std::string> Compose(const std::string& peer, ContentKind kind,
+                                      const std::string& body, bool keep_in_history,
+                                      const std::string& history_text);
+  // Adds recipients (claiming bundles as needed) for every device of `list` not in `skip`.
+  absl::Status AddRecipients(const padlock::v1::SignedDeviceList& list, const Content& content,
+                             padlock::v1::OutgoingMessage& message);
+  absl::StatusOr<padlock::v1::SignedDeviceList> CachedDeviceList(const std::string& user_id);
+  absl::Status EnsureSession(const padlock::v1::DeviceListEntry& entry, const std::string& user);
+  absl::Status FixMismatch(const std::string& message_id, const padlock::v1::Mismatch& mismatch);
+  absl::Status Ack(const std::vector<std::string>& server_ids);
+  // Group parts of receiving, run inside the receive transaction.
+  absl::Status ApplyGroupUpdate(const RemoteAddress& sender, std::string_view body,
+                                MessengerEvent& event);
+  absl::Status ApplyGroupKey(const RemoteAddress& sender, std::string_view body);
+  absl::Status DecryptGroupMessage(const padlock::v1::Envelope& envelope, MessengerEvent& event);
+  // Sends the group update to `users` (1:1 each).
+  absl::Status SendGroupUpdate(const GroupRecord& group, const std::vector<std::string>& users);
+  // Re-addresses a shared-payload entry after a mismatch (see FixMismatch).
+  absl::Status FixGroupMismatch(const OutboxEntry& entry, padlock::v1::OutgoingMessage& message,
+                                const padlock::v1::Mismatch& mismatch);
+
+  MessengerOptions options_;
+  std::unique_ptr<SignalContext> context_;
+  std::unique_ptr<LocalStore> store_;
+  std::unique_ptr<GatewayClient> gateway_;
+  std::unique_ptr<DeviceCrypto> crypto_;
+  std::unique_ptr<DeviceStream> stream_;
+  std::optional<AccountRecord> account_;
+  std::optional<AccountRecord> pending_link_;  // a linked device not yet approved (device id 0)
+  uint64_t next_request_id_ = 1;
+  std::map<uint64_t, Pending> in_flight_;         // request id → entry
+  std::map<std::string, absl::Time> retry_at_;    // message id → when to resend (rate limited)
+  std::map<std::string, int> mismatch_retries_;   // message id → mismatches fixed so far
+};
+
+}  // namespace padlock::client
