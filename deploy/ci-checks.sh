@@ -14,7 +14,8 @@
 #   BUILD_DIR (Dockerfile target `prebuilt`; without BUILD_DIR the image is compiled from source
 #   only when PADLOCK_CI_BUILD_FROM_SOURCE=1, else those steps are SKIPPED); the compose stack
 #   up; every container healthy; gRPC health through the published gateway port; Prometheus
-#   reports up == 1 for every target (HTTP API); a two-user exchange through the published port
+#   reports up == 1 for every target (HTTP API); the CLI demo (scripts/demo.sh) through the
+#   published port; a two-user exchange through the published port
 #   with gateway-1 killed half-way (tests/e2e/gateway/exchange_check.cpp: nothing accepted is
 #   lost); the published port still answers with gateway-1 down; `stop` -> every service drains and exits 0; `down -v` leaves no container, network
 #   or volume behind.
@@ -293,6 +294,20 @@ PY
   done
 }
 
+# The CLI demo (scripts/demo.sh: alice, bob and carol, a linked device, 1:1 with receipts, a group,
+# bob offline and back, Redis holding only ciphertext) against the composed stack, through the
+# published gateway port; the demo reads Redis with redis-cli inside the redis container.
+cli_demo() {
+  local cli="$BUILD_DIR/clients/padlock"
+  [ -x "$cli" ] || { say "SKIPPED: $cli not built"; return 0; }
+  printf '#!/usr/bin/env bash\ncd %q && PADLOCK_IMAGE=%q PADLOCK_GATEWAY_PORT=%q PADLOCK_PROMETHEUS_PORT=%q exec %s -p %q exec -T redis redis-cli "$@"\n' \
+    "$REPO" "$IMAGE" "$GW_PORT" "$PROM_PORT" "$COMPOSE" "$PROJECT" >"$WORK/redis-cli"
+  chmod +x "$WORK/redis-cli"
+  PADLOCK_BUILD_DIR="$BUILD_DIR" PADLOCK_STATE_DIR="$WORK/demo-state" \
+    PADLOCK_DEMO_GATEWAY="127.0.0.1:$GW_PORT" PADLOCK_DEMO_REDIS_CLI="$WORK/redis-cli" \
+    "$REPO/scripts/demo.sh"
+}
+
 # Two users exchange messages through the published port; gateway-1 is killed half-way through
 # alice's 200 messages to bob: streams on it reconnect through haproxy to gateway-2, unanswered
 # sends go again with the same message id, and bob must receive every accepted message.
@@ -364,6 +379,7 @@ if step "compose up" stack_up && step "every container healthy" stack_healthy; t
   step "service logs: no unknown variables, no errors" stack_logs_clean
   step "gRPC health through the published gateway port" gateway_published
   step "prometheus: up == 1 for every target" prometheus_up
+  step "CLI demo against the composed stack" cli_demo
   step "two users exchange; gateway-1 killed mid-exchange; nothing accepted lost" \
     exchange_with_gateway_killed
   step "gateway-1 killed: published port still serves" gateway_failover

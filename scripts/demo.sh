@@ -11,7 +11,10 @@
 # registration limit (5 per address, then 1 per 12 minutes).
 #
 # Environment: PADLOCK_BUILD_DIR (./build), PADLOCK_STATE_DIR (./.padlock), PADLOCK_DEMO_GATEWAY
-# (127.0.0.1:7400), PADLOCK_LOCAL_REDIS_PORT (7379). Exit 0 on success, 1 with a message otherwise.
+# (127.0.0.1:7400), PADLOCK_LOCAL_REDIS_PORT (7379), PADLOCK_DEMO_REDIS_CLI (the command that runs
+# redis-cli against the stack's Redis; default `redis-cli -p $PADLOCK_LOCAL_REDIS_PORT`, e.g.
+# `docker-compose exec -T redis redis-cli` for the composed stack). Exit 0 on success, 1 with a
+# message otherwise.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +29,12 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 fail() { printf '\ndemo FAILED: %s\n' "$*" >&2; exit 1; }
 
 [ -x "$CLI" ] || fail "$CLI is not built (scripts/padlock build)"
-command -v redis-cli >/dev/null || fail "redis-cli not found"
+if [ -n "${PADLOCK_DEMO_REDIS_CLI:-}" ]; then
+  read -r -a REDIS_CLI <<<"$PADLOCK_DEMO_REDIS_CLI"
+else
+  command -v redis-cli >/dev/null || fail "redis-cli not found"
+  REDIS_CLI=(redis-cli -p "$REDIS_PORT")
+fi
 mkdir -p "$DEMO_DIR"
 chmod 700 "$DEMO_DIR"
 
@@ -130,10 +138,10 @@ done
 
 INBOX="q:{$BOB:1}"
 say "What Redis holds in bob's inbox ($INBOX) while he is offline"
-echo "XLEN $INBOX = $(redis-cli -p "$REDIS_PORT" XLEN "$INBOX") (all that waits for bob, receipts included;"
+echo "XLEN $INBOX = $("${REDIS_CLI[@]}" XLEN "$INBOX") (all that waits for bob, receipts included;"
 echo "field e is the Envelope: message id, sender and recipient addresses, then the ciphertext)"
-redis-cli -p "$REDIS_PORT" --no-raw XRANGE "$INBOX" - + | cut -c1-150
-raw=$(redis-cli -p "$REDIS_PORT" --raw XRANGE "$INBOX" - + | tr -d '\0')
+"${REDIS_CLI[@]}" --no-raw XRANGE "$INBOX" - + | cut -c1-150
+raw=$("${REDIS_CLI[@]}" --raw XRANGE "$INBOX" - + | tr -d '\0')
 for text in "${OFFLINE_TEXTS[@]}"; do
   if grep -qF -- "$text" <<<"$raw"; then fail "plaintext '$text' found in Redis"; fi
 done
@@ -158,7 +166,7 @@ pl alice history "$BOB"
 say "The conversation as stored on bob's device"
 pl bob history "$ALICE"
 say "bob's inbox after he acknowledged everything"
-echo "XLEN $INBOX = $(redis-cli -p "$REDIS_PORT" XLEN "$INBOX")"
+echo "XLEN $INBOX = $("${REDIS_CLI[@]}" XLEN "$INBOX")"
 
 say "Safety number alice ↔ bob (compare in person)"
 pl alice safety-number "$BOB"
