@@ -142,14 +142,31 @@ int Fail(Context& c, const absl::Status& status, std::string_view what) {
   return code;
 }
 
-absl::StatusOr<std::unique_ptr<Messenger>> OpenMessenger(const CliArgs& args, bool receive) {
+absl::StatusOr<std::unique_ptr<Messenger>> OpenMessenger(
+    const CliArgs& args, bool receive, absl::Duration story_ttl = absl::Hours(24)) {
   client::MessengerOptions options;
   options.home = args.home;
   if (const char* passphrase = std::getenv("PADLOCK_PASSPHRASE")) options.passphrase = passphrase;
   options.gateway.target = args.gateway;
   options.gateway.ca_file = args.ca_file;
   options.receive = receive;
+  options.story_ttl = story_ttl;
   return Messenger::Open(std::move(options));
+}
+
+// Connects, then does the device's upkeep that needs the server: rotating the signed prekey when
+// it is due (MessengerOptions::signed_prekey_rotation). An upkeep failure is only a warning: the
+// command itself can go on, and the next connecting command tries again.
+absl::Status ConnectWithUpkeep(Context& c, Messenger& m, absl::Duration timeout) {
+  if (absl::Status s = m.Connect(timeout); !s.ok()) return s;
+  absl::StatusOr<bool> rotated = m.RotateSignedPreKeyIfDue();
+  if (!rotated.ok()) {
+    c.err << "(warning: signed prekey rotation failed, retried next time: "
+          << rotated.status().message() << ")\n";
+  } else if (*rotated && !c.args.json) {
+    c.err << "(rotated the signed prekey: now id " << m.account()->signed_prekey_id << ")\n";
+  }
+  return absl::OkStatus();
 }
 
 absl::Duration FlagSeconds(const CliArgs& args, const std::string& name, absl::Duration def) {
@@ -207,6 +224,17 @@ void PrintEvent(Context& c, const MessengerEvent& e) {
       case Kind::kGroupUpdated:
         line.Str("event", "group_updated").Str("group", e.conversation).Str("detail", e.detail);
         break;
+      case Kind::kStory:
+        line.Str("event", "story").Str("from", e.peer).Num("device", e.peer_device)
+            .Bool("outgoing", e.outgoing).Str("text", e.text)
+            .Str("message_id", Hex(e.message_id))
+            .Num("sent_at_ms", static_cast<int64_t>(e.sent_at_ms))
+            .Num("expires_at_ms", e.expires_at_ms);
+        break;
+      case Kind::kIdentityChanged:
+        line.Str("event", "identity_changed").Str("from", e.peer).Num("device", e.peer_device)
+            .Str("detail", e.detail);
+        break;
     }
     c.out << line.str() << std::endl;
     return;
@@ -217,6 +245,17 @@ void PrintEvent(Context& c, const MessengerEvent& e) {
       break;
     case Kind::kGroupUpdated:
       c.out << "* group " << e.detail << std::endl;
+      break;
+    case Kind::kStory:
+      c.out << "[" << TimeText(static_cast<int64_t>(e.sent_at_ms)) << "] story from "
+            << (e.outgoing ? absl::StrCat("you (device ", e.peer_device, ")") : e.peer) << ": "
+            << e.text << "  (until " << TimeText(e.expires_at_ms) << ")" << std::endl;
+      break;
+    case Kind::kIdentityChanged:
+      c.out << "! security code with " << e.peer << " (device " << e.peer_device
+            << ") changed: " << e.detail << "; messages to " << e.peer
+            << " are held — compare `padlock safety-number " << e.peer
+            << "`, then `padlock accept-identity " << e.peer << "`" << std::endl;
       break;
     case Kind::kMessage:
       if (e.conversation.rfind("group:", 0) == 0) {
@@ -301,7 +340,7 @@ int CmdSend(Context& c) {
   // Encrypted and queued first (durable outbox); then sent.
   absl::StatusOr<std::string> queued = (*m)->ComposeText(peer, text);
   if (!queued.ok()) return Fail(c, queued.status(), "send");
-  absl::Status connected = (*m)->Connect(timeout);
+  absl::Status connected = ConnectWithUpkeep(c, **m, timeout);
   if (!connected.ok()) {
     const int code = Fail(c, connected, "send");
     c.err << "(the message is queued on this device and goes out with the next padlock command "
@@ -332,7 +371,8 @@ int CmdListen(Context& c) {
   }
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  if (absl::Status s = (*m)->Connect(std::min(timeout, absl::Seconds(15))); !s.ok()) {
+  if (absl::Status s = ConnectWithUpkeep(c, **m, std::min(timeout, absl::Seconds(15)));
+      !s.ok()) {
     return Fail(c, s, "listen");
   }
   if (!c.args.json) c.err << "(listening as " << (*m)->account()->user_id << ")" << std::endl;
@@ -343,7 +383,10 @@ int CmdListen(Context& c) {
     const absl::Duration slice = std::min(absl::Milliseconds(200), deadline - absl::Now());
     for (const MessengerEvent& e : (*m)->Pump(slice)) {
       PrintEvent(c, e);
-      if (e.kind == MessengerEvent::Kind::kMessage) ++received;
+      // --count counts what a user reads: messages and stories.
+      if (e.kind == MessengerEvent::Kind::kMessage || e.kind == MessengerEvent::Kind::kStory) {
+        ++received;
+      }
       if (e.kind == MessengerEvent::Kind::kStopped) stopped = true;
     }
   }
@@ -353,7 +396,9 @@ int CmdListen(Context& c) {
     absl::StatusOr<size_t> queued = (*m)->OutboxSize();
     if (!queued.ok() || *queued == 0) break;
     for (const MessengerEvent& e : (*m)->Pump(absl::Milliseconds(100))) {
-      if (e.kind == MessengerEvent::Kind::kMessage) PrintEvent(c, e);
+      if (e.kind == MessengerEvent::Kind::kMessage || e.kind == MessengerEvent::Kind::kStory) {
+        PrintEvent(c, e);
+      }
     }
   }
   if (count >= 0 && received < count) {
@@ -442,7 +487,15 @@ int CmdLink(Context& c) {
           << " run:  padlock link-approve <code>" << std::endl;
   }
   const absl::Duration timeout = FlagSeconds(c.args, "timeout", absl::Seconds(300));
-  if (absl::Status s = (*m)->CompleteLink(timeout); !s.ok()) return Fail(c, s, "link");
+  if (absl::Status s = (*m)->CompleteLink(timeout); !s.ok()) {
+    if (absl::IsDeadlineExceeded(s)) {  // not a network fault: the primary has not approved
+      c.err << "padlock link: not approved yet by the primary device; approve the code there "
+               "(padlock link-approve CODE), then run this command again (the code stays the "
+               "same)\n";
+      return kExitFailure;
+    }
+    return Fail(c, s, "link");
+  }
   auto account = (*m)->account();
   if (!account.ok()) return Fail(c, account.status(), "link");
   if (c.args.json) {
@@ -473,11 +526,43 @@ int CmdLinkApprove(Context& c) {
   return kExitOk;
 }
 
+int CmdUnlink(Context& c, Messenger& m) {
+  uint32_t device = 0;
+  if (c.args.positional.size() != 2 || !absl::SimpleAtoi(c.args.positional[1], &device) ||
+      device == 0) {
+    c.err << "usage: padlock devices unlink DEVICE_ID   (on the primary; see padlock devices)\n";
+    return kExitUsage;
+  }
+  absl::Status s = m.UnlinkDevice(device);
+  if (absl::IsNotFound(s)) {  // a device, not a user: not exit code 5
+    c.err << "padlock devices unlink: " << s.message() << " (see padlock devices)\n";
+    return kExitFailure;
+  }
+  if (!s.ok()) return Fail(c, s, "devices unlink");
+  auto account = m.account();
+  auto list = m.store().LoadVerifiedDeviceList(account->user_id);
+  const int64_t version = list.ok() && list->has_value() ? static_cast<int64_t>((*list)->version)
+                                                         : -1;
+  if (c.args.json) {
+    c.out << JsonLine().Num("unlinked_device", device).Num("list_version", version).str()
+          << "\n";
+  } else {
+    c.out << "unlinked device " << device << " (published device list version " << version
+          << "; the server has revoked it)\n";
+  }
+  return kExitOk;
+}
+
 int CmdDevices(Context& c) {
   auto m = OpenMessenger(c.args, true);
   if (!m.ok()) return Fail(c, m.status(), "devices");
   auto account = (*m)->account();
   if (!account.ok()) return Fail(c, account.status(), "devices");
+  if (!c.args.positional.empty() && c.args.positional[0] == "unlink") return CmdUnlink(c, **m);
+  if (c.args.positional.size() > 1) {
+    c.err << "usage: padlock devices [USER] | devices unlink DEVICE_ID\n";
+    return kExitUsage;
+  }
   const std::string user = c.args.positional.empty() ? account->user_id : c.args.positional[0];
   auto list = (*m)->RefreshDeviceList(user);
   if (!list.ok()) return Fail(c, list.status(), "devices");
@@ -589,7 +674,7 @@ int CmdGroup(Context& c) {
     return kExitOk;
   }
   const absl::Duration timeout = FlagSeconds(c.args, "timeout", absl::Seconds(15));
-  if (absl::Status s = (*m)->Connect(timeout); !s.ok()) return Fail(c, s, "group");
+  if (absl::Status s = ConnectWithUpkeep(c, **m, timeout); !s.ok()) return Fail(c, s, "group");
   if (sub == "create" && p.size() >= 3) {
     std::vector<std::string> members(p.begin() + 2, p.end());
     auto id = (*m)->CreateGroup(p[1], members);
@@ -627,6 +712,94 @@ int CmdGroup(Context& c) {
   return kExitUsage;
 }
 
+// A comma-separated list of users ("alice,bob"); empty names are dropped.
+std::vector<std::string> SplitUsers(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    if (comma > start) out.push_back(list.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+int CmdStory(Context& c) {
+  const std::vector<std::string>& p = c.args.positional;
+  const std::string sub = p.empty() ? "" : p[0];
+  const char* kUsage =
+      "usage: padlock story post --to USER[,USER...] [--ttl S] TEXT... | story list\n";
+  if (sub == "list" && p.size() == 1) {
+    auto m = OpenMessenger(c.args, false);
+    if (!m.ok()) return Fail(c, m.status(), "story list");
+    auto stories = (*m)->ListStories();
+    if (!stories.ok()) return Fail(c, stories.status(), "story list");
+    for (const client::StoryRecord& st : *stories) {
+      std::string audience;
+      for (const std::string& u : st.audience) audience += (audience.empty() ? "" : ",") + u;
+      if (c.args.json) {
+        c.out << JsonLine().Str("story", Hex(st.message_id)).Str("from", st.sender_user_id)
+                     .Num("device", st.sender_device_id).Bool("outgoing", st.outgoing)
+                     .Str("text", st.text).Num("posted_at_ms", st.posted_at_ms)
+                     .Num("expires_at_ms", st.expires_at_ms).Str("to", audience).str()
+              << "\n";
+      } else {
+        c.out << "[" << TimeText(st.posted_at_ms) << "] "
+              << (st.outgoing ? std::string("you") : st.sender_user_id)
+              << (audience.empty() ? "" : " → " + audience) << ": " << st.text << "  (until "
+              << TimeText(st.expires_at_ms) << ")\n";
+      }
+    }
+    if (stories->empty() && !c.args.json) {
+      c.out << "(no stories; received ones arrive with padlock listen)\n";
+    }
+    return kExitOk;
+  }
+  if (sub != "post" || p.size() < 2) {
+    c.err << kUsage;
+    return kExitUsage;
+  }
+  auto to = c.args.flags.find("to");
+  const std::vector<std::string> audience =
+      to == c.args.flags.end() ? std::vector<std::string>{} : SplitUsers(to->second);
+  if (audience.empty()) {
+    c.err << "padlock story post: say who may see it with --to USER[,USER...]\n" << kUsage;
+    return kExitUsage;
+  }
+  std::string text = p[1];
+  for (size_t i = 2; i < p.size(); ++i) text += " " + p[i];
+  int64_t ttl_seconds = 86400;
+  if (auto ttl = c.args.flags.find("ttl"); ttl != c.args.flags.end()) {
+    if (!absl::SimpleAtoi(ttl->second, &ttl_seconds) || ttl_seconds <= 0 ||
+        ttl_seconds > 86400) {
+      c.err << "padlock story post: --ttl takes seconds, 1 to 86400 (the default)\n";
+      return kExitUsage;
+    }
+  }
+  // Leaves incoming envelopes for `listen`.
+  auto m = OpenMessenger(c.args, false, absl::Seconds(ttl_seconds));
+  if (!m.ok()) return Fail(c, m.status(), "story post");
+  const absl::Duration timeout = FlagSeconds(c.args, "timeout", absl::Seconds(15));
+  absl::StatusOr<std::string> queued = (*m)->ComposeStory(audience, text);
+  if (!queued.ok()) return Fail(c, queued.status(), "story post");
+  if (absl::Status s = ConnectWithUpkeep(c, **m, timeout); !s.ok()) {
+    const int code = Fail(c, s, "story post");
+    c.err << "(the story is queued on this device and goes out with the next padlock command "
+             "that connects)\n";
+    return code;
+  }
+  absl::StatusOr<std::string> id = (*m)->AwaitSent(*queued, timeout);
+  if (!id.ok()) return Fail(c, id.status(), "story post");
+  if (c.args.json) {
+    c.out << JsonLine().Str("story", Hex(*id)).Str("to", to->second).Str("text", text).str()
+          << "\n";
+  } else {
+    c.out << "posted a story to " << to->second << ": " << text << "\n";
+  }
+  return kExitOk;
+}
+
 int CmdDeleteAccount(Context& c) {
   if (c.args.flags.count("yes") == 0 || c.args.flags.at("yes") != "yes") {
     c.err << "padlock delete-account: this deletes the account on the server for good (keys, "
@@ -658,6 +831,14 @@ int CmdStatus(Context& c) {
   auto outbox = (*m)->OutboxSize();
   auto prekeys = (*m)->store().CountPreKeys();
   auto messages = (*m)->store().ListMessages("");
+  auto stories = (*m)->ListStories();
+  auto signed_prekeys = (*m)->store().ListSignedPreKeys();
+  int64_t signed_prekey_created_ms = 0;  // 0: age not recorded yet (the next connect records it)
+  if (account.ok() && signed_prekeys.ok()) {
+    for (const client::SignedPreKeyInfo& k : *signed_prekeys) {
+      if (k.id == account->signed_prekey_id) signed_prekey_created_ms = k.created_at_ms;
+    }
+  }
   absl::Status login = account.ok() ? (*m)->gateway().Login() : account.status();
   if (c.args.json) {
     JsonLine line;
@@ -667,7 +848,12 @@ int CmdStatus(Context& c) {
     if (!login.ok()) line.Str("login_error", std::string(login.message()));
     line.Num("outbox", outbox.ok() ? static_cast<int64_t>(*outbox) : -1)
         .Num("local_prekeys", prekeys.ok() ? *prekeys : -1)
-        .Num("messages", messages.ok() ? static_cast<int64_t>(messages->size()) : -1);
+        .Num("messages", messages.ok() ? static_cast<int64_t>(messages->size()) : -1)
+        .Num("stories", stories.ok() ? static_cast<int64_t>(stories->size()) : -1);
+    if (account.ok()) {
+      line.Num("signed_prekey_id", account->signed_prekey_id)
+          .Num("signed_prekey_created_at_ms", signed_prekey_created_ms);
+    }
     c.out << line.str() << "\n";
   } else {
     c.out << "home:      " << c.args.home << "\n";
@@ -681,6 +867,14 @@ int CmdStatus(Context& c) {
     if (outbox.ok()) c.out << "outbox:    " << *outbox << " message(s) waiting to be sent\n";
     if (prekeys.ok()) c.out << "prekeys:   " << *prekeys << " one-time prekeys held locally\n";
     if (messages.ok()) c.out << "history:   " << messages->size() << " message(s)\n";
+    if (stories.ok()) c.out << "stories:   " << stories->size() << " not yet expired\n";
+    if (account.ok()) {
+      c.out << "signed prekey: id " << account->signed_prekey_id;
+      if (signed_prekey_created_ms > 0) {
+        c.out << ", made " << TimeText(signed_prekey_created_ms) << " (rotated after 7 days)";
+      }
+      c.out << "\n";
+    }
   }
   if (!account.ok()) return kExitFailure;
   if (!login.ok()) return Fail(c, login, "status");
@@ -697,18 +891,24 @@ commands:
   link USER [--timeout S]          (new, empty folder) link this device to USER's account
   link-approve CODE                (primary) approve a new device's link code
   send USER TEXT...  [--timeout S] encrypt and send a text (queued and retried until accepted)
-  listen [--timeout S] [--count N] receive, print and acknowledge messages (Ctrl-C to stop)
+  listen [--timeout S] [--count N] receive, print and acknowledge messages and stories (Ctrl-C
+                                   to stop; --count N: stop after N of them)
   history [USER]                   the conversation(s) stored on this device
   read USER                        mark USER's messages read and send a read receipt
   devices [USER]                   the verified device list of your account (or USER's)
+  devices unlink DEVICE_ID         (primary) remove a device; the server revokes it at once
   safety-number USER               the numbers to compare in person, per device of USER
   group create TITLE USER...       a group of you and USERs (Sender Keys; the server fans out)
   group send GROUP TEXT...         one ciphertext for every member device (GROUP: id or title)
   group add|remove GROUP USER      change members (removal rotates sender keys)
   group list                       the groups this device knows
+  story post --to USER[,USER...] TEXT... [--ttl S]
+                                   a story only those users see, gone after 24 h (or S s)
+  story list                       stories not yet expired (received ones come with listen)
   accept-identity USER             trust USER's new keys after a "security code changed"
   status                           account, gateway reachability, outbox, prekeys
   delete-account --yes yes         delete the account on the server and this folder's database
+  help, --help                     this text
 
 --home DIR        one identity per folder (default $PADLOCK_HOME, else ./.padlock-client)
 --gateway H:P     the gateway (default $PADLOCK_GATEWAY, else 127.0.0.1:7400)
@@ -733,6 +933,11 @@ absl::StatusOr<CliArgs> ParseArgs(const std::vector<std::string>& argv) {
       args.json = true;
       continue;
     }
+    if (a == "--help" || a == "-h") {
+      args.command = "help";
+      args.positional.clear();
+      break;
+    }
     if (a.size() > 2 && a.rfind("--", 0) == 0) {
       std::string name = a.substr(2);
       std::string value;
@@ -749,7 +954,8 @@ absl::StatusOr<CliArgs> ParseArgs(const std::vector<std::string>& argv) {
         args.gateway = value;
       } else if (name == "ca-file") {
         args.ca_file = value;
-      } else if (name == "timeout" || name == "count" || name == "invite" || name == "yes") {
+      } else if (name == "timeout" || name == "count" || name == "invite" || name == "yes" ||
+                 name == "to" || name == "ttl") {
         args.flags[name] = value;
       } else {
         return absl::InvalidArgumentError("unknown option --" + name);
@@ -781,6 +987,7 @@ int Run(const CliArgs& args, std::ostream& out, std::ostream& err) {
   if (args.command == "status") return CmdStatus(c);
   if (args.command == "delete-account") return CmdDeleteAccount(c);
   if (args.command == "group") return CmdGroup(c);
+  if (args.command == "story") return CmdStory(c);
   if (args.command == "help") {
     out << Usage();
     return kExitOk;

@@ -12,7 +12,7 @@ constexpr size_t kLargeStep = 64 * 1024;
 
 bool ValidKind(uint8_t kind) {
   return kind >= static_cast<uint8_t>(ContentKind::kText) &&
-         kind <= static_cast<uint8_t>(ContentKind::kGroupUpdate);
+         kind <= static_cast<uint8_t>(ContentKind::kStory);
 }
 
 }  // namespace

@@ -28,6 +28,8 @@ enum class ContentKind : uint8_t {
   kGroupKeyDistribution = 5,
   // A group's title and member list (sent 1:1 to every member on create, add, remove).
   kGroupUpdate = 6,
+  // A story: u32 big-endian time-to-live in seconds, then the text (messenger_stories.cpp).
+  kStory = 7,
 };
 
 struct Content {

@@ -235,6 +235,13 @@ absl::StatusOr<padlock::v1::PublishDeviceListResponse> GatewayClient::PublishDev
       request, &padlock::v1::Gateway::Stub::PublishDeviceList, "publish device list");
 }
 
+absl::StatusOr<padlock::v1::ChangeIdentityResponse> GatewayClient::ChangeIdentity(
+    const padlock::v1::GatewayChangeIdentityRequest& request) {
+  return CallAuthed<padlock::v1::GatewayChangeIdentityRequest,
+                    padlock::v1::ChangeIdentityResponse>(
+      request, &padlock::v1::Gateway::Stub::ChangeIdentity, "change identity");
+}
+
 absl::StatusOr<padlock::v1::DeleteAccountResponse> GatewayClient::DeleteAccount() {
   return CallAuthed<padlock::v1::GatewayDeleteAccountRequest,
                     padlock::v1::DeleteAccountResponse>(

@@ -89,6 +89,10 @@ class GatewayClient {
   absl::StatusOr<padlock::v1::PublishDeviceListResponse> PublishDeviceList(
       const padlock::v1::GatewayPublishDeviceListRequest& request);
   absl::StatusOr<padlock::v1::DeleteAccountResponse> DeleteAccount();
+  // Replaces this device's identity key (primary only; see Messenger::ChangeIdentity). The
+  // token used is the old key's; afterwards SetDevice with the new key's signer.
+  absl::StatusOr<padlock::v1::ChangeIdentityResponse> ChangeIdentity(
+      const padlock::v1::GatewayChangeIdentityRequest& request);
 
   padlock::v1::Gateway::Stub& stub() { return *stub_; }
   const GatewayClientOptions& options() const { return options_; }

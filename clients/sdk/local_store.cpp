@@ -101,6 +101,33 @@ ALTER TABLE messages ADD COLUMN status INTEGER NOT NULL DEFAULT 0;
 PRAGMA user_version = 2;
 )sql";
 
+// Version 3: signed-prekey ages (scheduled rotation: created_at_ms; retired_at_ms > 0 once a newer
+// key replaced it, kept for the grace period so that queued PreKey messages still decrypt) and
+// stories, kept apart from chat history with their expiry. The ages live in their own table so
+// that libsignal's signed_prekeys table keeps its v1 shape; a key without an age row (a v2 file)
+// starts its age at the first rotation check after the upgrade.
+constexpr const char* kSchemaV3 = R"sql(
+CREATE TABLE signed_prekey_ages (
+  id INTEGER PRIMARY KEY,
+  created_at_ms INTEGER NOT NULL,
+  retired_at_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE stories (
+  row_id INTEGER PRIMARY KEY AUTOINCREMENT,
+  message_id BLOB NOT NULL,
+  sender_user_id TEXT NOT NULL,
+  sender_device_id INTEGER NOT NULL,
+  body BLOB NOT NULL,
+  posted_at_ms INTEGER NOT NULL,
+  expires_at_ms INTEGER NOT NULL,
+  outgoing INTEGER NOT NULL,
+  audience TEXT NOT NULL,
+  UNIQUE (sender_user_id, message_id)
+);
+CREATE INDEX stories_by_expiry ON stories (expires_at_ms);
+PRAGMA user_version = 3;
+)sql";
+
 absl::Status SqlError(sqlite3* db, std::string_view what) {
   return absl::InternalError(absl::StrCat(std::string(what), ": sqlite: ", sqlite3_errmsg(db)));
 }
@@ -465,7 +492,7 @@ absl::Status LocalStore::Migrate() {
                      kLocalStoreSchemaVersion, ")"));
   }
   // Each step runs in its own transaction, so a crash leaves the file at one version or the next.
-  const char* steps[] = {kSchemaV1, kSchemaV2};
+  const char* steps[] = {kSchemaV1, kSchemaV2, kSchemaV3};
   for (int v = *version; v < kLocalStoreSchemaVersion; ++v) {
     const std::string sql = absl::StrCat("BEGIN;", steps[v], "COMMIT;");
     if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
@@ -920,6 +947,120 @@ absl::StatusOr<StoreContextPtr> LocalStore::CreateStoreContext(SignalContext& co
     return absl::InternalError("configure signal_protocol_store_context failed");
   }
   return store_context;
+}
+
+// ---- Signed-prekey ages (schema v3) ----
+
+absl::Status LocalStore::StoreSignedPreKeyAt(uint32_t id, std::string_view record,
+                                             int64_t created_at_ms) {
+  return InTransaction([&]() -> absl::Status {
+    if (absl::Status s = StoreSignedPreKey(id, record); !s.ok()) return s;
+    return SetSignedPreKeyAge(SignedPreKeyInfo{id, created_at_ms, 0});
+  });
+}
+
+absl::Status LocalStore::SetSignedPreKeyAge(const SignedPreKeyInfo& age) {
+  Statement s(db_,
+              "INSERT OR REPLACE INTO signed_prekey_ages (id, created_at_ms, retired_at_ms) "
+              "VALUES (?, ?, ?)");
+  s.Bind(1, static_cast<int64_t>(age.id)).Bind(2, age.created_at_ms).Bind(3, age.retired_at_ms);
+  return s.Done("save signed prekey age");
+}
+
+absl::StatusOr<std::vector<SignedPreKeyInfo>> LocalStore::ListSignedPreKeys() {
+  Statement s(db_,
+              "SELECT k.id, a.created_at_ms, a.retired_at_ms FROM signed_prekeys k "
+              "LEFT JOIN signed_prekey_ages a ON a.id = k.id ORDER BY k.id");
+  std::vector<SignedPreKeyInfo> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    // NULL (no age row: stored before v3) reads as 0.
+    out.push_back(SignedPreKeyInfo{static_cast<uint32_t>(s.Int(0)), s.Int(1), s.Int(2)});
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "list signed prekeys");
+  return out;
+}
+
+absl::Status LocalStore::DeleteSignedPreKey(uint32_t id) {
+  return InTransaction([&]() -> absl::Status {
+    Statement ages(db_, "DELETE FROM signed_prekey_ages WHERE id = ?");
+    ages.Bind(1, static_cast<int64_t>(id));
+    if (absl::Status s = ages.Done("delete signed prekey age"); !s.ok()) return s;
+    Statement keys(db_, "DELETE FROM signed_prekeys WHERE id = ?");
+    keys.Bind(1, static_cast<int64_t>(id));
+    return keys.Done("delete signed prekey");
+  });
+}
+
+absl::StatusOr<bool> LocalStore::ContainsSignedPreKey(uint32_t id) {
+  const int rc = ContainsSignedPreKeyCb(id, this);
+  if (rc < 0) return SqlError(db_, "find signed prekey");
+  return rc == 1;
+}
+
+// ---- Stories (schema v3) ----
+
+namespace {
+
+std::string JoinUsers(const std::vector<std::string>& users) {
+  std::string out;
+  for (const std::string& u : users) absl::StrAppend(&out, out.empty() ? "" : ",", u);
+  return out;
+}
+
+std::vector<std::string> SplitUsers(const std::string& joined) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < joined.size()) {
+    size_t comma = joined.find(',', start);
+    if (comma == std::string::npos) comma = joined.size();
+    if (comma > start) out.push_back(joined.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::Status LocalStore::AddStory(const StoryRecord& story) {
+  Statement s(db_,
+              "INSERT INTO stories (message_id, sender_user_id, sender_device_id, body, "
+              "posted_at_ms, expires_at_ms, outgoing, audience) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+  s.BindBlob(1, story.message_id.data(), story.message_id.size())
+      .Bind(2, story.sender_user_id)
+      .Bind(3, static_cast<int64_t>(story.sender_device_id))
+      .BindBlob(4, story.text.data(), story.text.size())
+      .Bind(5, story.posted_at_ms)
+      .Bind(6, story.expires_at_ms)
+      .Bind(7, static_cast<int64_t>(story.outgoing ? 1 : 0))
+      .Bind(8, JoinUsers(story.audience));
+  const int rc = s.Step();
+  if (rc == SQLITE_CONSTRAINT) return absl::AlreadyExistsError("story already stored");
+  if (rc != SQLITE_DONE) return SqlError(db_, "add story");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<StoryRecord>> LocalStore::ListStories(int64_t now_ms) {
+  Statement s(db_,
+              "SELECT message_id, sender_user_id, sender_device_id, body, posted_at_ms, "
+              "expires_at_ms, outgoing, audience FROM stories WHERE expires_at_ms > ? "
+              "ORDER BY posted_at_ms, row_id");
+  s.Bind(1, now_ms);
+  std::vector<StoryRecord> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back(StoryRecord{s.Blob(0), s.Blob(1), static_cast<uint32_t>(s.Int(2)), s.Blob(3),
+                              s.Int(4), s.Int(5), s.Int(6) != 0, SplitUsers(s.Blob(7))});
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "list stories");
+  return out;
+}
+
+absl::StatusOr<int64_t> LocalStore::DeleteExpiredStories(int64_t now_ms) {
+  Statement s(db_, "DELETE FROM stories WHERE expires_at_ms <= ?");
+  s.Bind(1, now_ms);
+  if (absl::Status status = s.Done("delete expired stories"); !status.ok()) return status;
+  return static_cast<int64_t>(sqlite3_changes(db_));
 }
 
 }  // namespace padlock::client

@@ -2,8 +2,9 @@
 // The device's local database (DESIGN.md "messages live on devices"): one SQLite file, created
 // with mode 0600, optionally encrypted with a passphrase (SQLCipher), with a versioned schema
 // (PRAGMA user_version). It holds the local identity, signed and one-time prekeys, sessions,
-// remote identities (trust on first use), sender keys, and (schema version 2) the account, the
-// verified device lists, the durable outbox, message history and the received-message-id set.
+// remote identities (trust on first use), sender keys, (schema version 2) the account, the
+// verified device lists, the durable outbox, message history and the received-message-id set,
+// and (version 3) signed-prekey ages and stories.
 //
 // LocalStore also exposes itself to libsignal as a signal_protocol_store_context
 // (CreateStoreContext) whose callbacks follow libsignal-protocol-c 2.3.3's conventions exactly (see
@@ -32,8 +33,9 @@ namespace padlock::client {
 
 // Current schema version (PRAGMA user_version).
 // Version 1: the crypto core; version 2 adds the account, outbox, received ids and message
-// status (a version-1 file is migrated in place when opened).
-inline constexpr int kLocalStoreSchemaVersion = 2;
+// status; version 3 adds signed-prekey ages (scheduled rotation) and stories. An older file is
+// migrated in place when opened, one transaction per step.
+inline constexpr int kLocalStoreSchemaVersion = 3;
 
 // Owning handle for a store context; destroying it leaves the LocalStore untouched.
 struct StoreContextDestroy {
@@ -95,6 +97,26 @@ struct GroupRecord {
   std::string title;
   std::vector<std::string> members = {};
   uint32_t epoch = 0;
+};
+
+// A signed prekey held on this device (schema v3): when it was made and, once a newer one
+// replaced it, when it was retired (0 while it is the current one).
+struct SignedPreKeyInfo {
+  uint32_t id = 0;
+  int64_t created_at_ms = 0;
+  int64_t retired_at_ms = 0;
+};
+
+// A story (schema v3): shown apart from chat history until it expires.
+struct StoryRecord {
+  std::string message_id;  // 16 bytes
+  std::string sender_user_id;
+  uint32_t sender_device_id = 0;
+  std::string text;
+  int64_t posted_at_ms = 0;   // server timestamp (the posting device's clock for its own copy)
+  int64_t expires_at_ms = 0;  // not shown from this time on
+  bool outgoing = false;      // posted by this account
+  std::vector<std::string> audience = {};  // who it was posted to (the posting device only)
 };
 
 // The highest verified signed device list seen for a user.
@@ -198,6 +220,26 @@ class LocalStore {
                                    uint32_t epoch);
   // Forgets `sender`'s sender key for the group (this device's own: the next use makes a new one).
   absl::Status DeleteSenderKey(std::string_view group_id, const RemoteAddress& sender);
+
+  // ---- Signed prekeys by age (schema v3; for scheduled rotation) ----
+  // Stores (replacing) signed prekey `id` with its age: created at `created_at_ms`, current.
+  absl::Status StoreSignedPreKeyAt(uint32_t id, std::string_view record, int64_t created_at_ms);
+  // Records (replacing) the age of signed prekey `age.id` (retired_at_ms > 0: replaced then).
+  absl::Status SetSignedPreKeyAge(const SignedPreKeyInfo& age);
+  // Every stored signed prekey, by id; created_at_ms is 0 for a key whose age was never recorded
+  // (stored by StoreSignedPreKey, or before schema v3).
+  absl::StatusOr<std::vector<SignedPreKeyInfo>> ListSignedPreKeys();
+  // Deletes the key and its age. OK when absent.
+  absl::Status DeleteSignedPreKey(uint32_t id);
+  absl::StatusOr<bool> ContainsSignedPreKey(uint32_t id);
+
+  // ---- Stories (schema v3) ----
+  // AlreadyExists when the same sender's story (message id) is stored.
+  absl::Status AddStory(const StoryRecord& story);
+  // Stories not expired at `now_ms` (expires_at_ms > now_ms), oldest first.
+  absl::StatusOr<std::vector<StoryRecord>> ListStories(int64_t now_ms);
+  // Deletes stories expired at `now_ms`; returns how many.
+  absl::StatusOr<int64_t> DeleteExpiredStories(int64_t now_ms);
 
   // Runs `body` in one SQLite transaction: committed when it returns OK, rolled back otherwise,
   // so that a libsignal operation's several writes (session, consumed prekey, trusted identity)

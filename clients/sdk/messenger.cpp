@@ -9,7 +9,11 @@
 #include <set>
 #include <utility>
 
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "clients/sdk/device_list.h"
 #include "clients/sdk/identity.h"
 #include "clients/sdk/safety_number.h"
@@ -48,6 +52,48 @@ bool HasRecipient(const padlock::v1::OutgoingMessage& message, const std::string
     if (r.device().user_id() == user && r.device().device_id() == device) return true;
   }
   return false;
+}
+
+// Marks a "security code changed" status: "<user>\0<device>,<device>,...".
+constexpr char kIdentityChangedPayload[] = "padlock/identity-changed";
+
+// Envelopes from unaccepted keys kept unacknowledged per connection: well under the gateway's
+// unacknowledged window (PADLOCK_MAX_UNACKED, 256), so that they never stall other deliveries.
+// Beyond it they are reported (kRejected) and dropped.
+constexpr size_t kMaxHeldIncoming = 64;
+
+// FailedPrecondition "security code changed" naming `user`'s `devices`, with the payload above so
+// that callers hold messages instead of failing them.
+absl::Status IdentityChangedError(const std::string& user, const std::vector<uint32_t>& devices) {
+  std::string names;
+  std::string payload = user;
+  payload.push_back('\0');
+  for (uint32_t d : devices) {
+    absl::StrAppend(&names, names.empty() ? "" : ", ", d);
+    absl::StrAppend(&payload, d, ",");
+  }
+  absl::Status status = absl::FailedPreconditionError(absl::StrCat(
+      "security code changed: ", user, "'s device ", names,
+      " has a new identity key; messages to ", user,
+      " are held until you accept it (compare safety numbers, then accept the new identity)"));
+  status.SetPayload(kIdentityChangedPayload, absl::Cord(payload));
+  return status;
+}
+
+// The user and devices of an IdentityChangedError; nullopt for any other status.
+std::optional<std::pair<std::string, std::vector<uint32_t>>> IdentityChanged(
+    const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kIdentityChangedPayload);
+  if (!payload.has_value()) return std::nullopt;
+  const std::string raw(*payload);
+  const size_t nul = raw.find('\0');
+  if (nul == std::string::npos) return std::nullopt;
+  std::vector<uint32_t> devices;
+  for (absl::string_view part : absl::StrSplit(raw.substr(nul + 1), ',', absl::SkipEmpty())) {
+    uint32_t d = 0;
+    if (absl::SimpleAtoi(part, &d)) devices.push_back(d);
+  }
+  return std::make_pair(raw.substr(0, nul), std::move(devices));
 }
 
 }  // namespace
@@ -278,6 +324,7 @@ void Messenger::Disconnect() {
   if (stream_ != nullptr) stream_->Stop();
   stream_.reset();
   in_flight_.clear();
+  held_incoming_.clear();  // never acknowledged: the server delivers them again
 }
 
 bool Messenger::connected() const { return stream_ != nullptr && stream_->connected(); }
@@ -306,7 +353,25 @@ absl::StatusOr<padlock::v1::SignedDeviceList> Messenger::RefreshDeviceList(
   absl::StatusOr<std::optional<std::string>> trusted =
       store_->LoadRemoteIdentity({user_id, 1});
   if (!trusted.ok()) return trusted.status();
-  if (absl::Status s = VerifyDeviceList(user_id, list, *trusted, seen); !s.ok()) return s;
+  // The primary's signature and the version first; then every device's key against the one
+  // trusted for it (the primary's pinned at first contact, the others' at their first session):
+  // a changed key holds messages until the user accepts it, whoever signed the list.
+  if (absl::Status s = VerifyDeviceList(user_id, list, std::nullopt, seen); !s.ok()) {
+    if (absl::IsDataLoss(s)) {
+      return absl::DataLossError(absl::StrCat(
+          s.message(), " — the server lists devices or keys that ", user_id,
+          "'s primary did not sign; refusing to encrypt to them"));
+    }
+    return s;
+  }
+  std::vector<uint32_t> changed;
+  for (const padlock::v1::DeviceListEntry& entry : list.list().devices()) {
+    absl::StatusOr<std::optional<std::string>> known =
+        store_->LoadRemoteIdentity({user_id, static_cast<int32_t>(entry.device_id())});
+    if (!known.ok()) return known.status();
+    if (known->has_value() && **known != entry.identity_key()) changed.push_back(entry.device_id());
+  }
+  if (!changed.empty()) return IdentityChangedError(user_id, changed);
   absl::Status saved = store_->InTransaction([&]() -> absl::Status {
     if (!trusted->has_value()) {
       const padlock::v1::DeviceListEntry* primary = FindDevice(list.list(), 1);
@@ -384,10 +449,22 @@ absl::StatusOr<std::string> Messenger::Compose(const std::string& peer, ContentK
                                                const std::string& body, bool keep_in_history,
                                                const std::string& history_text) {
   if (!account_.has_value()) return account().status();
-  absl::StatusOr<padlock::v1::SignedDeviceList> peer_list = CachedDeviceList(peer);
+  // A user whose identity changed gets nothing now: the entry is queued without their devices and
+  // held; AcceptIdentity addresses it to the keys the user accepted.
+  auto list_of = [&](const std::string& user) -> absl::StatusOr<
+                                                  std::optional<padlock::v1::SignedDeviceList>> {
+    if (held_.count(user) > 0) return std::nullopt;
+    absl::StatusOr<padlock::v1::SignedDeviceList> list = CachedDeviceList(user);
+    if (list.ok()) return std::optional<padlock::v1::SignedDeviceList>(*std::move(list));
+    if (HoldForIdentityChange(list.status())) return std::nullopt;
+    return list.status();
+  };
+  absl::StatusOr<std::optional<padlock::v1::SignedDeviceList>> peer_list = list_of(peer);
   if (!peer_list.ok()) return peer_list.status();
-  absl::StatusOr<padlock::v1::SignedDeviceList> own_list = CachedDeviceList(account_->user_id);
+  absl::StatusOr<std::optional<padlock::v1::SignedDeviceList>> own_list =
+      list_of(account_->user_id);
   if (!own_list.ok()) return own_list.status();
+  const bool held = !peer_list->has_value() || !own_list->has_value();
   absl::StatusOr<std::string> message_id = RandomBytes(16);
   if (!message_id.ok()) return message_id.status();
   const Content content{kind, body};
@@ -396,11 +473,13 @@ absl::StatusOr<std::string> Messenger::Compose(const std::string& peer, ContentK
   // Sessions, ratchet steps, the outbox entry and the history row commit together: a crash
   // leaves either nothing or a complete entry that goes out later with these exact bytes.
   absl::Status status = store_->InTransaction([&]() -> absl::Status {
-    if (absl::Status s = AddRecipients(*peer_list, content, message); !s.ok()) return s;
-    if (peer != account_->user_id) {
-      if (absl::Status s = AddRecipients(*own_list, content, message); !s.ok()) return s;
+    if (peer_list->has_value()) {
+      if (absl::Status s = AddRecipients(**peer_list, content, message); !s.ok()) return s;
     }
-    if (message.recipients().empty()) {
+    if (peer != account_->user_id && own_list->has_value()) {
+      if (absl::Status s = AddRecipients(**own_list, content, message); !s.ok()) return s;
+    }
+    if (message.recipients().empty() && !held) {
       return absl::InvalidArgumentError(absl::StrCat("no device of ", peer, " to send to"));
     }
     const int64_t now = NowMs();
@@ -524,6 +603,7 @@ absl::Status Messenger::FlushOutbox() {
   const absl::Time now = absl::Now();
   for (const OutboxEntry& entry : *entries) {
     if (waiting.count(entry.message_id) > 0) continue;
+    if (EntryHeld(entry)) continue;  // not sent until the user accepts the new identity
     auto due = retry_at_.find(entry.message_id);
     if (due != retry_at_.end()) {
       if (due->second > now) continue;
@@ -620,6 +700,12 @@ void Messenger::HandleSendResult(const padlock::v1::SendResult& result,
         return;
       }
       absl::Status fixed = FixMismatch(message_id, result.mismatch());
+      if (HoldForIdentityChange(fixed)) {
+        // The entry stays queued as it was (the transaction rolled back) and is not sent again
+        // until the user accepts: nothing goes to the new key before that.
+        mismatch_retries_.erase(message_id);
+        return;
+      }
       if (absl::IsUnavailable(fixed) || absl::IsResourceExhausted(fixed)) {
         retry_at_[message_id] = absl::Now() + RetryAfter(fixed).value_or(absl::Seconds(1));
         return;
@@ -728,6 +814,7 @@ void Messenger::HandleDeliver(const padlock::v1::Deliver& deliver,
         case ContentKind::kGroupKeyDistribution:
           report = false;  // plumbing, not news
           return ApplyGroupKey(sender, content->body);
+        case ContentKind::kStory: return ApplyStory(sender, envelope, content->body, event);
         default:
           event.kind = MessengerEvent::Kind::kRejected;
           event.detail = "content kind not supported by this client yet";
@@ -745,7 +832,21 @@ void Messenger::HandleDeliver(const padlock::v1::Deliver& deliver,
       acks.push_back(envelope.server_id());  // a replayed ciphertext: already handled
     } else if (absl::IsDataLoss(status) || absl::IsInvalidArgument(status) ||
                absl::IsFailedPrecondition(status)) {
-      // Tampered, corrupt, or from an identity we do not trust: it will never decrypt, and the
+      if (absl::IsFailedPrecondition(status) &&
+          absl::StrContains(status.message(), "untrusted identity") &&
+          held_incoming_.size() < kMaxHeldIncoming) {
+        // From a key the user has not accepted (the sender changed identity): not read, not
+        // dropped. It stays unacknowledged (the server redelivers it on a later connection)
+        // and is decrypted here once the user accepts the new key (AcceptIdentity).
+        (void)HoldForIdentityChange(
+            IdentityChangedError(sender.user_id, {static_cast<uint32_t>(sender.device_id)}));
+        const bool known = std::any_of(
+            held_incoming_.begin(), held_incoming_.end(),
+            [&](const padlock::v1::Envelope& e) { return e.server_id() == envelope.server_id(); });
+        if (!known) held_incoming_.push_back(envelope);
+        continue;
+      }
+      // Tampered, corrupt, or undecryptable for another reason: it will never decrypt, and the
       // savepoint left the session as it was. Report and drop it.
       event.kind = MessengerEvent::Kind::kRejected;
       event.detail = absl::IsFailedPrecondition(status)
@@ -792,6 +893,7 @@ void Messenger::HandleEvent(StreamEvent event, std::vector<MessengerEvent>& out)
   switch (frame.frame_case()) {
     case padlock::v1::ServerFrame::kConnected: {
       in_flight_.clear();  // results of a previous connection never arrive: resend
+      held_incoming_.clear();  // unacknowledged: this connection delivers them again
       MessengerEvent e{.kind = MessengerEvent::Kind::kConnected};
       e.detail = absl::StrCat("epoch ", frame.connected().epoch());
       out.push_back(std::move(e));
@@ -839,6 +941,12 @@ std::vector<MessengerEvent> Messenger::Pump(
     absl::Duration timeout, const std::function<bool(const MessengerEvent&)>& done) {
   std::vector<MessengerEvent> out;
   const absl::Time deadline = absl::Now() + timeout;
+  DrainPendingEvents(out);
+  if (done) {
+    for (const MessengerEvent& e : out) {
+      if (done(e)) return out;
+    }
+  }
   while (stream_ != nullptr) {
     absl::Time now = absl::Now();
     // Wake up for the earliest due retry too.
@@ -852,6 +960,7 @@ std::vector<MessengerEvent> Messenger::Pump(
       const bool stopped = event->kind == StreamEvent::Kind::kStopped;
       const size_t before = out.size();
       HandleEvent(*std::move(event), out);
+      DrainPendingEvents(out);
       if (done) {
         for (size_t i = before; i < out.size(); ++i) stop = stop || done(out[i]);
       }
@@ -898,8 +1007,14 @@ absl::StatusOr<uint32_t> Messenger::ReplenishPreKeys(uint32_t count) {
 
 absl::StatusOr<std::map<uint32_t, std::string>> Messenger::SafetyNumbers(const std::string& peer) {
   if (!account_.has_value()) return account().status();
-  absl::StatusOr<padlock::v1::SignedDeviceList> list = RefreshDeviceList(peer);
-  if (!list.ok()) return list.status();
+  // From the list as the primary signed it, not only the accepted keys: after "security code
+  // changed" the user compares the NEW numbers before accepting them.
+  absl::StatusOr<padlock::v1::GetDeviceListResponse> response = gateway_->GetDeviceList(peer);
+  if (!response.ok()) return response.status();
+  const padlock::v1::SignedDeviceList* list = &response->device_list();
+  if (absl::Status s = VerifyDeviceList(peer, *list, std::nullopt, std::nullopt); !s.ok()) {
+    return s;
+  }
   absl::StatusOr<IdentityKeyPair> identity = store_->LoadLocalIdentity();
   if (!identity.ok()) return identity.status();
   std::map<uint32_t, std::string> out;
@@ -919,12 +1034,14 @@ absl::Status Messenger::AcceptIdentity(const std::string& peer) {
   // Verify the signature only: the user accepts the new primary key and whatever version it
   // signed (an identity change restarts trust).
   if (absl::Status s = VerifyDeviceList(peer, list, std::nullopt, std::nullopt); !s.ok()) return s;
-  return store_->InTransaction([&]() -> absl::Status {
+  std::set<uint32_t> changed;
+  absl::Status accepted = store_->InTransaction([&]() -> absl::Status {
     for (const padlock::v1::DeviceListEntry& entry : list.list().devices()) {
       const RemoteAddress address{peer, static_cast<int32_t>(entry.device_id())};
       absl::StatusOr<std::optional<std::string>> known = store_->LoadRemoteIdentity(address);
       if (!known.ok()) return known.status();
       if (known->has_value() && **known != entry.identity_key()) {
+        changed.insert(entry.device_id());
         if (absl::Status s = store_->DeleteSession(address); !s.ok()) return s;
       }
       if (absl::Status s = store_->AcceptRemoteIdentity(address, entry.identity_key()); !s.ok()) {
@@ -933,6 +1050,198 @@ absl::Status Messenger::AcceptIdentity(const std::string& peer) {
     }
     return store_->SaveVerifiedDeviceList(peer, {list.list().version(), list.SerializeAsString()});
   });
+  if (!accepted.ok()) return accepted;
+  held_.erase(peer);
+  if (absl::Status s = ReaddressFor(peer, list, changed); !s.ok()) return s;
+  // What arrived from the new key meanwhile is read now (its events come with the next Pump).
+  padlock::v1::Deliver deliver;
+  for (auto it = held_incoming_.begin(); it != held_incoming_.end();) {
+    if (it->sender().user_id() == peer) {
+      *deliver.add_envelopes() = std::move(*it);
+      it = held_incoming_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (deliver.envelopes_size() > 0 && connected()) HandleDeliver(deliver, pending_events_);
+  return FlushOutbox();
+}
+
+bool Messenger::HoldForIdentityChange(const absl::Status& status) {
+  std::optional<std::pair<std::string, std::vector<uint32_t>>> change = IdentityChanged(status);
+  if (!change.has_value()) return false;
+  std::set<uint32_t>& devices = held_[change->first];
+  for (uint32_t d : change->second) {
+    if (!devices.insert(d).second) continue;
+    MessengerEvent e{.kind = MessengerEvent::Kind::kIdentityChanged};
+    e.peer = change->first;
+    e.peer_device = d;
+    e.conversation = change->first;
+    e.detail = std::string(status.message());
+    pending_events_.push_back(std::move(e));
+  }
+  return true;
+}
+
+void Messenger::DrainPendingEvents(std::vector<MessengerEvent>& out) {
+  for (MessengerEvent& e : pending_events_) out.push_back(std::move(e));
+  pending_events_.clear();
+}
+
+bool Messenger::EntryHeld(const OutboxEntry& entry) const {
+  if (held_.empty()) return false;
+  if (held_.count(entry.conversation) > 0) return true;
+  padlock::v1::OutgoingMessage message;
+  if (!message.ParseFromString(entry.payload)) return false;
+  for (const padlock::v1::Recipient& r : message.recipients()) {
+    if (held_.count(r.device().user_id()) > 0) return true;
+  }
+  return false;
+}
+
+absl::Status Messenger::ReaddressFor(const std::string& user,
+                                     const padlock::v1::SignedDeviceList& list,
+                                     const std::set<uint32_t>& changed) {
+  absl::StatusOr<std::vector<OutboxEntry>> entries = store_->ListOutbox();
+  if (!entries.ok()) return entries.status();
+  const bool own = user == account_->user_id;
+  for (const OutboxEntry& entry : *entries) {
+    padlock::v1::OutgoingMessage message;
+    if (!message.ParseFromString(entry.payload)) continue;
+    // A group entry shares one ciphertext: the server's mismatch answer re-addresses it
+    // (FixGroupMismatch), with the sender key sent 1:1 over the new sessions.
+    if (!message.shared_ciphertext().empty()) continue;
+    bool involves = own || entry.conversation == user;
+    for (const padlock::v1::Recipient& r : message.recipients()) {
+      involves = involves || r.device().user_id() == user;
+    }
+    if (!involves) continue;
+    const Content content{static_cast<ContentKind>(entry.content_kind), entry.body};
+    absl::Status status = store_->InTransaction([&]() -> absl::Status {
+      // Ciphertexts for an old key, or for a device that left the list, never go out; the
+      // others stay byte for byte.
+      for (int i = message.recipients_size() - 1; i >= 0; --i) {
+        const padlock::v1::DeviceAddress& d = message.recipients(i).device();
+        const bool gone = FindDevice(list.list(), d.device_id()) == nullptr;
+        if (d.user_id() == user && (changed.count(d.device_id()) > 0 || gone)) {
+          message.mutable_recipients()->DeleteSubrange(i, 1);
+        }
+      }
+      if (absl::Status s = AddRecipients(list, content, message); !s.ok()) return s;
+      return store_->UpdateOutboxPayload(entry.message_id, message.SerializeAsString());
+    });
+    if (!status.ok()) return status;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Messenger>> Messenger::ChangeIdentity(MessengerOptions fresh) {
+  if (!account_.has_value()) return account().status();
+  if (account_->device_id != 1) {
+    return absl::PermissionDeniedError(
+        "only the primary device changes identity; a linked device is unlinked and linked again "
+        "under a new device id");
+  }
+  if (fresh.home == options_.home) {
+    return absl::InvalidArgumentError("the new identity needs a fresh folder");
+  }
+  absl::StatusOr<std::unique_ptr<Messenger>> next = Open(std::move(fresh));
+  if (!next.ok()) return next.status();
+  Messenger& n = **next;
+  if (n.registered() || n.link_pending()) {
+    return absl::AlreadyExistsError(absl::StrCat(n.options_.home, " already holds an account"));
+  }
+  absl::StatusOr<IdentityKeyPair> old_identity = store_->LoadLocalIdentity();
+  if (!old_identity.ok()) return old_identity.status();
+  absl::StatusOr<padlock::v1::SignedDeviceList> current = RefreshDeviceList(account_->user_id);
+  if (!current.ok()) return current.status();
+
+  absl::StatusOr<IdentityKeyPair> identity = GenerateIdentityKeyPair(*n.context_);
+  if (!identity.ok()) return identity.status();
+  absl::StatusOr<uint32_t> registration_id = GenerateRegistrationId(*n.context_);
+  if (!registration_id.ok()) return registration_id.status();
+  constexpr uint32_t kSignedPreKeyId = 1;
+  absl::StatusOr<SignedPreKey> signed_prekey = GenerateSignedPreKey(
+      *n.context_, *identity, kSignedPreKeyId, static_cast<uint64_t>(NowMs()));
+  if (!signed_prekey.ok()) return signed_prekey.status();
+  const uint32_t batch = std::min<uint32_t>(n.options_.prekey_batch, 100);
+  absl::StatusOr<std::vector<PreKey>> prekeys = GeneratePreKeys(*n.context_, 1, batch);
+  if (!prekeys.ok()) return prekeys.status();
+  // The private halves are stored before the server learns the public ones.
+  absl::Status stored = n.store_->InTransaction([&]() -> absl::Status {
+    if (absl::Status s = n.store_->SaveLocalIdentity(*identity, *registration_id); !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = n.store_->StoreSignedPreKey(signed_prekey->id, signed_prekey->record);
+        !s.ok()) {
+      return s;
+    }
+    for (const PreKey& key : *prekeys) {
+      if (absl::Status s = n.store_->StorePreKey(key.id, key.record); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
+  if (!stored.ok()) return stored;
+
+  // The same devices, device 1 with the new key, signed by the new key.
+  padlock::v1::SignedDeviceList list;
+  list.mutable_list()->set_user_id(account_->user_id);
+  list.mutable_list()->set_version(current->list().version() + 1);
+  std::vector<statement::DeviceListEntry> entries;
+  for (const padlock::v1::DeviceListEntry& e : current->list().devices()) {
+    padlock::v1::DeviceListEntry* added = list.mutable_list()->add_devices();
+    *added = e;
+    if (e.device_id() == 1) {
+      added->set_identity_key(identity->public_key);
+      added->set_registration_id(*registration_id);
+    }
+    entries.push_back({added->device_id(), added->identity_key(), added->registration_id()});
+  }
+  absl::StatusOr<std::string> encoded =
+      statement::EncodeDeviceList(account_->user_id, list.list().version(), entries);
+  if (!encoded.ok()) return encoded.status();
+  absl::StatusOr<std::string> list_signature = Sign(*n.context_, identity->private_key, *encoded);
+  if (!list_signature.ok()) return list_signature.status();
+  list.set_signature(*list_signature);
+  absl::StatusOr<std::string> change_signature =
+      Sign(*context_, old_identity->private_key,
+           statement::EncodeIdentityChange(account_->user_id, 1, old_identity->public_key,
+                                           identity->public_key, *registration_id));
+  if (!change_signature.ok()) return change_signature.status();
+
+  padlock::v1::GatewayChangeIdentityRequest request;
+  request.set_new_identity_key(identity->public_key);
+  request.set_new_registration_id(*registration_id);
+  request.mutable_new_signed_prekey()->set_key_id(signed_prekey->id);
+  request.mutable_new_signed_prekey()->set_public_key(signed_prekey->public_key);
+  request.mutable_new_signed_prekey()->set_signature(signed_prekey->signature);
+  for (const PreKey& key : *prekeys) {
+    padlock::v1::OneTimePreKey* otk = request.add_new_one_time_prekeys();
+    otk->set_key_id(key.id);
+    otk->set_public_key(key.public_key);
+  }
+  request.set_change_signature(*change_signature);
+  *request.mutable_device_list() = list;
+  absl::StatusOr<padlock::v1::ChangeIdentityResponse> response =
+      gateway_->ChangeIdentity(request);
+  if (!response.ok()) return response.status();
+  Disconnect();  // this key no longer logs in
+
+  const AccountRecord account{account_->user_id, 1, batch + 1, signed_prekey->id};
+  absl::Status saved = n.store_->InTransaction([&]() -> absl::Status {
+    if (absl::Status s = n.store_->SaveAccount(account); !s.ok()) return s;
+    if (absl::Status s =
+            n.store_->AcceptRemoteIdentity({account.user_id, 1}, identity->public_key);
+        !s.ok()) {
+      return s;
+    }
+    return n.store_->SaveVerifiedDeviceList(account.user_id,
+                                            {list.list().version(), list.SerializeAsString()});
+  });
+  if (!saved.ok()) return saved;
+  n.account_ = account;
+  if (absl::Status s = n.Start(); !s.ok()) return s;
+  return next;
 }
 
 }  // namespace padlock::client

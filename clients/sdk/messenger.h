@@ -26,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,18 @@ struct MessengerOptions {
   // Called with every delivered envelope before it is processed (tests and diagnostics: it sees
   // exactly what the server delivered, ciphertext included).
   std::function<void(const padlock::v1::Envelope&)> on_envelope = {};
+
+  // ---- Account upkeep and stories (messenger_account.cpp, messenger_stories.cpp) ----
+  // Rotate the signed prekey once the current one is older than this (RotateSignedPreKeyIfDue).
+  absl::Duration signed_prekey_rotation = absl::Hours(24 * 7);
+  // How long a replaced signed prekey's private half is kept, so that PreKey messages built on it
+  // and still waiting in the inbox decrypt; then it is deleted. Default: the server's default
+  // retention (PADLOCK_RETENTION, 30 d), the longest an envelope waits.
+  absl::Duration signed_prekey_grace = absl::Hours(24 * 30);
+  // Time-to-live of a posted story, sent to the server as ttl_seconds (it caps it at retention).
+  absl::Duration story_ttl = absl::Hours(24);
+  // The clock for rotation ages and story expiry (tests inject one); absl::Now when empty.
+  std::function<absl::Time()> clock = {};
 };
 
 // Something the caller may want to show, produced by Pump.
@@ -74,6 +87,10 @@ struct MessengerEvent {
     kPreKeysReplenished,  // one-time prekeys uploaded after PreKeysLow (detail: count)
     kGroupUpdated,     // a group was created, changed, or this account was removed (conversation)
     kTyping,           // the peer is typing (text "1") or stopped (text "0"); online only
+    kStory,            // a story arrived (peer, peer_device, text, message_id, expires_at_ms)
+    // A device of `peer` (peer_device) has a new identity key ("security code changed"; detail
+    // says what): messages to `peer` are held in the outbox, not sent, until AcceptIdentity.
+    kIdentityChanged,
   };
   Kind kind = Kind::kMessage;
   std::string peer = {};     // sender user (kMessage, kReceipt, kRejected)
@@ -88,6 +105,8 @@ struct MessengerEvent {
   uint64_t sequence = 0;
   padlock::v1::Gap gap = {};
   std::string detail = {};
+  // ---- Stories (messenger_stories.cpp) ----
+  int64_t expires_at_ms = 0;  // kStory: not shown from then on
 };
 
 // How a text body names its conversation, so that this account's other devices file a copy
@@ -110,6 +129,18 @@ std::string EncodeGroupUpdate(const GroupUpdate& update);
 absl::StatusOr<GroupUpdate> DecodeGroupUpdate(std::string_view body);
 // The history conversation of a group: "group:" + hex(group id).
 std::string GroupConversation(std::string_view group_id);
+
+// What a link code carries (Messenger::CreateLinkRequest): the new device's public keys.
+struct LinkCodeContents {
+  std::string user_id;
+  std::string identity_key;
+  uint32_t registration_id = 0;
+  uint32_t signed_prekey_id = 0;
+  std::string signed_prekey_public;
+  std::string signed_prekey_signature;
+};
+// InvalidArgument for a code that is not base64url or is malformed.
+absl::StatusOr<LinkCodeContents> ParseLinkCode(const std::string& code);
 
 class Messenger {
  public:
@@ -155,9 +186,9 @@ class Messenger {
 
   // Encrypts `text` for `peer` (and this account's other devices) and queues it: outbox + history
   // in one transaction. Does not send (FlushOutbox / Pump do). Returns the 16-byte message id.
-  // NotFound when the peer does not exist; FailedPrecondition "security code changed" when a
-  // device's identity differs from the trusted one (AcceptIdentity first); DataLoss when the
-  // peer's device list does not verify.
+  // NotFound when the peer does not exist; DataLoss when the peer's device list does not verify.
+  // When a device of the peer changed identity (IdentityHeld), the message is queued but held:
+  // encrypted to none of the peer's devices until AcceptIdentity.
   absl::StatusOr<std::string> ComposeText(const std::string& peer, const std::string& text);
   // Composes, sends, and pumps until the server accepted (or refused) it or `timeout` passed
   // (DeadlineExceeded; the message stays queued and goes out on a later connection).
@@ -181,8 +212,28 @@ class Messenger {
   absl::StatusOr<padlock::v1::SignedDeviceList> RefreshDeviceList(const std::string& user_id);
   // The safety number with each device of `peer` (device id → 60 digits), from its verified list.
   absl::StatusOr<std::map<uint32_t, std::string>> SafetyNumbers(const std::string& peer);
-  // Trusts `peer`'s current identity keys (after the user compared safety numbers).
+  // Trusts `peer`'s current identity keys (after the user compared safety numbers), then
+  // re-addresses the messages held for `peer`: ciphertexts for devices whose key changed (or
+  // that left the list) are dropped, the new keys get fresh sessions, the other ciphertexts stay
+  // byte for byte, and the outbox is flushed.
   absl::Status AcceptIdentity(const std::string& peer);
+  // Whether messages to `peer` are held because a device of theirs changed identity (detected
+  // through a MISMATCHED/STALE answer, a device-list refresh, or an undecryptable pre-key
+  // message). Kept in memory: after a restart the next send rediscovers it the same way.
+  bool IdentityHeld(const std::string& peer) const { return held_.count(peer) > 0; }
+
+  // ---- Identity change (docs/CLIENT.md "Identity changes and safety numbers") ----
+  // Moves this PRIMARY device to a new identity key, as a reinstall does: makes a new identity,
+  // registration id, signed prekey and prekey_batch one-time prekeys in the empty folder
+  // `fresh.home`, signs the change with the current key and the next device list (same devices,
+  // device 1 with the new key) with the new one, and sends both through the gateway's
+  // ChangeIdentity. Returns the new install's Messenger (registered, not connected). This
+  // Messenger is disconnected and its folder obsolete (its key no longer logs in). Sessions are
+  // not carried over: peers see the change (STALE) and must accept the new security code.
+  // PermissionDenied on a linked device (the key-directory lets only the primary change its
+  // key; a linked device is unlinked and linked again under a new device id); AlreadyExists when
+  // `fresh.home` holds an account; the server's errors otherwise.
+  absl::StatusOr<std::unique_ptr<Messenger>> ChangeIdentity(MessengerOptions fresh);
   // Generates `count` one-time prekeys, stores them and uploads them. Returns the server's count.
   absl::StatusOr<uint32_t> ReplenishPreKeys(uint32_t count);
 
@@ -210,6 +261,32 @@ class Messenger {
                                                const std::string& text);
   absl::StatusOr<std::string> SendGroupText(const std::string& group_id, const std::string& text,
                                             absl::Duration timeout);
+
+  // ---- Devices, signed-prekey rotation, stories (messenger_account.cpp, messenger_stories.cpp;
+  // docs/CLIENT.md "Unlinking", "Signed-prekey rotation", "Stories") ----
+  // On the PRIMARY: publishes the next signed device list (version + 1) without `device_id`; the
+  // server then revokes that device (its stream closes, its token stops working, its inbox is
+  // purged). This device drops its session with it at once; peers drop theirs when the server
+  // answers their next send with a mismatch. FailedPrecondition when this is not device 1;
+  // InvalidArgument for device 1 (delete the account instead); NotFound when not listed.
+  absl::Status UnlinkDevice(uint32_t device_id);
+  // Rotates the signed prekey when the current one is older than
+  // MessengerOptions::signed_prekey_rotation: a new key (next id) is stored, then published, then
+  // made current; the old one is kept for signed_prekey_grace and deleted after. Also deletes
+  // retired keys whose grace has passed. Returns whether it rotated. Call it after Connect (the
+  // CLI does on every connecting command) or on a timer.
+  absl::StatusOr<bool> RotateSignedPreKeyIfDue();
+  // Encrypts a story for every device of each user in `audience` (1:1 sessions; unknown users
+  // are NotFound) and this account's other devices, queued with ttl = story_ttl, and stores the
+  // own copy among the stories. Returns the 16-byte message id. InvalidArgument when `audience`
+  // is empty or only this account.
+  absl::StatusOr<std::string> ComposeStory(const std::vector<std::string>& audience,
+                                           const std::string& text);
+  absl::StatusOr<std::string> PostStory(const std::vector<std::string>& audience,
+                                        const std::string& text, absl::Duration timeout);
+  // Stories not yet expired by the messenger's clock (received and own), oldest first; expired
+  // ones are deleted.
+  absl::StatusOr<std::vector<StoryRecord>> ListStories();
 
   LocalStore& store() { return *store_; }
   // The device's crypto (for tests and tools; not thread-safe, like the Messenger).
@@ -252,6 +329,12 @@ class Messenger {
   absl::Status FixGroupMismatch(const OutboxEntry& entry, padlock::v1::OutgoingMessage& message,
                                 const padlock::v1::Mismatch& mismatch);
 
+  // ---- Account upkeep and stories (messenger_account.cpp, messenger_stories.cpp) ----
+  absl::Time ClockNow() const;
+  // Stores a received story (inside the receive transaction) and fills the kStory event.
+  absl::Status ApplyStory(const RemoteAddress& sender, const padlock::v1::Envelope& envelope,
+                          std::string_view body, MessengerEvent& event);
+
   MessengerOptions options_;
   std::unique_ptr<SignalContext> context_;
   std::unique_ptr<LocalStore> store_;
@@ -264,6 +347,23 @@ class Messenger {
   std::map<uint64_t, Pending> in_flight_;         // request id → entry
   std::map<std::string, absl::Time> retry_at_;    // message id → when to resend (rate limited)
   std::map<std::string, int> mismatch_retries_;   // message id → mismatches fixed so far
+
+  // ---- Identity changes ----
+  // Records that `status` (an identity-changed error) holds messages to its user and queues a
+  // kIdentityChanged event once per (user, device). False when `status` is not one.
+  bool HoldForIdentityChange(const absl::Status& status);
+  // Moves queued events (identity changes noticed outside Pump) to `out`.
+  void DrainPendingEvents(std::vector<MessengerEvent>& out);
+  // Whether `entry` addresses (or is for) a user whose messages are held.
+  bool EntryHeld(const OutboxEntry& entry) const;
+  // Re-addresses queued 1:1 entries that involve `user` to `list` (AcceptIdentity).
+  absl::Status ReaddressFor(const std::string& user, const padlock::v1::SignedDeviceList& list,
+                            const std::set<uint32_t>& changed);
+  std::map<std::string, std::set<uint32_t>> held_;  // user → devices with an unaccepted key
+  std::vector<MessengerEvent> pending_events_;
+  // Envelopes from a key not accepted yet, unacknowledged, read after AcceptIdentity (this
+  // connection only: after a reconnect the server delivers them again).
+  std::vector<padlock::v1::Envelope> held_incoming_;
 };
 
 }  // namespace padlock::client

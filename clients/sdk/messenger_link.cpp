@@ -91,6 +91,13 @@ absl::StatusOr<LinkCode> DecodeLinkCode(const std::string& code) {
 
 }  // namespace
 
+absl::StatusOr<LinkCodeContents> ParseLinkCode(const std::string& code) {
+  absl::StatusOr<LinkCode> c = DecodeLinkCode(code);
+  if (!c.ok()) return c.status();
+  return LinkCodeContents{c->user_id,          c->identity_key,         c->registration_id,
+                          c->signed_prekey_id, c->signed_prekey_public, c->signed_prekey_signature};
+}
+
 absl::StatusOr<std::string> Messenger::CreateLinkRequest(const std::string& user_id) {
   if (account_.has_value()) {
     return absl::AlreadyExistsError(

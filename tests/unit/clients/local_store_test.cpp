@@ -87,7 +87,8 @@ TEST_F(LocalStoreTest, SchemaHasEveryTable) {
   sqlite3_close(db);
   EXPECT_EQ(tables,
             "account groups local_identity messages outbox prekeys received remote_identities "
-            "sender_key_shared sender_keys sessions signed_prekeys verified_device_lists ");
+            "sender_key_shared sender_keys sessions signed_prekey_ages signed_prekeys stories "
+            "verified_device_lists ");
 }
 
 TEST_F(LocalStoreTest, NewerSchemaIsRefused) {
