@@ -14,6 +14,7 @@
 #include "clients/sdk/messenger.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/clients/e2e_stack.h"
+#include "tests/e2e/clients/messenger_fixture.h"
 #include "tests/harness/harness.h"
 
 namespace padlock::client::e2e {
@@ -22,84 +23,8 @@ namespace {
 [[maybe_unused]] ::testing::Environment* const kStackEnv =
     ::testing::AddGlobalTestEnvironment(new StackEnvironment);
 
-using Kind = MessengerEvent::Kind;
-
-class AccountE2eTest : public ::testing::Test {
+class AccountE2eTest : public MessengerFixture {
  protected:
-  void SetUp() override { ASSERT_NE(SharedStack(), nullptr); }
-
-  // Options for a messenger in folder `folder` of this test; its clock is absl::Now() + skew_.
-  MessengerOptions Options(const std::string& folder,
-                           std::vector<padlock::v1::Envelope>* seen = nullptr) {
-    MessengerOptions options;
-    options.home = dir_.path() + "/" + folder;
-    options.gateway.target = SharedStack()->gateway_target();
-    options.gateway.min_backoff = absl::Milliseconds(50);
-    options.clock = [this] { return absl::Now() + skew_; };
-    if (seen != nullptr) {
-      options.on_envelope = [seen](const padlock::v1::Envelope& e) { seen->push_back(e); };
-    }
-    return options;
-  }
-
-  std::unique_ptr<Messenger> Open(MessengerOptions options) {
-    absl::StatusOr<std::unique_ptr<Messenger>> m = Messenger::Open(std::move(options));
-    EXPECT_TRUE(m.ok()) << m.status();
-    return m.ok() ? *std::move(m) : nullptr;
-  }
-
-  // Registers and connects `user` (in folder `user`).
-  std::unique_ptr<Messenger> Join(const std::string& user, MessengerOptions options) {
-    std::unique_ptr<Messenger> m = Open(std::move(options));
-    if (m == nullptr) return nullptr;
-    absl::Status registered = m->Register(user);
-    EXPECT_TRUE(registered.ok()) << registered;
-    absl::Status connected = m->Connect(absl::Seconds(20));
-    EXPECT_TRUE(connected.ok()) << connected << "\n" << SharedStack()->Logs();
-    return m;
-  }
-  std::unique_ptr<Messenger> Join(const std::string& user,
-                                  std::vector<padlock::v1::Envelope>* seen = nullptr) {
-    return Join(user, Options(user, seen));
-  }
-
-  // Links a new device (folder `folder`) to `primary`'s account; returns it connected.
-  std::unique_ptr<Messenger> Link(Messenger& primary, const std::string& folder) {
-    std::unique_ptr<Messenger> device = Open(Options(folder));
-    if (device == nullptr) return nullptr;
-    absl::StatusOr<std::string> code = device->CreateLinkRequest(primary.account()->user_id);
-    EXPECT_TRUE(code.ok()) << code.status();
-    if (!code.ok()) return nullptr;
-    absl::StatusOr<uint32_t> id = primary.ApproveLink(*code);
-    EXPECT_TRUE(id.ok()) << id.status();
-    absl::Status linked = device->CompleteLink(absl::Seconds(20));
-    EXPECT_TRUE(linked.ok()) << linked;
-    absl::Status connected = device->Connect(absl::Seconds(20));
-    EXPECT_TRUE(connected.ok()) << connected;
-    return device;
-  }
-
-  // Pumps `m` until `n` events of `kind` arrived (or `timeout` passed); returns those events.
-  static std::vector<MessengerEvent> Await(Messenger& m, Kind kind, size_t n,
-                                           absl::Duration timeout = absl::Seconds(20)) {
-    std::vector<MessengerEvent> matched;
-    std::string others;
-    const absl::Time deadline = absl::Now() + timeout;
-    while (matched.size() < n && absl::Now() < deadline) {
-      for (MessengerEvent& e : m.Pump(absl::Milliseconds(200))) {
-        if (e.kind == kind) {
-          matched.push_back(std::move(e));
-        } else {
-          absl::StrAppend(&others, " [kind ", static_cast<int>(e.kind), ": ", e.detail, "]");
-        }
-      }
-    }
-    if (matched.size() < n) {
-      ADD_FAILURE() << "waiting for event kind " << static_cast<int>(kind) << ", saw:" << others;
-    }
-    return matched;
-  }
-
   static std::set<std::pair<std::string, uint32_t>> Recipients(const std::string& payload) {
     padlock::v1::OutgoingMessage message;
     EXPECT_TRUE(message.ParseFromString(payload));
@@ -109,9 +34,6 @@ class AccountE2eTest : public ::testing::Test {
     }
     return out;
   }
-
-  padlock::testing::TempDir dir_;
-  absl::Duration skew_ = absl::ZeroDuration();
 };
 
 TEST_F(AccountE2eTest, UnlinkedDeviceIsRevokedAndPeersStopEncryptingToIt) {

@@ -9,6 +9,7 @@
 #include "clients/sdk/messenger.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/clients/e2e_stack.h"
+#include "tests/e2e/clients/messenger_fixture.h"
 #include "tests/harness/harness.h"
 
 namespace padlock::client::e2e {
@@ -18,65 +19,7 @@ namespace {
 [[maybe_unused]] ::testing::Environment* const kStackEnv =
     ::testing::AddGlobalTestEnvironment(new StackEnvironment);
 
-using Kind = MessengerEvent::Kind;
-
-class MessengerE2eTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_NE(SharedStack(), nullptr); }
-
-  // A messenger with its own folder under this test's temp dir; envelopes it is delivered are
-  // recorded in `seen` when given.
-  std::unique_ptr<Messenger> Open(const std::string& folder,
-                                  std::vector<padlock::v1::Envelope>* seen = nullptr,
-                                  uint32_t prekey_batch = 100) {
-    MessengerOptions options;
-    options.prekey_batch = prekey_batch;
-    options.home = dir_.path() + "/" + folder;
-    options.gateway.target = SharedStack()->gateway_target();
-    options.gateway.min_backoff = absl::Milliseconds(50);
-    if (seen != nullptr) {
-      options.on_envelope = [seen](const padlock::v1::Envelope& e) { seen->push_back(e); };
-    }
-    absl::StatusOr<std::unique_ptr<Messenger>> m = Messenger::Open(options);
-    EXPECT_TRUE(m.ok()) << m.status();
-    return m.ok() ? *std::move(m) : nullptr;
-  }
-
-  // Opens, registers and connects `user` in folder `user`.
-  std::unique_ptr<Messenger> Join(const std::string& user,
-                                  std::vector<padlock::v1::Envelope>* seen = nullptr) {
-    std::unique_ptr<Messenger> m = Open(user, seen);
-    if (m == nullptr) return nullptr;
-    absl::Status registered = m->Register(user);
-    EXPECT_TRUE(registered.ok()) << registered;
-    absl::Status connected = m->Connect(absl::Seconds(20));
-    EXPECT_TRUE(connected.ok()) << connected << "\n" << SharedStack()->Logs();
-    return m;
-  }
-
-  // Pumps `m` until `n` events of `kind` arrived (or 20 s passed); returns those events.
-  static std::vector<MessengerEvent> Await(Messenger& m, Kind kind, size_t n,
-                                           absl::Duration timeout = absl::Seconds(20)) {
-    std::vector<MessengerEvent> matched;
-    std::string others;  // what else happened, for the failure message
-    const absl::Time deadline = absl::Now() + timeout;
-    while (matched.size() < n && absl::Now() < deadline) {
-      for (MessengerEvent& e : m.Pump(absl::Milliseconds(200))) {
-        if (e.kind == kind) {
-          matched.push_back(std::move(e));
-        } else {
-          absl::StrAppend(&others, " [kind ", static_cast<int>(e.kind), ": ", e.detail, "]");
-        }
-      }
-    }
-    if (matched.size() < n && !others.empty()) {
-      ADD_FAILURE() << "waiting for event kind " << static_cast<int>(kind) << ", saw:" << others;
-    }
-    return matched;
-  }
-
-  padlock::testing::TempDir dir_;
-};
+class MessengerE2eTest : public MessengerFixture {};
 
 TEST_F(MessengerE2eTest, OneToOneBothWaysWithDeliveryReceipts) {
   const std::string alice_id = UniqueUser("alice");
@@ -358,8 +301,7 @@ TEST_F(MessengerE2eTest, GroupOfThreeAndARemovedMemberCannotReadLaterMessages) {
   std::vector<MessengerEvent> got = Await(*bob, Kind::kMessage, 1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].text, "after carol left");
-  std::vector<MessengerEvent> at_carol = Await(*carol, Kind::kMessage, 1, absl::Seconds(3));
-  EXPECT_TRUE(at_carol.empty());
+  EXPECT_TRUE(EventsWithin(*carol, Kind::kMessage, absl::Seconds(3)).empty());
 }
 
 }  // namespace
@@ -411,7 +353,9 @@ TEST_F(MessengerE2eTest, PreKeysLowIsAnsweredWithFreshPrekeys) {
   const std::string alice_id = UniqueUser("alice");
   const std::string bob_id = UniqueUser("bob");
   auto alice = Join(alice_id);
-  auto bob = Open(bob_id, nullptr, /*prekey_batch=*/12);
+  MessengerOptions bob_options = Options(bob_id);
+  bob_options.prekey_batch = 12;
+  auto bob = Open(bob_options);
   ASSERT_TRUE(alice && bob);
   ASSERT_TRUE(bob->Register(bob_id).ok());
   ASSERT_TRUE(bob->Connect(absl::Seconds(20)).ok());

@@ -29,89 +29,14 @@
 #include "services/common/channels/device_channel.h"
 #include "services/common/statement/signed_statement.h"
 #include "tests/e2e/clients/e2e_stack.h"
+#include "tests/e2e/clients/messenger_fixture.h"
 #include "tests/harness/harness.h"
 
 namespace padlock::client::e2e {
 namespace {
 
-using Kind = MessengerEvent::Kind;
-
-class SecurityE2eTest : public ::testing::Test {
+class SecurityE2eTest : public MessengerFixture {
  protected:
-  void SetUp() override { ASSERT_NE(SharedStack(), nullptr); }
-
-  MessengerOptions Options(const std::string& folder,
-                           std::vector<padlock::v1::Envelope>* seen = nullptr) {
-    MessengerOptions options;
-    options.home = dir_.path() + "/" + folder;
-    options.gateway.target = SharedStack()->gateway_target();
-    options.gateway.min_backoff = absl::Milliseconds(50);
-    if (seen != nullptr) {
-      options.on_envelope = [seen](const padlock::v1::Envelope& e) { seen->push_back(e); };
-    }
-    return options;
-  }
-
-  std::unique_ptr<Messenger> Open(const std::string& folder,
-                                  std::vector<padlock::v1::Envelope>* seen = nullptr) {
-    absl::StatusOr<std::unique_ptr<Messenger>> m = Messenger::Open(Options(folder, seen));
-    EXPECT_TRUE(m.ok()) << m.status();
-    return m.ok() ? *std::move(m) : nullptr;
-  }
-
-  std::unique_ptr<Messenger> Join(const std::string& user,
-                                  std::vector<padlock::v1::Envelope>* seen = nullptr) {
-    std::unique_ptr<Messenger> m = Open(user, seen);
-    if (m == nullptr) return nullptr;
-    absl::Status registered = m->Register(user);
-    EXPECT_TRUE(registered.ok()) << registered;
-    absl::Status connected = m->Connect(absl::Seconds(20));
-    EXPECT_TRUE(connected.ok()) << connected << "\n" << SharedStack()->Logs();
-    return m;
-  }
-
-  // Links a second device of `primary`'s account in folder `folder` and connects it.
-  std::unique_ptr<Messenger> Link(Messenger& primary, const std::string& folder,
-                                  std::vector<padlock::v1::Envelope>* seen = nullptr) {
-    std::unique_ptr<Messenger> device = Open(folder, seen);
-    if (device == nullptr) return nullptr;
-    absl::StatusOr<std::string> code = device->CreateLinkRequest(primary.account()->user_id);
-    EXPECT_TRUE(code.ok()) << code.status();
-    if (!code.ok()) return nullptr;
-    absl::StatusOr<uint32_t> id = primary.ApproveLink(*code);
-    EXPECT_TRUE(id.ok()) << id.status();
-    absl::Status linked = device->CompleteLink(absl::Seconds(20));
-    EXPECT_TRUE(linked.ok()) << linked;
-    absl::Status connected = device->Connect(absl::Seconds(20));
-    EXPECT_TRUE(connected.ok()) << connected;
-    return device;
-  }
-
-  // Pumps `m` until `n` events of `kind` arrived or `timeout` passed; returns those events.
-  // Every other event is appended to `others` when given.
-  static std::vector<MessengerEvent> Await(Messenger& m, Kind kind, size_t n,
-                                           absl::Duration timeout = absl::Seconds(20),
-                                           std::vector<MessengerEvent>* others = nullptr) {
-    std::vector<MessengerEvent> matched;
-    std::string seen;
-    const absl::Time deadline = absl::Now() + timeout;
-    while (matched.size() < n && absl::Now() < deadline) {
-      for (MessengerEvent& e : m.Pump(absl::Milliseconds(200))) {
-        if (e.kind == kind) {
-          matched.push_back(std::move(e));
-          continue;
-        }
-        absl::StrAppend(&seen, " [kind ", static_cast<int>(e.kind), ": ", e.detail, "]");
-        if (others != nullptr) others->push_back(std::move(e));
-      }
-    }
-    if (matched.size() < n) {
-      ADD_FAILURE() << "waited for " << n << " events of kind " << static_cast<int>(kind)
-                    << ", got " << matched.size() << "; saw:" << seen;
-    }
-    return matched;
-  }
-
   // Every event `m` produces within `d` (the stream keeps running meanwhile).
   static std::vector<MessengerEvent> PumpFor(Messenger& m, absl::Duration d) {
     return m.Pump(d);
@@ -146,7 +71,6 @@ class SecurityE2eTest : public ::testing::Test {
     return n;
   }
 
-  padlock::testing::TempDir dir_;
   int sql_runs_ = 0;
 };
 
