@@ -42,39 +42,62 @@ local function after(id)
   local ms, n = string.match(id, '^(%d+)-(%d+)$')
   return ms .. '-' .. string.format('%.0f', tonumber(n) + 1)
 end
--- Removes entries older than now - retention (at most 1024 per call; the rest go next time),
--- keeping the byte count right. Returns how many were removed.
-local function trim(inbox, meta, retention)
+local function now_ms()
   local t = redis.call('TIME')
-  local minid = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - retention
-  if minid <= 0 then return 0 end
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+-- Removes entries older than now - retention (at most 1024 per call; the rest go next time),
+-- keeping the byte count right. Returns how many entries and bytes were removed, and h after it.
+-- Amortised: the meta field h is a lower bound of the oldest entry's id time (ms). Appends only
+-- add newer entries and acks only remove entries, so the bound stays true without being touched;
+-- the stream is looked at only once h itself is older than the retention, and then h is moved up
+-- to the real head (absent h, as for inboxes written before it existed: look, then set it).
+local function trim(inbox, meta, retention, now, h)
+  local minid = now - retention
+  if minid <= 0 or (h and tonumber(h) >= minid) then return 0, 0, h end
   local old = redis.call('XRANGE', inbox, '-', '(' .. string.format('%.0f', minid) .. '-0',
                          'COUNT', 1024)
-  if #old == 0 then return 0 end
   local bytes = 0
-  for _, e in ipairs(old) do bytes = bytes + #(field(e[2], 'e') or '') end
-  redis.call('XTRIM', inbox, 'MINID', after(old[#old][1]))
-  redis.call('HINCRBY', meta, 'bytes', -bytes)
-  return #old
+  if #old > 0 then
+    for _, e in ipairs(old) do bytes = bytes + #(field(e[2], 'e') or '') end
+    redis.call('XTRIM', inbox, 'MINID', after(old[#old][1]))
+    redis.call('HINCRBY', meta, 'bytes', -bytes)
+  end
+  local head = redis.call('XRANGE', inbox, '-', '+', 'COUNT', 1)
+  h = false
+  if #head == 1 then
+    h = string.match(head[1][1], '^(%d+)-')
+    redis.call('HSET', meta, 'h', h)
+  else
+    redis.call('HDEL', meta, 'h')  -- the next append sets it
+  end
+  return #old, bytes, h
 end
 )lua";
 
 // KEYS: inbox, sequence, channel, meta, dedupe bucket now, dedupe bucket before.
 // ARGV: envelope, dedupe key, expires_at_ms, retention_ms, max_entries, max_bytes,
 //       inline_wakeup_bytes, bucket number, dedupe bucket ttl_ms, key ttl_ms,
-//       shared payload key ('' for 1:1), shared payload bytes for the wake-up ('' when too big).
+//       shared payload key ('' for 1:1), shared payload bytes for the wake-up ('' when too big),
+//       key ttl refresh interval ms.
 // Returns {duplicate 0|1, sequence, entry id, subscribers, expired} or INBOX_FULL.
+// About ten commands for a new entry: each bucket hash and the meta hash are read once (HMGET),
+// the trim looks at the stream only when its head may have expired, the dedupe bucket gets its
+// TTL when it is created, and the backstop TTLs of the inbox keys are pushed out at most once per
+// refresh interval (meta field r: when they last were).
 constexpr char kEnqueueBody[] = R"lua(
 local env = ARGV[1]
 local bucket = ARGV[8]
-local cur_bucket = redis.call('HGET', KEYS[5], '_b')
+local cur = redis.call('HMGET', KEYS[5], '_b', ARGV[2])
 local hit = false
 local hit_bucket = KEYS[5]
-if cur_bucket == bucket then hit = redis.call('HGET', KEYS[5], ARGV[2]) end
-if not hit and redis.call('HGET', KEYS[6], '_b') ==
-    string.format('%.0f', tonumber(bucket) - 1) then
-  hit = redis.call('HGET', KEYS[6], ARGV[2])
-  hit_bucket = KEYS[6]
+if cur[1] == bucket then hit = cur[2] end
+if not hit then
+  local before = redis.call('HMGET', KEYS[6], '_b', ARGV[2])
+  if before[1] == string.format('%.0f', tonumber(bucket) - 1) then
+    hit = before[2]
+    hit_bucket = KEYS[6]
+  end
 end
 if hit then
   -- Written back unchanged: a write, replicated after the first append, so that a WAIT on this
@@ -83,11 +106,13 @@ if hit then
   local seq, id = string.match(hit, '^(%d+) (.+)$')
   return {1, tonumber(seq), id, 0, 0}
 end
-local expired = trim(KEYS[1], KEYS[4], tonumber(ARGV[4]))
+local now = now_ms()
+local meta = redis.call('HMGET', KEYS[4], 'bytes', 'h', 'r')
+local expired, freed, head = trim(KEYS[1], KEYS[4], tonumber(ARGV[4]), now, meta[2])
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[5]) then
   return redis.error_reply('INBOX_FULL inbox at its entry cap')
 end
-local bytes = tonumber(redis.call('HGET', KEYS[4], 'bytes') or '0')
+local bytes = tonumber(meta[1] or '0') - freed
 if bytes + #env > tonumber(ARGV[6]) then
   return redis.error_reply('INBOX_FULL inbox at its byte cap')
 end
@@ -98,23 +123,36 @@ if ARGV[11] == '' then
 else
   id = redis.call('XADD', KEYS[1], '*', 's', seq, 'x', ARGV[3], 'e', env, 'p', ARGV[11])
 end
-redis.call('HINCRBY', KEYS[4], 'bytes', #env)
-if cur_bucket ~= bucket then
-  redis.call('DEL', KEYS[5])
-  redis.call('HSET', KEYS[5], '_b', bucket)
+local ms = tonumber(string.match(id, '^(%d+)-'))
+local set = {'bytes', bytes + #env}
+if not head then  -- the stream was empty: this entry is the oldest
+  set[#set + 1] = 'h'
+  set[#set + 1] = string.format('%.0f', ms)
 end
-redis.call('HSET', KEYS[5], ARGV[2], seq .. ' ' .. id)
-redis.call('PEXPIRE', KEYS[5], ARGV[9])
-redis.call('PEXPIRE', KEYS[1], ARGV[10])
-redis.call('PEXPIRE', KEYS[2], ARGV[10])
-redis.call('PEXPIRE', KEYS[4], ARGV[10])
+local refresh = (not meta[3]) or now - tonumber(meta[3]) >= tonumber(ARGV[13])
+if refresh then
+  set[#set + 1] = 'r'
+  set[#set + 1] = string.format('%.0f', now)
+end
+redis.call('HSET', KEYS[4], unpack(set))
+if cur[1] ~= bucket then
+  redis.call('DEL', KEYS[5])
+  redis.call('HSET', KEYS[5], '_b', bucket, ARGV[2], seq .. ' ' .. id)
+  redis.call('PEXPIRE', KEYS[5], ARGV[9])
+else
+  redis.call('HSET', KEYS[5], ARGV[2], seq .. ' ' .. id)
+end
+if refresh then
+  redis.call('PEXPIRE', KEYS[1], ARGV[10])
+  redis.call('PEXPIRE', KEYS[2], ARGV[10])
+  redis.call('PEXPIRE', KEYS[4], ARGV[10])
+end
 -- DeviceChannelEvent{wakeup: InboxWakeup{sequence, envelope?}} in protobuf wire format; the
 -- envelope gets server_timestamp_ms (8), sequence (9) and server_id (10) appended, which
 -- protobuf parsing merges into the stored bytes.
 local wake = '\8' .. varint(seq)
 local shared = ARGV[12]
 if #env + #shared <= tonumber(ARGV[7]) and (ARGV[11] == '' or shared ~= '') then
-  local ms = tonumber(string.match(id, '^(%d+)-'))
   local full = env
   if shared ~= '' then full = full .. '\50' .. varint(#shared) .. shared end
   full = full .. '\64' .. varint(ms) .. '\72' .. varint(seq) .. '\82' .. varint(#id) .. id
@@ -128,7 +166,8 @@ return {0, seq, id, subscribers, expired}
 // Returns {last sequence, acked sequence, depth, expired, entries,
 //          sequences acked one by one above the floor (ascending)}.
 constexpr char kReadBody[] = R"lua(
-local expired = trim(KEYS[1], KEYS[3], tonumber(ARGV[3]))
+local expired = trim(KEYS[1], KEYS[3], tonumber(ARGV[3]), now_ms(),
+                     redis.call('HGET', KEYS[3], 'h'))
 local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
 local last = tonumber(redis.call('GET', KEYS[2]) or '0')
 local acked = tonumber(redis.call('HGET', KEYS[3], 'acked') or '0')
@@ -153,8 +192,9 @@ return {last, acked, redis.call('XLEN', KEYS[1]), expired, entries, one_by_one}
 constexpr char kAckBody[] = R"lua(
 local removed, bytes, max_seq = 0, 0, 0
 local refs = {}
-local floor = tonumber(redis.call('HGET', KEYS[2], 'acked') or '0')
-local remembered = tonumber(redis.call('HGET', KEYS[2], 'ia') or '0')
+local meta = redis.call('HMGET', KEYS[2], 'acked', 'ia', 'bytes')
+local floor = tonumber(meta[1] or '0')
+local remembered = tonumber(meta[2] or '0')
 local was_remembered = remembered
 local raised = false
 if ARGV[1] ~= '' then
@@ -205,7 +245,17 @@ while remembered > 0 and
   remembered = remembered - 1
   raised = true
 end
-if raised then redis.call('HSET', KEYS[2], 'acked', floor) end
+-- The floor and the byte count in one write (nothing else in this script changes bytes).
+local set = {}
+if raised then
+  set[#set + 1] = 'acked'
+  set[#set + 1] = string.format('%.0f', floor)
+end
+if bytes > 0 then
+  set[#set + 1] = 'bytes'
+  set[#set + 1] = string.format('%.0f', tonumber(meta[3] or '0') - bytes)
+end
+if #set > 0 then redis.call('HSET', KEYS[2], unpack(set)) end
 if remembered ~= was_remembered then
   if remembered > 0 then
     redis.call('HSET', KEYS[2], 'ia', remembered)
@@ -213,7 +263,6 @@ if remembered ~= was_remembered then
     redis.call('HDEL', KEYS[2], 'ia')
   end
 end
-if bytes > 0 then redis.call('HINCRBY', KEYS[2], 'bytes', -bytes) end
 return {removed, refs}
 )lua";
 
@@ -341,9 +390,15 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
   const int64_t window_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(limits_.dedupe_window));
   const int64_t bucket = now_ms / window_ms;
   const std::string retention_ms = absl::StrCat(absl::ToInt64Milliseconds(limits_.retention));
-  // Backstop only: every append pushes the keys' lifetime past the retention period.
+  // Backstop only: appends push the keys' lifetime past the retention period, at most once per
+  // refresh interval, so that a key always outlives its last append by retention + 23 h.
   const std::string key_ttl_ms =
       absl::StrCat(absl::ToInt64Milliseconds(limits_.retention + absl::Hours(24)));
+  const std::string key_ttl_refresh_ms = absl::StrCat(absl::ToInt64Milliseconds(absl::Hours(1)));
+  // A bucket hash gets its TTL once, when it is created (at or after its bucket's start): three
+  // windows keep it past the end of the next bucket, which still looks it up, with a window of
+  // margin for clock differences between message-queue replicas and Redis.
+  const std::string bucket_ttl_ms = absl::StrCat(3 * window_ms);
   // Round 1: every shared payload, once, with as many references as requests refer to it —
   // before any append, so a reference never exists without its payload, and the count can only be
   // too high (released below or left to the payload's TTL), never too low.
@@ -410,13 +465,14 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
          DedupeKey(d, (bucket + 1) % 2)},
         {r.envelope, r.dedupe_key, absl::StrCat(r.expires_at_ms), retention_ms,
          absl::StrCat(limits_.max_entries), absl::StrCat(limits_.max_bytes),
-         absl::StrCat(limits_.inline_wakeup_bytes), absl::StrCat(bucket),
-         absl::StrCat(2 * window_ms), key_ttl_ms,
+         absl::StrCat(limits_.inline_wakeup_bytes), absl::StrCat(bucket), bucket_ttl_ms,
+         key_ttl_ms,
          r.shared == nullptr ? std::string() : PayloadKey(*r.shared),
          r.shared != nullptr &&
                  r.envelope.size() + r.shared->bytes.size() <= limits_.inline_wakeup_bytes
              ? r.shared->bytes
-             : std::string()}));
+             : std::string(),
+         key_ttl_refresh_ms}));
   }
   std::vector<absl::StatusOr<RedisReply>> replies =
       redis_->ExecutePipelineAndWait(commands, limits_.durability);

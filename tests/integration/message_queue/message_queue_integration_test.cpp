@@ -15,6 +15,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -472,6 +473,141 @@ TEST_P(MessageQueueIntegrationTest, ShortRetentionTrimsOldEntriesAndReportsGap) 
   EXPECT_EQ(Info("bob", 1).bytes(), Info("bob", 2).bytes());
 }
 
+// The trim is amortised: the meta field h is a lower bound of the oldest entry's time, and the
+// stream is only looked at once h is older than the retention. A bound left stale by acks must
+// still let later entries expire on time, and the gap must still be reported.
+TEST_P(MessageQueueIntegrationTest, AmortisedTrimExpiresEntriesBehindAStaleHeadBound) {
+  InboxLimits limits;
+  limits.retention = absl::Seconds(2);
+  StartReplica(limits);
+  auto meta_h = [&] {
+    auto reply = probe_client_->Execute(redis::Command::Keyed({"HGET", "qm:{bob:1}", "h"}, 1));
+    EXPECT_TRUE(reply.ok());
+    return reply.ok() && reply->is_string() ? reply->str() : std::string("(none)");
+  };
+  auto ms_of = [](const std::string& server_id) {
+    return server_id.substr(0, server_id.find('-'));
+  };
+  auto at = [](const std::string& ms, absl::Duration plus) {
+    int64_t n = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(ms, &n)) << ms;
+    return absl::FromUnixMillis(n) + plus;
+  };
+  auto placement = [](const v1::SendOutcome& o) {
+    EXPECT_TRUE(o.has_accepted()) << o.DebugString();
+    return o.has_accepted() ? o.accepted().placements(0).server_id() : std::string("0-0");
+  };
+  // 1 is stored and acked on bob:1: its stream is empty, h still names 1's time.
+  const std::string id1 = placement(EnqueueOne(ToBob(1, "one")));
+  EXPECT_EQ(meta_h(), ms_of(id1));
+  EXPECT_EQ(AckUpTo("bob", 1, id1), 1u);
+  EXPECT_EQ(meta_h(), ms_of(id1));
+  // 2 one second later: the bound stays 1's (a lower bound is enough).
+  absl::SleepFor(at(ms_of(id1), absl::Seconds(1)) - absl::Now());
+  const std::string id2 = placement(EnqueueOne(ToBob(2, "two")));
+  EXPECT_EQ(meta_h(), ms_of(id1));
+  // 3 once the bound is past the retention but 2 is not: the trim looks, removes nothing on
+  // bob:1, and raises the bound to 2's time.
+  absl::SleepFor(at(ms_of(id1), absl::Milliseconds(2300)) - absl::Now());
+  const std::string id3 = placement(EnqueueOne(ToBob(3, "three")));
+  EXPECT_EQ(meta_h(), ms_of(id2));
+  EXPECT_EQ(Info("bob", 1).depth(), 2u);
+  // Once 2 is past the retention the next append trims it: a gap of exactly 2 on bob:1 (1 was
+  // acked), of 1–2 on bob:2 (never acked).
+  absl::SleepFor(at(ms_of(id2), absl::Milliseconds(2100)) - absl::Now());
+  const std::string id4 = placement(EnqueueOne(ToBob(4, "four")));
+  EXPECT_EQ(meta_h(), ms_of(id3));
+  v1::ReadInboxResponse r = Read("bob", 1);
+  ASSERT_EQ(r.envelopes_size(), 2) << r.DebugString();
+  EXPECT_EQ(r.envelopes(0).server_id(), id3);
+  EXPECT_EQ(r.envelopes(1).server_id(), id4);
+  ASSERT_EQ(r.gaps_size(), 1) << r.DebugString();
+  EXPECT_EQ(r.gaps(0).first_sequence(), 2u);
+  EXPECT_EQ(r.gaps(0).last_sequence(), 2u);
+  v1::ReadInboxResponse r2 = Read("bob", 2);
+  ASSERT_EQ(r2.envelopes_size(), 2) << r2.DebugString();
+  ASSERT_EQ(r2.gaps_size(), 1) << r2.DebugString();
+  EXPECT_EQ(r2.gaps(0).first_sequence(), 1u);
+  EXPECT_EQ(r2.gaps(0).last_sequence(), 2u);
+  // The byte count followed the trims and the ack: both inboxes hold the same two envelopes.
+  EXPECT_EQ(Info("bob", 1).bytes(), Info("bob", 2).bytes());
+  EXPECT_GT(Info("bob", 1).bytes(), 0u);
+}
+
+// An inbox written before the bound existed (no h) is trimmed on its next append, which sets h.
+TEST_P(MessageQueueIntegrationTest, InboxWithoutHeadBoundIsTrimmedAndGetsOne) {
+  InboxLimits limits;
+  limits.retention = absl::Seconds(1);
+  StartReplica(limits);
+  v1::SendOutcome first = EnqueueOne(ToBob(1, "old"));
+  ASSERT_TRUE(first.has_accepted());
+  const std::string old_id = first.accepted().placements(0).server_id();
+  ASSERT_TRUE(probe_client_->Execute(redis::Command::Keyed({"HDEL", "qm:{bob:1}", "h"}, 1)).ok());
+  int64_t old_ms = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(old_id.substr(0, old_id.find('-')), &old_ms));
+  absl::SleepFor(absl::FromUnixMillis(old_ms) + absl::Milliseconds(1200) - absl::Now());
+  v1::SendOutcome second = EnqueueOne(ToBob(2, "new"));
+  ASSERT_TRUE(second.has_accepted());
+  const std::string new_id = second.accepted().placements(0).server_id();
+  EXPECT_EQ(Info("bob", 1).depth(), 1u);
+  auto h = probe_client_->Execute(redis::Command::Keyed({"HGET", "qm:{bob:1}", "h"}, 1));
+  ASSERT_TRUE(h.ok());
+  ASSERT_TRUE(h->is_string());
+  EXPECT_EQ(h->str(), new_id.substr(0, new_id.find('-')));
+}
+
+// The backstop TTLs: every inbox key has one after an append (pushed out at most once per refresh
+// interval, recorded in the meta field r), and each dedupe bucket hash gets one when created.
+TEST_P(MessageQueueIntegrationTest, AppendSetsBackstopTtlsOncePerRefreshInterval) {
+  InboxLimits limits;
+  limits.retention = absl::Hours(1);
+  limits.dedupe_window = absl::Seconds(60);
+  StartReplica(limits);
+  ASSERT_TRUE(EnqueueOne(ToBob(1, "a")).has_accepted());
+  auto pttl = [&](const std::string& key) {
+    auto reply = probe_client_->Execute(redis::Command::Keyed({"PTTL", key}, 1));
+    EXPECT_TRUE(reply.ok());
+    return reply.ok() ? reply->integer() : -3;
+  };
+  const int64_t key_ttl = absl::ToInt64Milliseconds(absl::Hours(25));
+  for (const char* key : {"q:{bob:1}", "seq:{bob:1}", "qm:{bob:1}"}) {
+    EXPECT_GT(pttl(key), key_ttl - 60'000) << key;
+    EXPECT_LE(pttl(key), key_ttl) << key;
+  }
+  // The bucket in use is qd0 or qd1 (by the minute's parity): whichever exists has a TTL of at
+  // most three windows (-2 = does not exist).
+  int buckets = 0;
+  for (const char* key : {"qd0:{bob:1}", "qd1:{bob:1}"}) {
+    const int64_t ttl = pttl(key);
+    if (ttl == -2) continue;
+    ++buckets;
+    EXPECT_GT(ttl, 0) << key;
+    EXPECT_LE(ttl, 180'000) << key;
+  }
+  EXPECT_EQ(buckets, 1);
+  auto refreshed = [&] {
+    auto reply = probe_client_->Execute(redis::Command::Keyed({"HGET", "qm:{bob:1}", "r"}, 1));
+    EXPECT_TRUE(reply.ok());
+    return reply.ok() && reply->is_string() ? reply->str() : std::string();
+  };
+  const std::string r = refreshed();
+  EXPECT_FALSE(r.empty());
+  // A later append inside the interval leaves the stamp (and so the TTLs) alone.
+  ASSERT_TRUE(EnqueueOne(ToBob(2, "b")).has_accepted());
+  EXPECT_EQ(refreshed(), r);
+  // A key that lost its TTL gets it back once the interval is over (stamp moved back by 2 h).
+  ASSERT_TRUE(probe_client_->Execute(redis::Command::Keyed({"PERSIST", "q:{bob:1}"}, 1)).ok());
+  int64_t stamp = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(r, &stamp));
+  ASSERT_TRUE(probe_client_
+                  ->Execute(redis::Command::Keyed(
+                      {"HSET", "qm:{bob:1}", "r", absl::StrCat(stamp - 2 * 3'600'000)}, 1))
+                  .ok());
+  ASSERT_TRUE(EnqueueOne(ToBob(3, "c")).has_accepted());
+  EXPECT_GT(pttl("q:{bob:1}"), key_ttl - 60'000);
+  EXPECT_NE(refreshed(), absl::StrCat(stamp - 2 * 3'600'000));
+}
+
 TEST_P(MessageQueueIntegrationTest, ShortTtlExpiresOnlyThatEntry) {
   StartReplica();
   v1::Send story = ToBob(1, "story");
@@ -528,7 +664,9 @@ TEST_P(MessageQueueIntegrationTest, OutOfOrderIndividualAcksAreNeverAGap) {
   ASSERT_TRUE(keys.ok());
   std::set<std::string> names;
   for (const redis::RedisReply& k : keys->elements()) names.insert(k.str());
-  EXPECT_EQ(names, (std::set<std::string>{"acked", "bytes"}));
+  // (h: lower bound of the oldest entry's time, for the amortised trim; r: when the backstop
+  // TTLs were last pushed out.)
+  EXPECT_EQ(names, (std::set<std::string>{"acked", "bytes", "h", "r"}));
   auto floor = probe_client_->Execute(redis::Command::Keyed({"HGET", "qm:{bob:1}", "acked"}, 1));
   ASSERT_TRUE(floor.ok());
   EXPECT_EQ(floor->str(), "5");
@@ -714,7 +852,9 @@ TEST_P(MessageQueueIntegrationTest, RedisHoldsOnlyListedKeysAndSubmittedCipherte
           const bool one_by_one =
               f.str().size() > 1 && f.str()[0] == 'a' &&
               f.str().find_first_not_of("0123456789", 1) == std::string::npos;
-          EXPECT_TRUE(f.str() == "bytes" || f.str() == "acked" || f.str() == "ia" || one_by_one)
+          // h / r: the trim's head bound and the TTL refresh time (both milliseconds).
+          EXPECT_TRUE(f.str() == "bytes" || f.str() == "acked" || f.str() == "ia" ||
+                      f.str() == "h" || f.str() == "r" || one_by_one)
               << f.str();
         } else {  // dedupe bucket: "_b" or sender:device:message id
           EXPECT_TRUE(f.str() == "_b" || f.str().rfind("alice:1:", 0) == 0) << f.str();
