@@ -83,6 +83,10 @@ int main() {
       static_cast<int>(absl::ToInt64Milliseconds(settings.keepalive_timeout)));
   // (Clients' own pings between calls are accepted by every service: runtime::ServiceRunner.)
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // No HTTP/2 bandwidth-delay probes: device streams carry small frames, so the window never
+  // needs to grow, and each probe is a ping plus window updates on every busy connection —
+  // about a third of the gateway's syscalls per envelope in chat-1k (docs/PERFORMANCE.md).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
 
   runner.AddService(&service);
   runner.AddReadinessCheck("redis", [&] { return wiring::CheckRedis(**redis); });
