@@ -100,7 +100,9 @@ else
   pl alice link-approve "$code" || fail "alice could not approve the link"
   wait "$link_pid" || fail "the laptop did not finish linking: $(cat "$DEMO_DIR/link.out")"
   echo "$ALICE" >"$LAPTOP/user"
-  # The message-queue caches device lists for up to 1 s (PADLOCK_DEVICE_LIST_CACHE_TTL).
+  # The message-queue caches device lists for up to 1 s (PADLOCK_DEVICE_LIST_CACHE_TTL): bob's
+  # client still has alice's old list, and a send matching the cached old list would be accepted
+  # without the laptop (docs/MESSAGE_QUEUE.md).
   sleep 1.1
 fi
 pl alice devices

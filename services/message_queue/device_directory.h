@@ -29,6 +29,12 @@ class DeviceDirectory {
   // from the map. Unavailable when the directory cannot be reached in time.
   virtual absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> GetDeviceLists(
       absl::Span<const std::string> user_ids) = 0;
+  // The same, bypassing any cache (and refreshing it): the send check asks again before it
+  // reports a mismatch that a cached list could have caused, e.g. a device linked a moment ago.
+  virtual absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> GetFreshDeviceLists(
+      absl::Span<const std::string> user_ids) {
+    return GetDeviceLists(user_ids);
+  }
 };
 
 }  // namespace padlock::message_queue

@@ -79,6 +79,68 @@ void AddGapExcept(v1::ReadInboxResponse* response, uint64_t first, uint64_t last
   if (from <= last) AddGap(response, from, last);
 }
 
+// How one send compares with the device lists: the first unknown user (if any), whether the
+// sending device is on its account's list, and each user's missing, extra and stale devices.
+struct ListCheck {
+  std::string unknown;
+  bool sender_listed = false;
+  v1::Mismatch mismatch;
+};
+
+ListCheck CheckAgainstLists(const v1::Send& send,
+                            const absl::flat_hash_map<std::string, DeviceListInfo>& lists) {
+  const v1::OutgoingMessage& m = send.message();
+  const std::string& sender_user = send.sender().user_id();
+  // Addressed devices per user (the sender's account always takes part).
+  absl::flat_hash_map<std::string, absl::flat_hash_map<uint32_t, uint32_t>> addressed;
+  std::vector<std::string> order = {sender_user};
+  addressed[sender_user];
+  for (const v1::Recipient& r : m.recipients()) {
+    auto [it, inserted] = addressed.try_emplace(r.device().user_id());
+    if (inserted) order.push_back(r.device().user_id());
+    it->second[r.device().device_id()] = r.registration_id();
+  }
+  ListCheck check;
+  for (const std::string& user : order) {
+    auto list = lists.find(user);
+    if (list == lists.end()) {
+      check.unknown = user;
+      break;
+    }
+    const auto& sent = addressed[user];
+    v1::DeviceMismatch dm;
+    absl::flat_hash_set<uint32_t> listed;
+    for (const ListedDevice& d : list->second.devices) {
+      if (user == sender_user && d.device_id == send.sender().device_id()) {
+        check.sender_listed = true;
+        continue;
+      }
+      listed.insert(d.device_id);
+      auto s = sent.find(d.device_id);
+      if (s == sent.end()) {
+        dm.add_missing_device_ids(d.device_id);
+      } else if (s->second != d.registration_id) {
+        dm.add_stale_device_ids(d.device_id);
+      }
+    }
+    std::vector<uint32_t> extra;
+    for (const auto& [device, registration] : sent) {
+      if (!listed.contains(device)) extra.push_back(device);
+    }
+    std::sort(extra.begin(), extra.end());
+    for (uint32_t d : extra) dm.add_extra_device_ids(d);
+    std::sort(dm.mutable_missing_device_ids()->begin(), dm.mutable_missing_device_ids()->end());
+    std::sort(dm.mutable_stale_device_ids()->begin(), dm.mutable_stale_device_ids()->end());
+    if (dm.missing_device_ids_size() + dm.extra_device_ids_size() + dm.stale_device_ids_size() >
+        0) {
+      dm.set_user_id(user);
+      dm.set_device_list_version(list->second.version);
+      *check.mismatch.add_users() = std::move(dm);
+    }
+  }
+  return check;
+}
+
 }  // namespace
 
 int64_t SystemClock::NowMs() { return absl::ToUnixMillis(absl::Now()); }
@@ -242,6 +304,37 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     for (auto& [user, list] : *chunk) lists[user] = std::move(list);
   }
 
+  // 2b. A list that disagrees with a send may be a cached copy from before a link or an unlink
+  // (GrpcDeviceDirectory): ask again for those users, bypassing the cache, so that a send that
+  // matches the current list is never refused because of the cache.
+  std::vector<ListCheck> checks(n);
+  std::vector<std::string> doubtful;
+  absl::flat_hash_set<std::string> doubtful_set;
+  for (int i = 0; i < n; ++i) {
+    if (!pending[i]) continue;
+    ListCheck& check = checks[i] = CheckAgainstLists(request.sends(i), lists);
+    auto doubt = [&](const std::string& user) {
+      if (doubtful_set.insert(user).second) doubtful.push_back(user);
+    };
+    if (!check.unknown.empty()) doubt(check.unknown);
+    if (!check.sender_listed) doubt(request.sends(i).sender().user_id());
+    for (const v1::DeviceMismatch& dm : check.mismatch.users()) doubt(dm.user_id());
+  }
+  for (size_t start = 0; start < doubtful.size(); start += kChunk) {
+    const size_t len = std::min(kChunk, doubtful.size() - start);
+    const auto users_chunk = absl::MakeConstSpan(doubtful).subspan(start, len);
+    auto fresh = directory_->GetFreshDeviceLists(users_chunk);
+    if (!fresh.ok()) return fresh.status();
+    for (const std::string& user : users_chunk) {
+      auto it = fresh->find(user);
+      if (it == fresh->end()) {
+        lists.erase(user);
+      } else {
+        lists[user] = std::move(it->second);
+      }
+    }
+  }
+
   // 3. Compare each send with the lists; build the appends of the sends that match.
   const int64_t now_ms = clock_->NowMs();
   const uint64_t retention_s = static_cast<uint64_t>(absl::ToInt64Seconds(options_.retention));
@@ -252,70 +345,22 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     const v1::Send& send = request.sends(i);
     const v1::OutgoingMessage& m = send.message();
     const std::string& sender_user = send.sender().user_id();
-    // Addressed devices per user (the sender's account always takes part).
-    absl::flat_hash_map<std::string, absl::flat_hash_map<uint32_t, uint32_t>> addressed;
-    std::vector<std::string> order = {sender_user};
-    addressed[sender_user];
-    for (const v1::Recipient& r : m.recipients()) {
-      auto [it, inserted] = addressed.try_emplace(r.device().user_id());
-      if (inserted) order.push_back(r.device().user_id());
-      it->second[r.device().device_id()] = r.registration_id();
-    }
-    v1::Mismatch mismatch;
-    std::string unknown;
-    // The gateway authenticated the sender's token, but the device may have been unlinked since
-    // the token was issued: only a device on its account's current list may send.
-    bool sender_listed = false;
-    for (const std::string& user : order) {
-      auto list = lists.find(user);
-      if (list == lists.end()) {
-        unknown = user;
-        break;
-      }
-      const auto& sent = addressed[user];
-      v1::DeviceMismatch dm;
-      absl::flat_hash_set<uint32_t> listed;
-      for (const ListedDevice& d : list->second.devices) {
-        if (user == sender_user && d.device_id == send.sender().device_id()) {
-          sender_listed = true;
-          continue;
-        }
-        listed.insert(d.device_id);
-        auto s = sent.find(d.device_id);
-        if (s == sent.end()) {
-          dm.add_missing_device_ids(d.device_id);
-        } else if (s->second != d.registration_id) {
-          dm.add_stale_device_ids(d.device_id);
-        }
-      }
-      std::vector<uint32_t> extra;
-      for (const auto& [device, registration] : sent) {
-        if (!listed.contains(device)) extra.push_back(device);
-      }
-      std::sort(extra.begin(), extra.end());
-      for (uint32_t d : extra) dm.add_extra_device_ids(d);
-      std::sort(dm.mutable_missing_device_ids()->begin(), dm.mutable_missing_device_ids()->end());
-      std::sort(dm.mutable_stale_device_ids()->begin(), dm.mutable_stale_device_ids()->end());
-      if (dm.missing_device_ids_size() + dm.extra_device_ids_size() + dm.stale_device_ids_size() >
-          0) {
-        dm.set_user_id(user);
-        dm.set_device_list_version(list->second.version);
-        *mismatch.add_users() = std::move(dm);
-      }
-    }
-    if (!unknown.empty()) {
+    // (Compared again only when 2b replaced a list.)
+    ListCheck check =
+        doubtful.empty() ? std::move(checks[i]) : CheckAgainstLists(send, lists);
+    if (!check.unknown.empty()) {
       Refuse(response.mutable_outcomes(i), absl::StatusCode::kNotFound, "unknown_user",
-             absl::StrCat("unknown user ", unknown));
+             absl::StrCat("unknown user ", check.unknown));
       continue;
     }
-    if (!sender_listed) {
+    if (!check.sender_listed) {
       Refuse(response.mutable_outcomes(i), absl::StatusCode::kPermissionDenied, "sender_not_listed",
              absl::StrCat("sender device ", sender_user, ":", send.sender().device_id(),
                           " is not on its account's current device list (unlinked?)"));
       continue;
     }
-    if (mismatch.users_size() > 0) {
-      *response.mutable_outcomes(i)->mutable_mismatch() = std::move(mismatch);
+    if (check.mismatch.users_size() > 0) {
+      *response.mutable_outcomes(i)->mutable_mismatch() = std::move(check.mismatch);
       if (refused_ != nullptr) refused_->Add({{"reason", "mismatch"}}).Increment();
       continue;
     }

@@ -24,6 +24,16 @@ GrpcDeviceDirectory::GrpcDeviceDirectory(std::shared_ptr<grpc::ChannelInterface>
 
 absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>>
 GrpcDeviceDirectory::GetDeviceLists(absl::Span<const std::string> user_ids) {
+  return Fetch(user_ids, /*use_cache=*/true);
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>>
+GrpcDeviceDirectory::GetFreshDeviceLists(absl::Span<const std::string> user_ids) {
+  return Fetch(user_ids, /*use_cache=*/false);
+}
+
+absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> GrpcDeviceDirectory::Fetch(
+    absl::Span<const std::string> user_ids, bool use_cache) {
   absl::flat_hash_map<std::string, DeviceListInfo> out;
   std::vector<std::string> missing;
   const absl::Time now = absl::Now();
@@ -31,7 +41,7 @@ GrpcDeviceDirectory::GetDeviceLists(absl::Span<const std::string> user_ids) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const std::string& user : user_ids) {
       auto it = cache_.find(user);
-      if (cache_ttl_ > absl::ZeroDuration() && it != cache_.end() &&
+      if (use_cache && cache_ttl_ > absl::ZeroDuration() && it != cache_.end() &&
           now - it->second.fetched < cache_ttl_) {
         if (it->second.known) out[user] = it->second.list;
       } else {

@@ -2,10 +2,11 @@
 // DeviceDirectory over key-directory's GetDeviceLists (gRPC), with a short per-user TTL cache.
 //
 // Cache: a user's list is reused for `cache_ttl` after it was fetched (0 disables the cache).
-// Within that time a newly linked device may be missed (the send is accepted without it; the
-// sender learns of the device from the next check) and an unlinked one still accepted (its
-// inbox is purged by the unlink). The default TTL is short (1 s) for that reason; a cache keyed
-// by (user, version) would need the version from the caller, which EnqueueRequest lacks today.
+// A send that does not match a cached list is checked again against a fresh one
+// (GetFreshDeviceLists) before the mismatch is reported, so a device linked or unlinked a moment
+// ago never makes a correct send fail. What the cache can still let through within `cache_ttl`: a
+// send that matches the old list — it lacks a device linked a moment ago (the sender learns of the
+// device from its next check) or still addresses an unlinked one (whose inbox the unlink purges).
 
 #include <memory>
 #include <mutex>
@@ -29,8 +30,13 @@ class GrpcDeviceDirectory final : public DeviceDirectory {
   // without a call.
   absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> GetDeviceLists(
       absl::Span<const std::string> user_ids) override;
+  absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> GetFreshDeviceLists(
+      absl::Span<const std::string> user_ids) override;
 
  private:
+  absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> Fetch(
+      absl::Span<const std::string> user_ids, bool use_cache);
+
   struct Cached {
     absl::Time fetched;
     bool known = false;

@@ -14,8 +14,9 @@ namespace padlock::client::e2e {
 class StackEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    // The message-queue's device-list cache (1 s by default) may miss a device linked less than
-    // a TTL ago (docs/MESSAGE_QUEUE.md); the tests link and send at once, so it is off here.
+    // The message-queue's device-list cache (1 s by default) accepts, for up to a TTL, a send that
+    // matches a user's list from before a link (docs/MESSAGE_QUEUE.md); the tests link and send
+    // at once from clients that may hold the old list, so it is off here.
     testing::StackOptions options;
     options.service_env = {{"PADLOCK_DEVICE_LIST_CACHE_TTL", "0"}};
     absl::StatusOr<std::unique_ptr<testing::PadlockStack>> started =

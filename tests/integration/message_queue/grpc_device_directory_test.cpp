@@ -25,7 +25,7 @@ class FakeKeyDirectory final : public v1::KeyDirectory::Service {
       if (user != "bob") continue;
       v1::DeviceList* list = response->add_device_lists()->mutable_list();
       list->set_user_id("bob");
-      list->set_version(4);
+      list->set_version(version.load());
       for (uint32_t device : {1u, 3u}) {
         v1::DeviceListEntry* entry = list->add_devices();
         entry->set_device_id(device);
@@ -35,6 +35,7 @@ class FakeKeyDirectory final : public v1::KeyDirectory::Service {
     return grpc::Status::OK;
   }
   std::atomic<int> calls{0};
+  std::atomic<uint64_t> version{4};
 };
 
 class GrpcDeviceDirectoryTest : public ::testing::Test {
@@ -82,6 +83,22 @@ TEST_F(GrpcDeviceDirectoryTest, CacheServesKnownAndUnknownUsersWithinTtl) {
   EXPECT_EQ(again->size(), 1u);
   EXPECT_EQ(again->at("bob").devices.size(), 2u);
   EXPECT_EQ(service_.calls.load(), 1);
+}
+
+TEST_F(GrpcDeviceDirectoryTest, FreshFetchBypassesTheCacheAndRefreshesIt) {
+  GrpcDeviceDirectory directory(channel_, absl::Seconds(5), absl::Minutes(1));
+  std::vector<std::string> users = {"bob"};
+  ASSERT_EQ(directory.GetDeviceLists(users)->at("bob").version, 4u);
+  service_.version = 5;  // bob linked a device: the cached list is now out of date
+  EXPECT_EQ(directory.GetDeviceLists(users)->at("bob").version, 4u);
+  EXPECT_EQ(service_.calls.load(), 1);
+  auto fresh = directory.GetFreshDeviceLists(users);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->at("bob").version, 5u);
+  EXPECT_EQ(service_.calls.load(), 2);
+  // The fresh answer replaced the cached one.
+  EXPECT_EQ(directory.GetDeviceLists(users)->at("bob").version, 5u);
+  EXPECT_EQ(service_.calls.load(), 2);
 }
 
 TEST_F(GrpcDeviceDirectoryTest, UnreachableKeyDirectoryIsUnavailable) {

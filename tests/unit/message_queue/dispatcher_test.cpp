@@ -211,6 +211,49 @@ TEST_F(DispatcherTest, SenderNotListedWinsOverMismatchOfItsOwnAccount) {
   EXPECT_TRUE(store_.published().empty());
 }
 
+TEST_F(DispatcherTest, CachedListFromBeforeALinkIsCheckedAgainBeforeAMismatch) {
+  // bob linked device 3 a moment ago: the directory's cache still says {1}, the current list is
+  // {1, 3}. A send addressed to the current list is accepted, after one fresh look-up.
+  directory_.SetCached("bob", 6, {{1, 201}});
+  v1::SendOutcome outcome = EnqueueOne(GoodSend());
+  ASSERT_TRUE(outcome.has_accepted()) << outcome.DebugString();
+  EXPECT_EQ(directory_.fresh_calls(), 1);
+  EXPECT_EQ(store_.published().size(), 3u);
+  // The cache is fresh now: the next send needs no second look-up.
+  ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'n'))).has_accepted());
+  EXPECT_EQ(directory_.fresh_calls(), 1);
+}
+
+TEST_F(DispatcherTest, CachedUnknownUserAndStaleSenderListAreCheckedAgain) {
+  // bob registered and alice linked device 1 after the cache saw them.
+  directory_.SetCached("bob", 0, {});
+  directory_.SetCached("alice", 2, {{2, 102}});
+  v1::SendOutcome outcome = EnqueueOne(GoodSend());
+  ASSERT_TRUE(outcome.has_accepted()) << outcome.DebugString();
+  EXPECT_EQ(directory_.fresh_calls(), 1);
+}
+
+TEST_F(DispatcherTest, AMismatchThatTheFreshListConfirmsIsReported) {
+  // The send misses bob:3 on the current list: refused with the mismatch, after one fresh look-up
+  // (of bob only), and nothing stored.
+  v1::Send send = GoodSend();
+  send.mutable_message()->mutable_recipients()->DeleteSubrange(1, 1);
+  v1::SendOutcome outcome = EnqueueOne(send);
+  ASSERT_TRUE(outcome.has_mismatch()) << outcome.DebugString();
+  ASSERT_EQ(outcome.mismatch().users_size(), 1);
+  EXPECT_EQ(outcome.mismatch().users(0).user_id(), "bob");
+  EXPECT_THAT(outcome.mismatch().users(0).missing_device_ids(), ElementsAre(3u));
+  EXPECT_EQ(outcome.mismatch().users(0).device_list_version(), 7u);
+  EXPECT_EQ(directory_.fresh_calls(), 1);
+  EXPECT_TRUE(store_.published().empty());
+}
+
+TEST_F(DispatcherTest, AMatchingSendNeedsNoFreshLookUp) {
+  ASSERT_TRUE(EnqueueOne(GoodSend()).has_accepted());
+  EXPECT_EQ(directory_.calls(), 1);
+  EXPECT_EQ(directory_.fresh_calls(), 0);
+}
+
 TEST_F(DispatcherTest, InvalidSendIsRefusedAloneAndTheRestOfTheBatchAccepted) {
   v1::EnqueueRequest request;
   v1::Send bad_id = GoodSend("short");
