@@ -3,11 +3,31 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "clients/sdk/identity.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "services/common/statement/signature.h"
 #include "services/common/statement/signed_statement.h"
 
 namespace padlock::client {
+
+absl::StatusOr<std::string> EncodeDeviceListStatement(const padlock::v1::DeviceList& list) {
+  std::vector<statement::DeviceListEntry> entries;
+  entries.reserve(list.devices_size());
+  for (const padlock::v1::DeviceListEntry& e : list.devices()) {
+    entries.push_back({e.device_id(), e.identity_key(), e.registration_id()});
+  }
+  return statement::EncodeDeviceList(list.user_id(), list.version(), entries);
+}
+
+absl::Status SignDeviceList(SignalContext& context, std::string_view private_key,
+                            padlock::v1::SignedDeviceList& signed_list) {
+  absl::StatusOr<std::string> encoded = EncodeDeviceListStatement(signed_list.list());
+  if (!encoded.ok()) return encoded.status();
+  absl::StatusOr<std::string> signature = Sign(context, private_key, *encoded);
+  if (!signature.ok()) return signature.status();
+  signed_list.set_signature(*std::move(signature));
+  return absl::OkStatus();
+}
 
 const padlock::v1::DeviceListEntry* FindDevice(const padlock::v1::DeviceList& list,
                                                uint32_t device_id) {
@@ -30,12 +50,7 @@ absl::Status VerifyDeviceList(const std::string& user_id,
   if (primary == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("device list of ", user_id, " has no device 1"));
   }
-  std::vector<statement::DeviceListEntry> entries;
-  for (const padlock::v1::DeviceListEntry& e : list.devices()) {
-    entries.push_back({e.device_id(), e.identity_key(), e.registration_id()});
-  }
-  absl::StatusOr<std::string> encoded =
-      statement::EncodeDeviceList(list.user_id(), list.version(), entries);
+  absl::StatusOr<std::string> encoded = EncodeDeviceListStatement(list);
   if (!encoded.ok()) return encoded.status();
   if (!statement::VerifySignature(primary->identity_key(), *encoded, signed_list.signature())) {
     return absl::DataLossError(

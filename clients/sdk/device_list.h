@@ -10,6 +10,8 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "clients/sdk/crypto_provider.h"
 #include "padlock/v1/common.pb.h"
 
 namespace padlock::client {
@@ -29,6 +31,15 @@ absl::Status VerifyDeviceList(const std::string& user_id,
                               const padlock::v1::SignedDeviceList& signed_list,
                               const std::optional<std::string>& trusted_primary_key,
                               const std::optional<padlock::v1::SignedDeviceList>& highest_seen);
+
+// The padlock-device-list-v1 statement of `list` (the bytes its primary signs).
+// InvalidArgument when its devices are not in strictly ascending order.
+absl::StatusOr<std::string> EncodeDeviceListStatement(const padlock::v1::DeviceList& list);
+
+// Signs `signed_list.list()` as it stands with `private_key` (the primary's identity key) and sets
+// `signed_list.signature`.
+absl::Status SignDeviceList(SignalContext& context, std::string_view private_key,
+                            padlock::v1::SignedDeviceList& signed_list);
 
 // The entry of `device_id`, or nullptr.
 const padlock::v1::DeviceListEntry* FindDevice(const padlock::v1::DeviceList& list,

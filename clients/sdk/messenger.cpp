@@ -263,12 +263,7 @@ absl::Status Messenger::Register(const std::string& user_id, const std::string& 
   entry->set_device_id(1);
   entry->set_identity_key(identity.public_key);
   entry->set_registration_id(registration_id);
-  absl::StatusOr<std::string> encoded = statement::EncodeDeviceList(
-      user_id, 1, {statement::DeviceListEntry{1, identity.public_key, registration_id}});
-  if (!encoded.ok()) return encoded.status();
-  absl::StatusOr<std::string> list_signature = Sign(*context_, identity.private_key, *encoded);
-  if (!list_signature.ok()) return list_signature.status();
-  list->set_signature(*list_signature);
+  if (absl::Status s = SignDeviceList(*context_, identity.private_key, *list); !s.ok()) return s;
   absl::StatusOr<std::string> registration_signature =
       Sign(*context_, identity.private_key,
            statement::EncodeRegistration(user_id, 1, identity.public_key, registration_id,
@@ -1187,7 +1182,6 @@ absl::StatusOr<std::unique_ptr<Messenger>> Messenger::ChangeIdentity(MessengerOp
   padlock::v1::SignedDeviceList list;
   list.mutable_list()->set_user_id(account_->user_id);
   list.mutable_list()->set_version(current->list().version() + 1);
-  std::vector<statement::DeviceListEntry> entries;
   for (const padlock::v1::DeviceListEntry& e : current->list().devices()) {
     padlock::v1::DeviceListEntry* added = list.mutable_list()->add_devices();
     *added = e;
@@ -1195,14 +1189,10 @@ absl::StatusOr<std::unique_ptr<Messenger>> Messenger::ChangeIdentity(MessengerOp
       added->set_identity_key(identity->public_key);
       added->set_registration_id(*registration_id);
     }
-    entries.push_back({added->device_id(), added->identity_key(), added->registration_id()});
   }
-  absl::StatusOr<std::string> encoded =
-      statement::EncodeDeviceList(account_->user_id, list.list().version(), entries);
-  if (!encoded.ok()) return encoded.status();
-  absl::StatusOr<std::string> list_signature = Sign(*n.context_, identity->private_key, *encoded);
-  if (!list_signature.ok()) return list_signature.status();
-  list.set_signature(*list_signature);
+  if (absl::Status s = SignDeviceList(*n.context_, identity->private_key, list); !s.ok()) {
+    return s;
+  }
   absl::StatusOr<std::string> change_signature =
       Sign(*context_, old_identity->private_key,
            statement::EncodeIdentityChange(account_->user_id, 1, old_identity->public_key,

@@ -36,20 +36,13 @@ absl::Status Messenger::UnlinkDevice(uint32_t device_id) {
   padlock::v1::SignedDeviceList next;
   next.mutable_list()->set_user_id(account_->user_id);
   next.mutable_list()->set_version(current->list().version() + 1);
-  std::vector<statement::DeviceListEntry> entries;
   for (const padlock::v1::DeviceListEntry& e : current->list().devices()) {
     if (e.device_id() == device_id) continue;
     *next.mutable_list()->add_devices() = e;
-    entries.push_back({e.device_id(), e.identity_key(), e.registration_id()});
   }
-  absl::StatusOr<std::string> encoded =
-      statement::EncodeDeviceList(account_->user_id, next.list().version(), entries);
-  if (!encoded.ok()) return encoded.status();
   absl::StatusOr<IdentityKeyPair> identity = store_->LoadLocalIdentity();
   if (!identity.ok()) return identity.status();
-  absl::StatusOr<std::string> signature = Sign(*context_, identity->private_key, *encoded);
-  if (!signature.ok()) return signature.status();
-  next.set_signature(*signature);
+  if (absl::Status s = SignDeviceList(*context_, identity->private_key, next); !s.ok()) return s;
 
   padlock::v1::GatewayPublishDeviceListRequest request;
   *request.mutable_device_list() = next;

@@ -167,24 +167,16 @@ absl::StatusOr<uint32_t> Messenger::ApproveLink(const std::string& code) {
   padlock::v1::SignedDeviceList next;
   next.mutable_list()->set_user_id(account_->user_id);
   next.mutable_list()->set_version(current->list().version() + 1);
-  std::vector<statement::DeviceListEntry> entries;
   for (const padlock::v1::DeviceListEntry& e : current->list().devices()) {
     *next.mutable_list()->add_devices() = e;
-    entries.push_back({e.device_id(), e.identity_key(), e.registration_id()});
   }
   padlock::v1::DeviceListEntry* added = next.mutable_list()->add_devices();
   added->set_device_id(next_id);
   added->set_identity_key(link->identity_key);
   added->set_registration_id(link->registration_id);
-  entries.push_back({next_id, link->identity_key, link->registration_id});
-  absl::StatusOr<std::string> encoded =
-      statement::EncodeDeviceList(account_->user_id, next.list().version(), entries);
-  if (!encoded.ok()) return encoded.status();
   absl::StatusOr<IdentityKeyPair> identity = store_->LoadLocalIdentity();
   if (!identity.ok()) return identity.status();
-  absl::StatusOr<std::string> signature = Sign(*context_, identity->private_key, *encoded);
-  if (!signature.ok()) return signature.status();
-  next.set_signature(*signature);
+  if (absl::Status s = SignDeviceList(*context_, identity->private_key, next); !s.ok()) return s;
 
   padlock::v1::GatewayPublishDeviceListRequest request;
   *request.mutable_device_list() = next;
