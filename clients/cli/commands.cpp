@@ -340,6 +340,16 @@ int CmdSend(Context& c) {
   // Encrypted and queued first (durable outbox); then sent.
   absl::StatusOr<std::string> queued = (*m)->ComposeText(peer, text);
   if (!queued.ok()) return Fail(c, queued.status(), "send");
+  // A changed security code holds the message (queued, encrypted to nobody) until the user
+  // accepts the new keys: say so instead of waiting for a send that cannot happen.
+  auto held = [&] {
+    c.err << "padlock send: the security code with " << peer
+          << " changed; the message is queued and held. Compare `padlock safety-number " << peer
+          << "` with " << peer << " in person, then run `padlock accept-identity " << peer
+          << "` to send it.\n";
+    return kExitFailure;
+  };
+  if ((*m)->IdentityHeld(peer)) return held();
   absl::Status connected = ConnectWithUpkeep(c, **m, timeout);
   if (!connected.ok()) {
     const int code = Fail(c, connected, "send");
@@ -348,6 +358,7 @@ int CmdSend(Context& c) {
     return code;
   }
   absl::StatusOr<std::string> id = (*m)->AwaitSent(*queued, timeout);
+  if (!id.ok() && (*m)->IdentityHeld(peer)) return held();  // found out from the server's answer
   if (!id.ok()) return Fail(c, id.status(), "send");
   if (c.args.json) {
     c.out << JsonLine().Str("sent", text).Str("to", peer).Str("message_id", Hex(*id)).str()
@@ -625,12 +636,33 @@ int CmdAcceptIdentity(Context& c) {
     c.err << "usage: padlock accept-identity USER\n";
     return kExitUsage;
   }
-  auto m = OpenMessenger(c.args, true);
+  const std::string& peer = c.args.positional[0];
+  // Receiving off: envelopes (held ones included) stay in the inbox for `listen`.
+  auto m = OpenMessenger(c.args, false);
   if (!m.ok()) return Fail(c, m.status(), "accept-identity");
-  if (absl::Status s = (*m)->AcceptIdentity(c.args.positional[0]); !s.ok()) {
+  if (absl::Status s = (*m)->AcceptIdentity(peer); !s.ok()) {
     return Fail(c, s, "accept-identity");
   }
-  c.out << "now trusting the current keys of " << c.args.positional[0] << "\n";
+  c.out << "now trusting the current keys of " << peer << "\n";
+  // The messages that were held go out now (re-encrypted for the changed devices only).
+  absl::StatusOr<size_t> queued = (*m)->OutboxSize();
+  if (!queued.ok() || *queued == 0) return kExitOk;
+  const absl::Duration timeout = FlagSeconds(c.args, "timeout", absl::Seconds(15));
+  if (absl::Status s = ConnectWithUpkeep(c, **m, timeout); s.ok()) {
+    (void)(*m)->FlushOutbox();
+    for (const absl::Time deadline = absl::Now() + timeout; absl::Now() < deadline;) {
+      absl::StatusOr<size_t> left = (*m)->OutboxSize();
+      if (!left.ok() || *left == 0) break;
+      (*m)->Pump(absl::Milliseconds(200));
+    }
+  }
+  absl::StatusOr<size_t> left = (*m)->OutboxSize();
+  if (left.ok() && *left > 0) {
+    c.err << "(" << *left << " queued message(s) not sent yet; they go out with the next padlock "
+             "command that connects)\n";
+  } else {
+    c.out << "sent " << *queued << " queued message(s)\n";
+  }
   return kExitOk;
 }
 
@@ -905,7 +937,8 @@ commands:
   story post --to USER[,USER...] TEXT... [--ttl S]
                                    a story only those users see, gone after 24 h (or S s)
   story list                       stories not yet expired (received ones come with listen)
-  accept-identity USER             trust USER's new keys after a "security code changed"
+  accept-identity USER             trust USER's new keys after a "security code changed", and
+                                   send the messages that were held for USER
   status                           account, gateway reachability, outbox, prekeys
   delete-account --yes yes         delete the account on the server and this folder's database
   help, --help                     this text

@@ -511,6 +511,19 @@ absl::StatusOr<std::string> Messenger::AwaitSent(const std::string& id, absl::Du
   absl::Status outcome = absl::DeadlineExceededError(
       "not yet accepted by the server; it stays queued and is sent on the next connection");
   Pump(timeout, [&](const MessengerEvent& e) {
+    if (e.kind == MessengerEvent::Kind::kIdentityChanged) {
+      // Held until the user accepts: no point waiting for the server.
+      absl::StatusOr<std::vector<OutboxEntry>> outbox = store_->ListOutbox();
+      if (!outbox.ok()) return false;
+      for (const OutboxEntry& entry : *outbox) {
+        if (entry.message_id == id && EntryHeld(entry)) {
+          outcome = absl::FailedPreconditionError(
+              absl::StrCat("held until the new identity is accepted: ", e.detail));
+          return true;
+        }
+      }
+      return false;
+    }
     if (e.message_id != id) return false;
     if (e.kind == MessengerEvent::Kind::kSent) {
       outcome = absl::OkStatus();

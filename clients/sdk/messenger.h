@@ -195,7 +195,9 @@ class Messenger {
   absl::StatusOr<std::string> SendText(const std::string& peer, const std::string& text,
                                        absl::Duration timeout);
   // Flushes the outbox and pumps until queued message `id` is accepted (returns it) or refused
-  // (FailedPrecondition), or `timeout` passes (DeadlineExceeded: it stays queued).
+  // (FailedPrecondition), or held because a recipient's identity changed (FailedPrecondition
+  // "held until the new identity is accepted"; it stays queued), or `timeout` passes
+  // (DeadlineExceeded: it stays queued).
   absl::StatusOr<std::string> AwaitSent(const std::string& id, absl::Duration timeout);
   // Sends every queued entry that is not already waiting for its result on this connection.
   // A no-op while disconnected (the entries go out after the next `connected`).

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "clients/sdk/messenger.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/clients/e2e_stack.h"
 #include "tests/harness/harness.h"
@@ -105,6 +106,46 @@ TEST_F(CliE2eTest, RegisterSendListenHistory) {
   r = Run(alice, {"status"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(Contains(r.output, "reachable, logged in")) << r.output;
+}
+
+TEST_F(CliE2eTest, ChangedSecurityCodeHoldsTheSendUntilAccepted) {
+  const std::string alice = UniqueUser("cli-alice");
+  const std::string bob = UniqueUser("cli-bob");
+  ASSERT_EQ(Run(alice, {"register", alice}).exit_code, 0);
+  ASSERT_EQ(Run(bob, {"register", bob}).exit_code, 0);
+  ASSERT_EQ(Run(alice, {"send", bob, "before"}).exit_code, 0);
+  ASSERT_EQ(Run(bob, {"listen", "--count", "1", "--timeout", "30"}).exit_code, 0);
+
+  // Bob reinstalls: a new identity key for his primary, in a new folder (SDK; the CLI has no
+  // command for it).
+  {
+    MessengerOptions old_install;
+    old_install.home = dir_.path() + "/" + bob;
+    old_install.gateway.target = SharedStack()->gateway_target();
+    absl::StatusOr<std::unique_ptr<Messenger>> opened = Messenger::Open(old_install);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    MessengerOptions fresh = old_install;
+    fresh.home = dir_.path() + "/" + bob + "-new";
+    absl::StatusOr<std::unique_ptr<Messenger>> changed = (*opened)->ChangeIdentity(fresh);
+    ASSERT_TRUE(changed.ok()) << changed.status();
+  }
+
+  // Alice's send is held, with what to do; nothing reaches bob's new install.
+  Result r = Run(alice, {"send", bob, "held until accepted"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_TRUE(Contains(r.output, "security code with " + bob + " changed")) << r.output;
+  EXPECT_TRUE(Contains(r.output, "padlock accept-identity " + bob)) << r.output;
+  r = Run(bob + "-new", {"--json", "listen", "--timeout", "2"});
+  EXPECT_FALSE(Contains(r.output, "held until accepted")) << r.output;
+
+  // Accepting sends what was held; bob's new install reads it.
+  r = Run(alice, {"accept-identity", bob});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(Contains(r.output, "now trusting the current keys of " + bob)) << r.output;
+  EXPECT_TRUE(Contains(r.output, "sent 1 queued message(s)")) << r.output;
+  r = Run(bob + "-new", {"--json", "listen", "--count", "1", "--timeout", "30"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(Contains(r.output, "\"text\":\"held until accepted\"")) << r.output;
 }
 
 TEST_F(CliE2eTest, ClearErrorsAndExitCodes) {
