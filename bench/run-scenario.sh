@@ -13,6 +13,8 @@
 #   group-256    one sender, one shared payload to 256 devices per send, 4 sends in flight
 #   backlog      100 000 envelopes queued to an offline device, then its drain
 #   idle-conns   15 000 authenticated idle streams; gateway RSS per connection
+#   claims       bundle claims through the gateway: 16 claimers, 2 000 devices with 50 one-time
+#                prekeys each (every claim must return a bundle whose signed prekey verifies)
 #   smoke        20 devices for 3 s (checks the pipeline end to end)
 #
 # What it does: starts the local stack with `scripts/padlock up` (which builds) and the gateway's
@@ -22,7 +24,14 @@
 # started it.
 #
 # Environment: RUNS (default 3), PADLOCK_BUILD_DIR (default ./build), KEEP_STACK=1 (leave the
-# stack running), RESULTS_DIR (default bench/results), and whatever scripts/padlock reads.
+# stack running), RESULTS_DIR (default bench/results), TLS=1 (the scenario over TLS: see below),
+# and whatever scripts/padlock reads.
+#
+# TLS=1: the local stack serves plaintext, so the script starts a second gateway on 127.0.0.1:7401
+# (metrics 9401) with PADLOCK_TLS=on, a self-signed ECDSA P-256 certificate for
+# "padlock-gateway" (made once under $PADLOCK_STATE_DIR/tls) and otherwise the running gateway's
+# environment, sharing the stack's internal services; the generator connects to it over TLS and
+# measures it as "gateway". Results are named <scenario>-tls. The TLS gateway is stopped at the end.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,8 +58,12 @@ case "$SCENARIO" in
   group-256)  FLAGS=(--scenario=group --devices=257 --window=4 --warmup=5 --duration=15) ;;
   backlog)    FLAGS=(--scenario=backlog --backlog=100000 --window=64) ;;
   idle-conns) FLAGS=(--scenario=idle-conns --devices=15000 --idle-hold=10) ;;
+  # 2 000 targets keep every device under the key-directory's default claim limits (60 per target
+  # and 120 per requester in a burst) and its 50 one-time prekeys for ~13 s at 5 000 claims/s.
+  claims)     FLAGS=(--scenario=claims --devices=2000 --window=16 --prekeys=50 --warmup=3
+                     --duration=10) ;;
   smoke)      FLAGS=(--scenario=chat --devices=20 --window=1 --warmup=1 --duration=3) ;;
-  *) die "unknown scenario '$SCENARIO' (chat-1k chat-100 chat-10k open-10k open-1k group-256 backlog idle-conns smoke)" ;;
+  *) die "unknown scenario '$SCENARIO' (chat-1k chat-100 chat-10k open-10k open-1k group-256 backlog idle-conns claims smoke)" ;;
 esac
 FLAGS+=("$@")
 
@@ -96,6 +109,46 @@ elif ! tr '\0' '\n' <"/proc/$gateway_pid/environ" | grep -qx 'PADLOCK_RATE_LIMIT
   "$HEALTHCHECK" --addr=127.0.0.1:7400 >/dev/null || die "the gateway did not come back"
 fi
 
+# ----- TLS=1: a second gateway serving TLS on 7401 -----
+tls_gateway_pid=""
+stop_tls_gateway() {
+  if [ -n "$tls_gateway_pid" ]; then
+    kill -TERM "$tls_gateway_pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$tls_gateway_pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+}
+trap 'stop_tls_gateway; stop_stack' EXIT
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+if [ "${TLS:-0}" = 1 ]; then
+  tls_dir="$STATE_DIR/tls"
+  mkdir -p "$tls_dir"
+  if [ ! -s "$tls_dir/cert.pem" ]; then
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+      -subj /CN=padlock-gateway -addext subjectAltName=DNS:padlock-gateway \
+      -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" 2>/dev/null \
+      || die "openssl could not make the test certificate"
+  fi
+  port_open 7401 && die "something already listens on 127.0.0.1:7401 (a TLS gateway left over?)"
+  gateway_pid="$(cat "$STATE_DIR/run/gateway.pid" 2>/dev/null || true)"
+  [ -n "$gateway_pid" ] && kill -0 "$gateway_pid" 2>/dev/null \
+    || die "TLS=1 needs the running gateway's environment ($STATE_DIR/run/gateway.pid)"
+  mapfile -t tls_env < <(tr '\0' '\n' <"/proc/$gateway_pid/environ" \
+    | grep -v -E '^PADLOCK_(TLS|TLS_CERT|TLS_KEY|GRPC_PORT|METRICS_PORT|GATEWAY_ID)=')
+  env -i "${tls_env[@]}" PADLOCK_TLS=on PADLOCK_TLS_CERT="$tls_dir/cert.pem" \
+    PADLOCK_TLS_KEY="$tls_dir/key.pem" PADLOCK_GRPC_PORT=7401 PADLOCK_METRICS_PORT=9401 \
+    PADLOCK_GATEWAY_ID=local-gateway-tls \
+    setsid "$BUILD_DIR/services/gateway/padlock-gateway" >>"$STATE_DIR/logs/gateway-tls.log" 2>&1 \
+    </dev/null &
+  tls_gateway_pid=$!
+  for _ in $(seq 300); do port_open 7401 && break; sleep 0.1; done
+  port_open 7401 || die "the TLS gateway did not start (see $STATE_DIR/logs/gateway-tls.log)"
+  log "TLS gateway (pid $tls_gateway_pid) on 127.0.0.1:7401"
+  FLAGS+=(--target=127.0.0.1:7401 "--tls-ca=$tls_dir/cert.pem" --tls-server-name=padlock-gateway
+          "--watch=gateway:7401,presence:7410,message-queue:7420,key-directory:7430,redis:7379,\
+postgres:7432:tree")
+  SCENARIO="$SCENARIO-tls"
+fi
+
 [ -x "$LOADGEN" ] || cmake --build "$BUILD_DIR" --target padlock-loadgen -j 2 >&2
 [ -x "$LOADGEN" ] || die "$LOADGEN not built"
 
@@ -126,7 +179,7 @@ done
 
 # ----- the report -----
 python3 - "$base" "$RUNS" "$SCENARIO" "$commit" "$machine" "$build_type" \
-  "bench/run-scenario.sh $SCENARIO $*" "${loads[*]}" <<'EOF'
+  "$([ "${TLS:-0}" = 1 ] && echo 'TLS=1 ')bench/run-scenario.sh ${SCENARIO%-tls} $*" "${loads[*]}" <<'EOF'
 import json, statistics, sys
 base, runs, scenario, commit, machine, build_type, command, loads = sys.argv[1:9]
 reports = [json.load(open(f"{base}.run{i}.json")) for i in range(1, int(runs) + 1)]
@@ -146,6 +199,7 @@ lines = [f"# {scenario}", "",
          f"- loadgen: `{reports[0]['command']}`", f"- runs: {runs} (medians below)",
          f"- load average (1/5/15 min) before each run: {loads}", ""]
 idle = scenario.startswith("idle")
+unit = "claims" if scenario.startswith("claims") else "envelopes"
 if idle:
     lines += ["| run | streams | gateway RSS before KiB | after KiB | KiB per connection |",
               "| --- | --- | --- | --- | --- |"]
@@ -170,6 +224,9 @@ else:
     if scenario == "backlog":
         lines += ["", f"Backlog drain (median): {med('backlog_drain_per_second'):.0f} envelopes/s "
                       f"({med('backlog_drain_seconds'):.2f} s for {reports[0]['backlog_messages']})."]
+if unit == "claims":
+    lines += ["", "delivered/s here is claims answered per second (each with a verified bundle); "
+                  "µs/env is µs per claim."]
 lines += ["", "Per process (medians): CPU in the measured window, per delivered envelope, peak RSS.", "",
           "| process | CPU % of a core | µs per envelope | peak RSS MiB |", "| --- | --- | --- | --- |"]
 for n in names:

@@ -174,4 +174,35 @@ absl::Status LogIn(const AccountOptions& options, std::vector<DeviceAccount>& ac
   });
 }
 
+absl::Status PublishOneTimePreKeys(const AccountOptions& options,
+                                   const std::vector<DeviceAccount>& accounts, int count) {
+  if (count <= 0) return absl::OkStatus();
+  std::vector<std::unique_ptr<v1::Gateway::Stub>> stubs;
+  for (int i = 0; i < std::max(1, options.threads); ++i) {
+    stubs.push_back(v1::Gateway::NewStub(DedicatedChannel(options.target, options.credentials,
+                                                          -2000 - i, options.tls_server_name)));
+  }
+  std::atomic<int> stub_index{0};
+  return ParallelFor(static_cast<int>(accounts.size()), options.threads,
+                     [&](int i, client::SignalContext& signal) -> absl::Status {
+    const DeviceAccount& a = accounts[static_cast<size_t>(i)];
+    absl::StatusOr<std::vector<client::PreKey>> keys =
+        client::GeneratePreKeys(signal, /*start=*/1, static_cast<uint32_t>(count));
+    if (!keys.ok()) return keys.status();
+    v1::GatewayPublishPreKeysRequest request;
+    for (const client::PreKey& key : *keys) {
+      v1::OneTimePreKey* k = request.add_one_time_prekeys();
+      k->set_key_id(key.id);
+      k->set_public_key(key.public_key);
+    }
+    v1::PublishPreKeysResponse response;
+    grpc::ClientContext context;
+    SetDeadline(context, options.deadline_ms);
+    context.AddMetadata("authorization", "Bearer " + a.token);
+    auto& stub = stubs[static_cast<size_t>(stub_index++) % stubs.size()];
+    return FromGrpc(stub->PublishPreKeys(&context, request, &response),
+                    absl::StrCat("publish prekeys ", a.user_id));
+  });
+}
+
 }  // namespace padlock::loadgen

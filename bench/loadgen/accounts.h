@@ -2,8 +2,8 @@
 // Accounts for the load generator: N users with one device each, registered through the real
 // gateway with real libsignal keys (a fresh identity key, a signed prekey, a signed version-1
 // device list and the registration signature: exactly what a client sends), then logged in by
-// signing the gateway's challenge (padlock-login-v1). One-time prekeys are not uploaded: the
-// benchmark never claims bundles, and X3DH works without them.
+// signing the gateway's challenge (padlock-login-v1). One-time prekeys are uploaded only for the
+// claims scenario (PublishOneTimePreKeys); the message scenarios never claim bundles.
 
 #include <grpcpp/grpcpp.h>
 
@@ -47,6 +47,12 @@ absl::StatusOr<std::vector<DeviceAccount>> RegisterAccounts(const AccountOptions
 
 // Logs every account in (GetChallenge, sign, Login) and stores the token in it.
 absl::Status LogIn(const AccountOptions& options, std::vector<DeviceAccount>& accounts);
+
+// Uploads `count` (≤ 100) fresh one-time prekeys for every logged-in account through
+// Gateway.PublishPreKeys, so that claims take the same path as a real first contact (one
+// one-time prekey handed out and deleted per claim). Errors: the first failed upload's status.
+absl::Status PublishOneTimePreKeys(const AccountOptions& options,
+                                   const std::vector<DeviceAccount>& accounts, int count);
 
 // A channel to `target` with its own TCP connection: a local subchannel pool plus a unique
 // channel argument, so gRPC never shares one socket between two channels of this process.

@@ -20,6 +20,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/loadgen/device_stream.h"
+#include "services/common/statement/signature.h"
 
 namespace padlock::loadgen {
 namespace {
@@ -98,6 +99,7 @@ class Runner {
   void RunGroup();
   absl::Status RunBacklog();
   absl::Status RunIdle();
+  void RunClaims();
   uint32_t RandomOther(uint32_t self);
 
   const Options& options_;
@@ -150,6 +152,14 @@ absl::Status Runner::Setup(int count) {
   const uint64_t t2 = NowNanos();
   progress_("logged in %d devices in %.2fs, %.0f/s", count, Seconds(t2 - t1),
             count / std::max(1e-9, Seconds(t2 - t1)));
+  if (options_.scenario == "claims") {
+    if (absl::Status s = PublishOneTimePreKeys(account_options, *accounts, options_.prekeys);
+        !s.ok()) {
+      return s;
+    }
+    progress_("uploaded %d one-time prekeys for each of %d devices in %.2fs", options_.prekeys,
+              count, Seconds(NowNanos() - t2));
+  }
   run_.ack_every = std::max(1, options_.ack_every);
   run_.payload_bytes = static_cast<size_t>(std::max<int>(options_.payload_bytes,
                                                          static_cast<int>(kPayloadHeader)));
@@ -475,9 +485,99 @@ absl::Status Runner::RunIdle() {
   return absl::OkStatus();
 }
 
+// Why `response` is not the bundle of `target` as it registered (empty when it is).
+std::string BundleDefect(const v1::ClaimBundlesResponse& response, const DeviceAccount& target) {
+  if (response.bundles_size() != 1) {
+    return absl::StrCat(response.bundles_size(), " bundles for one device");
+  }
+  const v1::PreKeyBundle& b = response.bundles(0);
+  if (b.device().user_id() != target.user_id || b.device().device_id() != target.device_id) {
+    return absl::StrCat("bundle of ", b.device().user_id(), "/", b.device().device_id());
+  }
+  if (b.registration_id() != target.registration_id) return "registration id differs";
+  if (b.identity_key() != target.identity_public) return "identity key differs";
+  if (!statement::VerifySignedPreKey(b.identity_key(), b.signed_prekey().public_key(),
+                                     b.signed_prekey().signature())) {
+    return "signed prekey signature does not verify";
+  }
+  if (response.device_list().list().user_id() != target.user_id) {
+    return "device list of another user";
+  }
+  return "";
+}
+
+void Runner::RunClaims() {
+  const int claimers = std::max(1, options_.window);
+  const uint32_t n = static_cast<uint32_t>(run_.devices.size());
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> without_prekey{0};
+  std::vector<std::thread> threads;
+  // Claimer channels: distinct from the devices' (which stay unused here), one TCP connection
+  // each, like claims from many clients.
+  const int64_t salt = (static_cast<int64_t>(getpid()) << 32) + (int64_t{1} << 31);
+  for (int c = 0; c < claimers; ++c) {
+    threads.emplace_back([&, c] {
+      auto stub = v1::Gateway::NewStub(
+          DedicatedChannel(options_.target, credentials_, salt + c, options_.tls_server_name));
+      std::mt19937_64 rng(std::random_device{}() + static_cast<uint64_t>(c));
+      while (!stop.load(std::memory_order_relaxed)) {
+        const uint32_t from = static_cast<uint32_t>(rng() % n);
+        uint32_t to = static_cast<uint32_t>(rng() % (n - 1));
+        if (to >= from) ++to;
+        const DeviceAccount& requester = run_.devices[from]->account();
+        const DeviceAccount& target = run_.devices[to]->account();
+        v1::GatewayClaimBundlesRequest request;
+        request.set_user_id(target.user_id);
+        request.set_device_id(target.device_id);
+        v1::ClaimBundlesResponse response;
+        grpc::ClientContext context;
+        context.AddMetadata("authorization", "Bearer " + requester.token);
+        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+        const uint64_t t0 = NowNanos();
+        run_.sent.fetch_add(1, std::memory_order_relaxed);
+        const grpc::Status status = stub->ClaimBundles(&context, request, &response);
+        const uint64_t t1 = NowNanos();
+        if (!status.ok()) {
+          run_.refused.fetch_add(1, std::memory_order_relaxed);
+          run_.NoteFailure(absl::StrCat("claim of ", target.user_id, " by ", requester.user_id,
+                                        ": ", static_cast<int>(status.error_code()), " ",
+                                        status.error_message()));
+          continue;
+        }
+        if (const std::string defect = BundleDefect(response, target); !defect.empty()) {
+          run_.mismatched.fetch_add(1, std::memory_order_relaxed);
+          run_.NoteFailure(absl::StrCat("claim of ", target.user_id, ": ", defect));
+          continue;
+        }
+        run_.accepted.fetch_add(1, std::memory_order_relaxed);
+        run_.received.fetch_add(1, std::memory_order_relaxed);
+        if (!response.bundles(0).has_one_time_prekey()) without_prekey.fetch_add(1);
+        if (run_.recording.load(std::memory_order_relaxed)) {
+          run_.latency.Record(t1 - t0);
+          run_.delivered_in_window.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    });
+  }
+  progress_("claims: %d claimers over %u devices; warm-up %.1fs", claimers, n,
+            options_.warmup_seconds);
+  SleepSeconds(options_.warmup_seconds);
+  StartMeasuring();
+  SleepSeconds(options_.duration_seconds);
+  StopMeasuring();
+  stop = true;
+  for (std::thread& t : threads) t.join();
+  report_.claims_without_prekey = without_prekey.load();
+  if (report_.claims_without_prekey > 0) {
+    report_.notes.push_back(absl::StrCat(report_.claims_without_prekey,
+                                         " claims answered without a one-time prekey"));
+  }
+}
+
 absl::StatusOr<Report> Runner::Execute() {
   const std::string& s = options_.scenario;
-  if (s != "chat" && s != "open" && s != "group" && s != "backlog" && s != "idle-conns") {
+  if (s != "chat" && s != "open" && s != "group" && s != "backlog" && s != "idle-conns" &&
+      s != "claims") {
     return absl::InvalidArgumentError("unknown scenario " + s);
   }
   int devices = options_.devices;
@@ -494,6 +594,9 @@ absl::StatusOr<Report> Runner::Execute() {
   if (absl::Status st = Setup(devices); !st.ok()) return st;
   if (s == "idle-conns") {
     if (absl::Status st = RunIdle(); !st.ok()) return st;
+  } else if (s == "claims") {
+    // No streams: claims are unary calls.
+    RunClaims();
   } else if (s == "backlog") {
     // Only the sender connects now; the receiver connects for the drain.
     if (absl::Status st = ConnectDevices(0, 1); !st.ok()) return st;
@@ -558,14 +661,14 @@ absl::StatusOr<std::vector<WatchSpec>> ParseWatch(const std::string& value, bool
 std::string Usage() {
   return R"(padlock-loadgen — drives devices through the real gateway (docs/PERFORMANCE.md)
 
-  --scenario=chat|open|group|backlog|idle-conns   (default chat)
+  --scenario=chat|open|group|backlog|idle-conns|claims   (default chat)
   --target=HOST:PORT        gateway (default 127.0.0.1:7400)
   --tls-ca=FILE             TLS with these PEM roots (default plaintext)
   --tls-server-name=NAME    name to verify in the gateway's certificate
   --devices=N               devices, one user and one TCP connection each (default 1000;
                             group: senders + members, e.g. 257; backlog: always 2)
   --window=W                envelopes in flight per device (chat), group sends per sender,
-                            sends awaiting acceptance (backlog) (default 1)
+                            sends awaiting acceptance (backlog), claimers (claims) (default 1)
   --rate=R                  open: envelopes per second offered in total (default 10000)
   --warmup=S --duration=S   seconds before and of the measured window (default 5, 10)
   --drain=S                 wait this long for in-flight envelopes before counting losses (15)
@@ -574,6 +677,7 @@ std::string Usage() {
   --payload=BYTES           opaque payload size (default 160)
   --backlog=M               backlog: envelopes queued before the drain (default 100000)
   --group-senders=G         group: sending devices (default 1)
+  --prekeys=K               claims: one-time prekeys each device uploads first (default 50)
   --idle-hold=S             idle-conns: seconds to hold the streams before reading RSS (5)
   --setup-threads=T --connect-parallel=P --ready-timeout=S   set-up (8, 256, 180)
   --user-prefix=P           user ids P0, P1, ... (default lg<random>-)
@@ -621,6 +725,7 @@ absl::StatusOr<Options> ParseFlags(int argc, char** argv) {
     else if (name == "payload") s = number(o.payload_bytes);
     else if (name == "backlog") s = number(o.backlog_messages);
     else if (name == "group-senders") s = number(o.group_senders);
+    else if (name == "prekeys") s = number(o.prekeys);
     else if (name == "idle-hold") s = number(o.idle_hold_seconds);
     else if (name == "setup-threads") s = number(o.setup_threads);
     else if (name == "connect-parallel") s = number(o.connect_parallel);
@@ -640,6 +745,7 @@ absl::StatusOr<Options> ParseFlags(int argc, char** argv) {
     if (!s.ok()) return s;
   }
   if (o.window < 1) return absl::InvalidArgumentError("--window must be at least 1");
+  if (o.prekeys > 100) return absl::InvalidArgumentError("--prekeys: at most 100 (one upload)");
   return o;
 }
 
@@ -670,8 +776,9 @@ std::string FormatTable(const Report& r) {
                           r.gateway_rss_before_kib, r.gateway_rss_after_kib, r.devices,
                           r.gateway_kib_per_connection);
   } else {
-    absl::StrAppendFormat(&out, "delivered %" PRIu64 " in window: %.0f envelopes/s\n",
-                          r.delivered_in_window, r.delivered_per_second);
+    absl::StrAppendFormat(&out, "delivered %" PRIu64 " in window: %.0f %s/s\n",
+                          r.delivered_in_window, r.delivered_per_second,
+                          r.scenario == "claims" ? "claims" : "envelopes");
     absl::StrAppendFormat(&out,
                           "latency ms: p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  mean %.3f  "
                           "max %.3f\n",
@@ -790,6 +897,7 @@ std::string FormatJson(const Report& r) {
   field("backlog_queue_seconds", num(r.backlog_queue_seconds));
   field("backlog_drain_seconds", num(r.backlog_drain_seconds));
   field("backlog_drain_per_second", num(r.backlog_drain_per_second));
+  field("claims_without_prekey", count(r.claims_without_prekey));
   absl::StrAppend(&out, "  \"notes\": [", absl::StrJoin(notes, ", "), "]\n}\n");
   return out;
 }

@@ -14,6 +14,12 @@
 //   backlog     one sender queues `backlog_messages` envelopes to one device that is offline
 //               (logged in, not connected), then that device connects: time to drain.
 //   idle-conns  `devices` authenticated, idle streams; the gateway's RSS per connection.
+//   claims      `window` claimers, each a closed loop of Gateway.ClaimBundles calls: a random
+//               logged-in device claims the bundle of a random other device (which uploaded
+//               `prekeys` one-time prekeys). A claim counts when it is answered with that device's
+//               bundle (address, registration id, identity key) whose signed prekey verifies
+//               under the identity key; anything else is an error (refused or mismatched).
+//               "Delivered" is claims answered; latency is call → answer.
 //
 // Every envelope carries a 160-byte opaque payload: a magic, the sender index, the sender's
 // sequence number and the send time. Receivers count every envelope against the sender's ledger,
@@ -47,7 +53,7 @@ struct WatchSpec {
 };
 
 struct Options {
-  std::string scenario = "chat";  // chat | open | group | backlog | idle-conns
+  std::string scenario = "chat";  // chat | open | group | backlog | idle-conns | claims
   std::string target = "127.0.0.1:7400";
   // TLS to the gateway: PEM root certificates file (empty: plaintext), and the name to verify.
   std::string tls_ca_file = {};
@@ -64,6 +70,8 @@ struct Options {
   int payload_bytes = 160;
   int backlog_messages = 100000;
   int group_senders = 1;
+  // claims: one-time prekeys each device uploads before the run (≤ 100).
+  int prekeys = 50;
   // Set-up: registration/login threads, streams being opened at once, how long to wait.
   int setup_threads = 8;
   int connect_parallel = 256;
@@ -141,6 +149,9 @@ struct Report {
   double backlog_queue_seconds = 0;  // sending the backlog
   double backlog_drain_seconds = 0;  // Connect started → last backlog envelope received
   double backlog_drain_per_second = 0;
+  // claims: answered claims whose bundle held no one-time prekey (the device ran out; not an
+  // error, X3DH works without one).
+  uint64_t claims_without_prekey = 0;
   std::string command = {};
   std::vector<std::string> notes = {};
 

@@ -1,7 +1,8 @@
-// padlock-loadgen against the real stack: short chat, group and backlog runs in which every sent
-// envelope must be accepted and counted exactly once at its receiver (zero losses, zero
-// duplicates, no refusals, no stream failures), and the /proc measurement must find the gateway by
-// its port. Counts only: no timing assertions (figures belong in bench/).
+// padlock-loadgen against the real stack: short chat, group and backlog runs in which every
+// sent envelope must be accepted and counted exactly once at its receiver (zero losses, zero
+// duplicates, no refusals, no stream failures); a short claims run in which every claim must be
+// answered with the target's bundle and a verifying signed prekey; and the /proc measurement must
+// find the gateway by its port. Counts only: no timing assertions (figures belong in bench/).
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -103,6 +104,26 @@ TEST_F(LoadgenE2e, BacklogIsDrainedCompletelyAfterConnect) {
   ExpectEveryEnvelopeOnce(*r, 1);
   EXPECT_EQ(r->backlog_messages, 500u);
   EXPECT_EQ(r->received, 500u);
+}
+
+TEST_F(LoadgenE2e, ClaimsRunAnswersEveryClaimWithAVerifiedBundle) {
+  // 40 targets with 20 one-time prekeys each: a short run stays well inside the key-directory's
+  // per-target and per-requester claim bursts, so every claim must be answered.
+  Options o = Short("claims", 40);
+  o.window = 2;
+  o.prekeys = 20;
+  o.warmup_seconds = 0.2;
+  o.duration_seconds = 1;
+  absl::StatusOr<Report> r = loadgen::Run(o);
+  ASSERT_TRUE(r.ok()) << r.status() << "\n" << stack_->Logs();
+  EXPECT_GT(r->sent, 0u);
+  EXPECT_EQ(r->accepted, r->sent) << r->first_failure;
+  EXPECT_EQ(r->received, r->accepted);
+  EXPECT_EQ(r->refused, 0u) << r->first_failure;
+  EXPECT_EQ(r->mismatched, 0u) << r->first_failure;
+  EXPECT_GT(r->delivered_in_window, 0u);
+  EXPECT_LE(r->claims_without_prekey, r->accepted);
+  EXPECT_TRUE(r->Clean());
 }
 
 TEST_F(LoadgenE2e, FindsTheGatewayByItsListeningPort) {

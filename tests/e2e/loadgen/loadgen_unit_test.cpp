@@ -74,7 +74,8 @@ TEST(LoadgenFlags, ParsesScenarioNumbersAndWatchList) {
 }
 
 TEST(LoadgenFlags, RejectsUnknownFlagsAndBadValues) {
-  for (std::string bad : {"--nope=1", "--devices=abc", "--watch=gateway", "--window=0"}) {
+  for (std::string bad : {"--nope=1", "--devices=abc", "--watch=gateway", "--window=0",
+                          "--prekeys=101"}) {
     std::string name = "padlock-loadgen";
     std::vector<char*> argv = {name.data(), bad.data()};
     EXPECT_EQ(ParseFlags(2, argv.data()).status().code(), absl::StatusCode::kInvalidArgument)
