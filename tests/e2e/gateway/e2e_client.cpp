@@ -28,7 +28,7 @@ AccountOps::AccountOps(std::shared_ptr<grpc::Channel> gateway)
   if (signal.ok()) signal_ = *std::move(signal);
 }
 
-absl::StatusOr<Account> AccountOps::Register(const std::string& user) {
+absl::StatusOr<Account> AccountOps::Register(const std::string& user, bool login) {
   Account account;
   account.user = user;
   TestDevice primary = keys_.NewDevice(1, 20);
@@ -52,6 +52,7 @@ absl::StatusOr<Account> AccountOps::Register(const std::string& user) {
   grpc::Status status = stub_->Register(&context, request, &response);
   if (!status.ok()) return runtime::FromGrpcStatus(status);
   account.devices.emplace(1, std::move(primary));
+  if (!login) return account;
   absl::StatusOr<std::string> token = Login(account, 1);
   if (!token.ok()) return token.status();
   account.primary_token = *token;

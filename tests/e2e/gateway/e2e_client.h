@@ -40,7 +40,8 @@ class AccountOps {
   explicit AccountOps(std::shared_ptr<grpc::Channel> gateway);
   pb::Gateway::Stub& stub() { return *stub_; }
 
-  absl::StatusOr<Account> Register(const std::string& user);
+  // Registers `user` (primary device 1) and, when `login`, logs it in (primary_token).
+  absl::StatusOr<Account> Register(const std::string& user, bool login = true);
   // GetChallenge → sign padlock-login-v1 → Login.
   absl::StatusOr<std::string> Login(const Account& account, uint32_t device_id);
   // The pieces of a login, for tests that tamper with them.
