@@ -23,15 +23,6 @@ constexpr std::string_view kLinkMagic = "PLK1";
 // Device ids a new device tries when it looks for the one the primary gave it.
 constexpr uint32_t kMaxLinkedDeviceId = 16;
 
-struct LinkCode {
-  std::string user_id;
-  std::string identity_key;
-  uint32_t registration_id = 0;
-  uint32_t signed_prekey_id = 0;
-  std::string signed_prekey_public;
-  std::string signed_prekey_signature;
-};
-
 void PutU32(std::string& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) {
     out.push_back(static_cast<char>((v >> shift) & 0xff));
@@ -56,7 +47,7 @@ bool GetBytes(std::string_view& in, std::string& out) {
   return true;
 }
 
-std::string EncodeLinkCode(const LinkCode& c) {
+std::string EncodeLinkCode(const LinkCodeContents& c) {
   std::string raw(kLinkMagic);
   PutBytes(raw, c.user_id);
   PutBytes(raw, c.identity_key);
@@ -69,7 +60,9 @@ std::string EncodeLinkCode(const LinkCode& c) {
   return out;
 }
 
-absl::StatusOr<LinkCode> DecodeLinkCode(const std::string& code) {
+}  // namespace
+
+absl::StatusOr<LinkCodeContents> ParseLinkCode(const std::string& code) {
   std::string raw;
   if (!absl::WebSafeBase64Unescape(code, &raw)) {
     return absl::InvalidArgumentError("link code is not base64url");
@@ -79,7 +72,7 @@ absl::StatusOr<LinkCode> DecodeLinkCode(const std::string& code) {
     return absl::InvalidArgumentError("not a Padlock link code");
   }
   in.remove_prefix(kLinkMagic.size());
-  LinkCode c;
+  LinkCodeContents c;
   if (!GetBytes(in, c.user_id) || !GetBytes(in, c.identity_key) ||
       !GetU32(in, c.registration_id) || !GetU32(in, c.signed_prekey_id) ||
       !GetBytes(in, c.signed_prekey_public) || !GetBytes(in, c.signed_prekey_signature) ||
@@ -87,15 +80,6 @@ absl::StatusOr<LinkCode> DecodeLinkCode(const std::string& code) {
     return absl::InvalidArgumentError("link code is truncated or malformed");
   }
   return c;
-}
-
-}  // namespace
-
-absl::StatusOr<LinkCodeContents> ParseLinkCode(const std::string& code) {
-  absl::StatusOr<LinkCode> c = DecodeLinkCode(code);
-  if (!c.ok()) return c.status();
-  return LinkCodeContents{c->user_id,          c->identity_key,         c->registration_id,
-                          c->signed_prekey_id, c->signed_prekey_public, c->signed_prekey_signature};
 }
 
 absl::StatusOr<std::string> Messenger::CreateLinkRequest(const std::string& user_id) {
@@ -147,7 +131,7 @@ absl::StatusOr<uint32_t> Messenger::ApproveLink(const std::string& code) {
   if (account_->device_id != 1) {
     return absl::FailedPreconditionError("only the primary device (device 1) can link devices");
   }
-  absl::StatusOr<LinkCode> link = DecodeLinkCode(code);
+  absl::StatusOr<LinkCodeContents> link = ParseLinkCode(code);
   if (!link.ok()) return link.status();
   if (link->user_id != account_->user_id) {
     return absl::InvalidArgumentError(
