@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "clients/sdk/messenger.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/clients/cli_fixture.h"
 #include "tests/e2e/clients/e2e_stack.h"
 #include "tests/e2e/clients/messenger_fixture.h"
 #include "tests/harness/harness.h"
@@ -279,52 +280,9 @@ TEST_F(AccountE2eTest, SignedPreKeyRotatesOnScheduleAndTheOldKeyDecryptsWithinGr
 
 // ---- The same through the `padlock` binary ----
 
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
+using Result = CliResult;
 
-class AccountCliE2eTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_NE(SharedStack(), nullptr); }
-
-  std::vector<std::string> Argv(const std::string& folder, std::vector<std::string> args) {
-    std::vector<std::string> argv{PADLOCK_CLI_BIN, "--home", dir_.path() + "/" + folder,
-                                  "--gateway", SharedStack()->gateway_target()};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return argv;
-  }
-
-  absl::StatusOr<padlock::testing::Subprocess> Start(const std::string& folder,
-                                                     std::vector<std::string> args) {
-    return padlock::testing::Subprocess::Start(
-        {.argv = Argv(folder, std::move(args)),
-         .log_path = absl::StrCat(dir_.path(), "/run-", ++runs_, ".log")});
-  }
-
-  Result Run(const std::string& folder, std::vector<std::string> args) {
-    absl::StatusOr<padlock::testing::Subprocess> p = Start(folder, std::move(args));
-    EXPECT_TRUE(p.ok()) << p.status();
-    if (!p.ok()) return {};
-    return Finish(*p);
-  }
-
-  static Result Finish(padlock::testing::Subprocess& p) {
-    absl::StatusOr<int> status = p.Wait(absl::Seconds(60));
-    EXPECT_TRUE(status.ok()) << status.status();
-    Result r;
-    r.output = p.ReadLog();
-    if (status.ok() && WIFEXITED(*status)) r.exit_code = WEXITSTATUS(*status);
-    return r;
-  }
-
-  padlock::testing::TempDir dir_;
-  int runs_ = 0;
-};
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
+class AccountCliE2eTest : public CliFixture {};
 
 TEST_F(AccountCliE2eTest, DevicesUnlinkStoriesAndHelp) {
   Result r = Run("nobody", {"--help"});

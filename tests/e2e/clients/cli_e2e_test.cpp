@@ -8,47 +8,16 @@
 #include "absl/strings/str_cat.h"
 #include "clients/sdk/messenger.h"
 #include "gtest/gtest.h"
+#include "tests/e2e/clients/cli_fixture.h"
 #include "tests/e2e/clients/e2e_stack.h"
 #include "tests/harness/harness.h"
 
 namespace padlock::client::e2e {
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr together
-};
+using Result = CliResult;
 
-class CliE2eTest : public ::testing::Test {
- protected:
-  void SetUp() override { ASSERT_NE(SharedStack(), nullptr); }
-
-  Result Run(const std::string& user, std::vector<std::string> args,
-             const std::string& gateway = "") {
-    std::vector<std::string> argv{PADLOCK_CLI_BIN, "--home", dir_.path() + "/" + user,
-                                  "--gateway",
-                                  gateway.empty() ? SharedStack()->gateway_target() : gateway};
-    argv.insert(argv.end(), args.begin(), args.end());
-    const std::string log = absl::StrCat(dir_.path(), "/run-", ++runs_, ".log");
-    absl::StatusOr<padlock::testing::Subprocess> p =
-        padlock::testing::Subprocess::Start({.argv = argv, .log_path = log});
-    EXPECT_TRUE(p.ok()) << p.status();
-    if (!p.ok()) return {};
-    absl::StatusOr<int> status = p->Wait(absl::Seconds(60));
-    EXPECT_TRUE(status.ok()) << status.status();
-    Result r;
-    r.output = p->ReadLog();
-    if (status.ok() && WIFEXITED(*status)) r.exit_code = WEXITSTATUS(*status);
-    return r;
-  }
-
-  padlock::testing::TempDir dir_;
-  int runs_ = 0;
-};
-
-bool Contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
+class CliE2eTest : public CliFixture {};
 
 TEST_F(CliE2eTest, RegisterSendListenHistory) {
   const std::string alice = UniqueUser("cli-alice");

@@ -10,25 +10,12 @@
 #include "clients/sdk/local_store.h"
 #include "gtest/gtest.h"
 #include "tests/harness/harness.h"
+#include "tests/unit/clients/store_file_fixture.h"
 
 namespace padlock::client {
 namespace {
 
-class AccountStoreTest : public ::testing::Test {
- protected:
-  void SetUp() override { path_ = dir_.path() + "/device.db"; }
-  std::unique_ptr<LocalStore> Open() {
-    absl::StatusOr<std::unique_ptr<LocalStore>> store = LocalStore::Open(path_, "");
-    EXPECT_TRUE(store.ok()) << store.status();
-    return store.ok() ? *std::move(store) : nullptr;
-  }
-  padlock::testing::TempDir dir_;
-  std::string path_;
-};
-
-const std::string kId1(16, '\x01');
-const std::string kId2(16, '\x02');
-const std::string kId3(16, '\x03');
+class AccountStoreTest : public StoreFileTest {};
 
 TEST_F(AccountStoreTest, SignedPreKeyAgesAreKeptAndDeletedWithTheKey) {
   auto store = Open();
