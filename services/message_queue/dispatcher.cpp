@@ -172,6 +172,9 @@ Dispatcher::Dispatcher(DispatchOptions options, DeviceDirectory* directory, Inbo
                          "Inbox entries removed by the retention time trim");
   retry_hits_ = runtime::MakeCounter(metrics, "padlock_enqueue_retry_hits_total",
                             "Device appends answered from the dedupe window (retries)");
+  fresh_lookups_ = runtime::MakeCounter(
+      metrics, "padlock_device_list_fresh_lookups_total",
+      "Users whose device list was fetched again, bypassing the cache, because a send disagreed");
   if (metrics != nullptr) {
     refused_ = &prometheus::BuildCounter()
                     .Name("padlock_envelopes_refused_total")
@@ -325,6 +328,7 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     const auto users_chunk = absl::MakeConstSpan(doubtful).subspan(start, len);
     auto fresh = directory_->GetFreshDeviceLists(users_chunk);
     if (!fresh.ok()) return fresh.status();
+    runtime::Increment(fresh_lookups_, static_cast<double>(len));
     for (const std::string& user : users_chunk) {
       auto it = fresh->find(user);
       if (it == fresh->end()) {

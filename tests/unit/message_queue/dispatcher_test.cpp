@@ -646,6 +646,8 @@ TEST_F(DispatcherTest, CountsEnqueuedStoredRetriedRefusedAckedAndDepth) {
   EXPECT_EQ(MetricValue(registry, "padlock_envelopes_published_online_total"), 1);
   EXPECT_EQ(MetricValue(registry, "padlock_enqueue_retry_hits_total"), 3);
   EXPECT_EQ(MetricValue(registry, "padlock_envelopes_refused_total", "mismatch"), 1);
+  // The stale send made the dispatcher ask again for bob's list (one user).
+  EXPECT_EQ(MetricValue(registry, "padlock_device_list_fresh_lookups_total"), 1);
   v1::ReadInboxRequest read;
   *read.mutable_device() = Address("bob", 1);
   absl::StatusOr<v1::ReadInboxResponse> page = dispatcher.ReadInbox(read);
