@@ -113,7 +113,9 @@ int main(int argc, char** argv) {
         std::mt19937 local(static_cast<unsigned>(t * 7919 + run));
         std::uniform_int_distribution<int> pick(0, users - 1);
         while (!stop.load(std::memory_order_relaxed)) {
-          auto result = store.ClaimBundles(absl::StrCat("user", pick(local)), 1);
+          // As the gateway asks: the requester (another user's device 1) must be listed.
+          auto result = store.ClaimBundles(absl::StrCat("user", pick(local)), 1,
+                                           kd::DeviceAddress{absl::StrCat("user", pick(local)), 1});
           if (!result.ok()) {
             ++errors;
             continue;

@@ -156,6 +156,10 @@ absl::Status Authenticator::CheckListed(const SessionClaims& claims) {
       identities_->GetIdentityKey(DeviceRef{claims.user_id, claims.device_id});
   if (identity.ok()) return absl::OkStatus();
   if (identity.status().code() != absl::StatusCode::kNotFound) return identity.status();
+  return RefuseUnlisted();
+}
+
+absl::Status Authenticator::RefuseUnlisted() {
   CountAuthFailure("unlisted");
   return absl::UnauthenticatedError(kInvalidTokenMessage);
 }

@@ -117,6 +117,11 @@ class Authenticator {
   // Unauthenticated(kInvalidTokenMessage) otherwise; other codes when the source cannot answer.
   absl::Status CheckListed(const SessionClaims& claims);
 
+  // The refusal CheckListed gives, for a caller found unlisted elsewhere (the key-directory's
+  // claim checks the requester in its own transaction): counts it and returns
+  // Unauthenticated(kInvalidTokenMessage).
+  absl::Status RefuseUnlisted();
+
   const AuthOptions& options() const { return options_; }
 
  private:

@@ -102,9 +102,17 @@ absl::StatusOr<uint32_t> InMemoryKeyStore::AddPreKeys(
   return static_cast<uint32_t>(stored.size());
 }
 
-absl::StatusOr<ClaimResult> InMemoryKeyStore::ClaimBundles(const std::string& user_id,
-                                                           uint32_t device_id) {
+absl::StatusOr<ClaimResult> InMemoryKeyStore::ClaimBundles(
+    const std::string& user_id, uint32_t device_id,
+    const std::optional<DeviceAddress>& listed_requester) {
   std::lock_guard lock(mu_);
+  if (listed_requester) {
+    auto requester = accounts_.find(listed_requester->user_id);
+    if (requester == accounts_.end() || requester->second.banned ||
+        !requester->second.devices.contains(listed_requester->device_id)) {
+      return absl::UnauthenticatedError(kRequesterNotListedMessage);
+    }
+  }
   auto it = accounts_.find(user_id);
   if (it == accounts_.end() || it->second.banned || it->second.devices.empty()) {
     return absl::NotFoundError("no account");

@@ -148,7 +148,8 @@ grpc::ServerUnaryReactor* KeyDirectoryService::ClaimBundles(grpc::CallbackServer
                                                             pb::ClaimBundlesResponse* response) {
   return Offload(context, executor_, [this, request, response]() -> absl::Status {
     auto result = registry_->ClaimBundles(FromProto(request->requester()), request->user_id(),
-                                          request->device_id());
+                                          request->device_id(),
+                                          request->require_listed_requester());
     if (!result.ok()) return result.status();
     for (const Bundle& b : result->bundles) ToProto(b, request->user_id(), response->add_bundles());
     ToProto(result->list, response->mutable_device_list());

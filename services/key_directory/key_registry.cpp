@@ -433,7 +433,8 @@ absl::StatusOr<uint32_t> KeyRegistry::PublishPreKeys(
 
 absl::StatusOr<ClaimResult> KeyRegistry::ClaimBundles(const DeviceAddress& requester,
                                                       const std::string& user_id,
-                                                      uint32_t device_id) {
+                                                      uint32_t device_id,
+                                                      bool require_listed_requester) {
   if (absl::Status s = ValidateUserIdField(requester.user_id, "requester.user_id"); !s.ok()) {
     return s;
   }
@@ -457,7 +458,9 @@ absl::StatusOr<ClaimResult> KeyRegistry::ClaimBundles(const DeviceAddress& reque
     s.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(ms)));
     return s;
   }
-  absl::StatusOr<ClaimResult> result = store_->ClaimBundles(user_id, device_id);
+  absl::StatusOr<ClaimResult> result =
+      store_->ClaimBundles(user_id, device_id,
+                           require_listed_requester ? std::optional(requester) : std::nullopt);
   if (!result.ok()) return result.status();
   for (const Bundle& bundle : result->bundles) {
     if (metrics_) {

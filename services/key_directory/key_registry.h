@@ -157,9 +157,12 @@ class KeyRegistry {
                                           const std::vector<OneTimePreKey>& one_time_prekeys);
 
   // Codes: InvalidArgument, NotFound (unknown/banned user, device), ResourceExhausted (rate
-  // limit; payload kRetryAfterPayload).
+  // limit; payload kRetryAfterPayload), Unauthenticated(kRequesterNotListedMessage) when
+  // `require_listed_requester` and the requester is not listed (checked in the claim's
+  // transaction, after the rate limits are charged).
   absl::StatusOr<ClaimResult> ClaimBundles(const DeviceAddress& requester,
-                                           const std::string& user_id, uint32_t device_id);
+                                           const std::string& user_id, uint32_t device_id,
+                                           bool require_listed_requester = false);
 
   absl::StatusOr<DeviceList> GetDeviceList(const std::string& user_id);
   absl::StatusOr<std::vector<DeviceList>> GetDeviceLists(const std::vector<std::string>& user_ids);

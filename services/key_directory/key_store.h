@@ -89,6 +89,9 @@ struct ClaimResult {
 // Holds accounts, devices and prekeys. Thread-safe. Every method is one transaction: on an
 // error nothing was written. Unavailable / DeadlineExceeded / ResourceExhausted may come from
 // the backend on any call.
+// The message of ClaimBundles' Unauthenticated refusal of a requester that is not listed.
+inline constexpr char kRequesterNotListedMessage[] = "requester not listed";
+
 class KeyStore {
  public:
   virtual ~KeyStore() = default;
@@ -117,8 +120,11 @@ class KeyStore {
   // Bundles of `device_id` (0: every listed device that has a signed prekey), each taking one
   // one-time prekey (lowest key id first) for good; concurrent claims never get the same key.
   // NotFound: unknown, banned or reset user; device not listed; device without signed prekey.
-  virtual absl::StatusOr<ClaimResult> ClaimBundles(const std::string& user_id,
-                                                   uint32_t device_id) = 0;
+  // With `listed_requester`, first (in the same transaction): Unauthenticated unless that device
+  // is on its account's current list and the account is not banned; nothing is taken then.
+  virtual absl::StatusOr<ClaimResult> ClaimBundles(
+      const std::string& user_id, uint32_t device_id,
+      const std::optional<DeviceAddress>& listed_requester) = 0;
 
   // Current lists of the given users; unknown, banned and reset users are left out. May be served
   // by a read replica (slightly stale).

@@ -23,10 +23,22 @@ constexpr char kTakePreKeySql[] =
     "SELECT (SELECT key_id FROM taken), (SELECT public_key FROM taken),"
     "  (SELECT count(*) FROM one_time_prekeys WHERE user_id = $1 AND device_id = $2)";
 
+constexpr char kRequesterListed[] = "kd_requester_listed";
+
+// Whether device $2 of user $1 is on the list of an account that is not banned.
+// Reset accounts have no device rows, so their devices are not listed.
+constexpr char kRequesterListedSql[] =
+    "SELECT EXISTS (SELECT 1 FROM accounts ra JOIN devices rd USING (user_id)"
+    "  WHERE ra.user_id = $1 AND rd.device_id = $2 AND NOT ra.banned)";
+
+// The target's account and devices, and in the last column the requester check above (true
+// when $2 is NULL), so a claim that asks for it costs no extra round trip.
 constexpr char kClaimDevicesSql[] =
     "SELECT a.device_list_version, a.device_list_signature, a.banned, d.device_id,"
     "  d.identity_key, d.registration_id, d.signed_prekey_id, d.signed_prekey,"
-    "  d.signed_prekey_signature "
+    "  d.signed_prekey_signature,"
+    "  $2::text IS NULL OR EXISTS (SELECT 1 FROM accounts ra JOIN devices rd USING (user_id)"
+    "    WHERE ra.user_id = $2::text AND rd.device_id = $3::bigint AND NOT ra.banned) "
     "FROM accounts a JOIN devices d USING (user_id) WHERE a.user_id = $1 ORDER BY d.device_id";
 
 std::string Bytes(const pqxx::field& field) { return pqxx::binarystring(field).str(); }
@@ -120,7 +132,9 @@ std::optional<Locked> LockAccount(pqxx::work& txn, const std::string& user) {
 }  // namespace
 
 std::vector<postgres::PreparedStatement> PostgresKeyStore::Statements() {
-  return {{kClaimDevices, kClaimDevicesSql}, {kTakePreKey, kTakePreKeySql}};
+  return {{kClaimDevices, kClaimDevicesSql},
+          {kTakePreKey, kTakePreKeySql},
+          {kRequesterListed, kRequesterListedSql}};
 }
 
 PostgresKeyStore::PostgresKeyStore(postgres::Pool* primary, postgres::Pool* replica)
@@ -248,10 +262,24 @@ absl::StatusOr<uint32_t> PostgresKeyStore::AddPreKeys(
   });
 }
 
-absl::StatusOr<ClaimResult> PostgresKeyStore::ClaimBundles(const std::string& user_id,
-                                                           uint32_t device_id) {
+absl::StatusOr<ClaimResult> PostgresKeyStore::ClaimBundles(
+    const std::string& user_id, uint32_t device_id,
+    const std::optional<DeviceAddress>& listed_requester) {
   return primary_->Run("claim bundles", [&](pqxx::work& txn) -> absl::StatusOr<ClaimResult> {
-    pqxx::result rows = txn.exec_prepared(kClaimDevices, user_id);
+    // NULL requester parameters when no check is asked for.
+    pqxx::result rows =
+        listed_requester
+            ? txn.exec_prepared(kClaimDevices, user_id, listed_requester->user_id,
+                                static_cast<int64_t>(listed_requester->device_id))
+            : txn.exec_prepared(kClaimDevices, user_id, nullptr, nullptr);
+    // With no target rows the requester's answer is not in the result: ask on its own.
+    const bool requester_listed =
+        !listed_requester ||
+        (rows.empty() ? txn.exec_prepared1(kRequesterListed, listed_requester->user_id,
+                                           static_cast<int64_t>(listed_requester->device_id))[0]
+                            .as<bool>()
+                      : rows[0][9].as<bool>());
+    if (!requester_listed) return absl::UnauthenticatedError(kRequesterNotListedMessage);
     if (rows.empty() || rows[0][2].as<bool>()) return absl::NotFoundError("no account");
     ClaimResult result{.list = DeviceList{.user_id = user_id,
                                           .version = rows[0][0].as<uint64_t>(),

@@ -28,8 +28,9 @@ class PostgresKeyStore final : public KeyStore {
                                       const std::optional<SignedPreKey>& signed_prekey,
                                       const std::vector<OneTimePreKey>& one_time_prekeys,
                                       uint32_t max_stored) override;
-  absl::StatusOr<ClaimResult> ClaimBundles(const std::string& user_id,
-                                           uint32_t device_id) override;
+  absl::StatusOr<ClaimResult> ClaimBundles(
+      const std::string& user_id, uint32_t device_id,
+      const std::optional<DeviceAddress>& listed_requester) override;
   absl::StatusOr<std::vector<DeviceList>> GetDeviceLists(
       const std::vector<std::string>& user_ids) override;
   absl::StatusOr<std::vector<uint32_t>> DeleteAccount(const std::string& user_id) override;

@@ -264,6 +264,27 @@ TEST_F(KeyRegistryTest, ClaimsPerTargetAreRateLimited) {
       absl::IsResourceExhausted(registry_->ClaimBundles({"carol", 1}, "alice", 0).status()));
 }
 
+// The gateway's form of a claim: the requester must be listed. A refused requester is still
+// charged (its bucket fills), and the claim takes nothing.
+TEST_F(KeyRegistryTest, ClaimRequiringAListedRequesterRefusesOthersAfterCharging) {
+  MakeRegistry(RegistryOptions{.claims_per_requester = {.burst = 2, .per_second = 1}});
+  RegisterUser("alice", 2);
+  RegisterUser("bob");
+  RegisterUser("carol");
+  absl::Status refused = registry_->ClaimBundles({"bob", 2}, "alice", 1, true).status();
+  EXPECT_TRUE(absl::IsUnauthenticated(refused)) << refused;
+  EXPECT_EQ(refused.message(), kRequesterNotListedMessage);
+  // Without the check the same requester is served (the service's own callers).
+  auto unchecked = registry_->ClaimBundles({"bob", 2}, "alice", 1);
+  ASSERT_TRUE(unchecked.ok()) << unchecked.status();
+  EXPECT_EQ(unchecked->bundles[0].one_time_prekeys_remaining, 1u);  // the refusal took none
+  EXPECT_TRUE(absl::IsResourceExhausted(
+      registry_->ClaimBundles({"bob", 2}, "alice", 1, true).status()));
+  auto listed = registry_->ClaimBundles({"carol", 1}, "alice", 1, true);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_EQ(listed->bundles[0].one_time_prekeys_remaining, 0u);
+}
+
 class DeviceListTest : public KeyRegistryTest {
  protected:
   void SetUp() override {

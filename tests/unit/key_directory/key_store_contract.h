@@ -67,22 +67,22 @@ TYPED_TEST_P(KeyStoreContract, SecondCreateIsAlreadyExists) {
 TYPED_TEST_P(KeyStoreContract, ClaimTakesLowestKeyOnceThenNone) {
   TestDevice alice = this->keys_.NewDevice(1, 2);
   ASSERT_TRUE(this->store_->CreateAccount(this->Account("alice", alice), false).ok());
-  auto first = this->store_->ClaimBundles("alice", 1);
+  auto first = this->store_->ClaimBundles("alice", 1, std::nullopt);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_EQ(first->bundles.size(), 1u);
   EXPECT_EQ(first->bundles[0].one_time_prekey, alice.one_time_prekeys[0]);
   EXPECT_EQ(first->bundles[0].one_time_prekeys_remaining, 1u);
   EXPECT_EQ(first->bundles[0].signed_prekey, alice.signed_prekey);
   EXPECT_EQ(first->bundles[0].identity_key, alice.identity.public_key);
-  auto second = this->store_->ClaimBundles("alice", 0);
+  auto second = this->store_->ClaimBundles("alice", 0, std::nullopt);
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->bundles[0].one_time_prekey, alice.one_time_prekeys[1]);
-  auto third = this->store_->ClaimBundles("alice", 1);
+  auto third = this->store_->ClaimBundles("alice", 1, std::nullopt);
   ASSERT_TRUE(third.ok());
   EXPECT_FALSE(third->bundles[0].one_time_prekey.has_value());
   EXPECT_EQ(third->bundles[0].one_time_prekeys_remaining, 0u);
-  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("alice", 2).status()));
-  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("nobody", 0).status()));
+  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("alice", 2, std::nullopt).status()));
+  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("nobody", 0, std::nullopt).status()));
 }
 
 TYPED_TEST_P(KeyStoreContract, AddPreKeysRules) {
@@ -102,7 +102,7 @@ TYPED_TEST_P(KeyStoreContract, AddPreKeysRules) {
       this->store_->AddPreKeys({"alice", 2}, std::nullopt, {}, 100).status()));
   SignedPreKey replaced = this->keys_.NewSignedPreKey(alice, 99);
   ASSERT_TRUE(this->store_->AddPreKeys({"alice", 1}, replaced, {}, 100).ok());
-  auto claimed = this->store_->ClaimBundles("alice", 1);
+  auto claimed = this->store_->ClaimBundles("alice", 1, std::nullopt);
   ASSERT_TRUE(claimed.ok());
   EXPECT_EQ(claimed->bundles[0].signed_prekey, replaced);
 }
@@ -131,7 +131,7 @@ TYPED_TEST_P(KeyStoreContract, ApplyDeviceListAddsRemovesAndChecksVersion) {
                           .list = this->keys_.SignedList("alice", 3, {&alice}, alice),
                           .removed_device_ids = {2}};
   ASSERT_TRUE(this->store_->ApplyDeviceList(unlink).ok());
-  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("alice", 2).status()));
+  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("alice", 2, std::nullopt).status()));
   account = this->store_->GetAccount("alice");
   ASSERT_TRUE(account.ok());
   EXPECT_EQ(account->max_device_id, 2u);
@@ -144,18 +144,18 @@ TYPED_TEST_P(KeyStoreContract, BanHidesAccountAndResetKeepsId) {
   auto devices = this->store_->SetBanned("alice", true);
   ASSERT_TRUE(devices.ok());
   EXPECT_EQ(*devices, std::vector<uint32_t>{1});
-  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("alice", 0).status()));
+  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("alice", 0, std::nullopt).status()));
   EXPECT_TRUE(this->store_->GetDeviceLists({"alice"})->empty());
   EXPECT_TRUE(this->store_->GetAccount("alice")->banned);
   EXPECT_TRUE(absl::IsPermissionDenied(
       this->store_->CreateAccount(this->Account("alice", alice), true)));
   ASSERT_TRUE(this->store_->SetBanned("alice", false).ok());
-  EXPECT_TRUE(this->store_->ClaimBundles("alice", 0).ok());
+  EXPECT_TRUE(this->store_->ClaimBundles("alice", 0, std::nullopt).ok());
   auto removed = this->store_->ResetAccount("alice");
   ASSERT_TRUE(removed.ok());
   EXPECT_EQ(*removed, std::vector<uint32_t>{1});
   EXPECT_TRUE(this->store_->GetAccount("alice")->reset);
-  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("alice", 0).status()));
+  EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("alice", 0, std::nullopt).status()));
   EXPECT_TRUE(absl::IsAlreadyExists(
       this->store_->CreateAccount(this->Account("alice", alice, 2), false)));
   EXPECT_TRUE(absl::IsFailedPrecondition(
@@ -177,9 +177,51 @@ TYPED_TEST_P(KeyStoreContract, DeleteFreesTheId) {
   EXPECT_TRUE(this->store_->CreateAccount(this->Account("alice", alice), false).ok());
 }
 
+// The requester check of a claim: only a listed device of an account that is not banned may
+// claim; a refused claim takes no one-time prekey; the requester is judged before the target.
+TYPED_TEST_P(KeyStoreContract, ClaimWithRequesterCheckRefusesUnlistedRequesters) {
+  TestDevice alice = this->keys_.NewDevice(1, 4);
+  TestDevice bob = this->keys_.NewDevice(1, 0);
+  ASSERT_TRUE(this->store_->CreateAccount(this->Account("alice", alice), false).ok());
+  ASSERT_TRUE(this->store_->CreateAccount(this->Account("bob", bob), false).ok());
+  auto expect_refused = [&](const DeviceAddress& requester, const std::string& target) {
+    absl::Status status = this->store_->ClaimBundles(target, 0, requester).status();
+    EXPECT_TRUE(absl::IsUnauthenticated(status)) << requester.user_id << ": " << status;
+    EXPECT_EQ(status.message(), kRequesterNotListedMessage);
+  };
+  expect_refused({"bob", 2}, "alice");     // a device bob does not have
+  expect_refused({"carol", 1}, "alice");   // no such account
+  expect_refused({"carol", 1}, "nobody");  // requester first, though the target is unknown too
+  // Nothing was taken by the refusals: the listed requester gets alice's first key.
+  auto claimed = this->store_->ClaimBundles("alice", 1, DeviceAddress{"bob", 1});
+  ASSERT_TRUE(claimed.ok()) << claimed.status();
+  ASSERT_EQ(claimed->bundles.size(), 1u);
+  EXPECT_EQ(claimed->bundles[0].one_time_prekey, alice.one_time_prekeys[0]);
+  EXPECT_EQ(claimed->bundles[0].one_time_prekeys_remaining, 3u);
+  // A listed requester still gets NotFound for an unknown target; a user may claim its own.
+  EXPECT_TRUE(absl::IsNotFound(
+      this->store_->ClaimBundles("nobody", 0, DeviceAddress{"bob", 1}).status()));
+  EXPECT_TRUE(this->store_->ClaimBundles("alice", 1, DeviceAddress{"alice", 1}).ok());
+  // Banned, then reset: bob's device 1 is no longer listed.
+  ASSERT_TRUE(this->store_->SetBanned("bob", true).ok());
+  expect_refused({"bob", 1}, "alice");
+  ASSERT_TRUE(this->store_->SetBanned("bob", false).ok());
+  auto after_unban = this->store_->ClaimBundles("alice", 1, DeviceAddress{"bob", 1});
+  ASSERT_TRUE(after_unban.ok()) << after_unban.status();
+  EXPECT_EQ(after_unban->bundles[0].one_time_prekey, alice.one_time_prekeys[2]);
+  ASSERT_TRUE(this->store_->ResetAccount("bob").ok());
+  expect_refused({"bob", 1}, "alice");
+  // Three claims succeeded in all: the last key is still there.
+  auto last = this->store_->ClaimBundles("alice", 1, std::nullopt);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->bundles[0].one_time_prekey, alice.one_time_prekeys[3]);
+  EXPECT_EQ(last->bundles[0].one_time_prekeys_remaining, 0u);
+}
+
 REGISTER_TYPED_TEST_SUITE_P(KeyStoreContract, CreateThenGetAccount, SecondCreateIsAlreadyExists,
                             ClaimTakesLowestKeyOnceThenNone, AddPreKeysRules,
                             ApplyDeviceListAddsRemovesAndChecksVersion,
-                            BanHidesAccountAndResetKeepsId, DeleteFreesTheId);
+                            BanHidesAccountAndResetKeepsId, DeleteFreesTheId,
+                            ClaimWithRequesterCheckRefusesUnlistedRequesters);
 
 }  // namespace padlock::key_directory::testing
