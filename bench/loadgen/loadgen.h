@@ -81,7 +81,7 @@ struct Options {
   // User ids are <prefix><index>; empty: "lg" + 8 random base-36 characters + "-".
   std::string user_prefix = {};
   // Processes to measure. Empty: the local stack's ports (gateway 7400, presence 7410,
-  // message-queue 7420, key-directory 7430, redis 7379, postgres 7432 as a tree).
+  // message-queue 7420, key-directory 7430, redis 7379 and postgres 7432 as trees).
   std::vector<WatchSpec> watch = {};
   // Written as JSON when not empty.
   std::string json_path = {};
