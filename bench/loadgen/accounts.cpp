@@ -66,6 +66,7 @@ std::shared_ptr<grpc::Channel> DedicatedChannel(
   // device rules that out.
   args.SetString("padlock.loadgen.device", absl::StrCat(unique_id));
   args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   return grpc::CreateCustomChannel(target, creds, args);
 }
 
