@@ -78,7 +78,17 @@ stop_stack() {
   fi
 }
 trap stop_stack EXIT
-if "$HEALTHCHECK" --addr=127.0.0.1:7400 >/dev/null 2>&1; then
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# A gateway that listens but is briefly not SERVING (its readiness checks time out while the
+# machine is still busy after a big run) is the running stack: wait for it rather than calling
+# `scripts/padlock up` and then stopping, at the end, a stack this script did not start.
+if port_open 7400; then
+  for _ in $(seq 120); do
+    "$HEALTHCHECK" --addr=127.0.0.1:7400 >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  "$HEALTHCHECK" --addr=127.0.0.1:7400 >/dev/null \
+    || die "a gateway listens on 127.0.0.1:7400 but has not been SERVING for 60 s"
   log "a gateway already answers on 127.0.0.1:7400: using the running stack"
 else
   log "starting the local stack (scripts/padlock up; builds $BUILD_DIR)"
@@ -118,7 +128,6 @@ stop_tls_gateway() {
   fi
 }
 trap 'stop_tls_gateway; stop_stack' EXIT
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 if [ "${TLS:-0}" = 1 ]; then
   tls_dir="$STATE_DIR/tls"
   mkdir -p "$tls_dir"
@@ -144,7 +153,7 @@ if [ "${TLS:-0}" = 1 ]; then
   port_open 7401 || die "the TLS gateway did not start (see $STATE_DIR/logs/gateway-tls.log)"
   log "TLS gateway (pid $tls_gateway_pid) on 127.0.0.1:7401"
   FLAGS+=(--target=127.0.0.1:7401 "--tls-ca=$tls_dir/cert.pem" --tls-server-name=padlock-gateway
-          "--watch=gateway:7401,presence:7410,message-queue:7420,key-directory:7430,redis:7379,\
+          "--watch=gateway:7401,presence:7410,message-queue:7420,key-directory:7430,redis:7379:tree,\
 postgres:7432:tree")
   SCENARIO="$SCENARIO-tls"
 fi

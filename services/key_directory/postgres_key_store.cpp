@@ -7,39 +7,53 @@
 namespace padlock::key_directory {
 namespace {
 
-// Claims run prepared: they are the hot path (DESIGN §8: ≥ 5 000 claims/s).
-constexpr char kClaimDevices[] = "kd_claim_devices";
-constexpr char kTakePreKey[] = "kd_take_prekey";
-
-// One one-time prekey taken for good. SKIP LOCKED: concurrent claimers of one device each lock a
-// different row instead of queueing on the first; the CTE's DELETE is invisible to the outer
-// count (same snapshot), so the count includes the taken key and the caller subtracts it.
-constexpr char kTakePreKeySql[] =
-    "WITH taken AS ("
-    "  DELETE FROM one_time_prekeys WHERE ctid = ("
-    "    SELECT ctid FROM one_time_prekeys WHERE user_id = $1 AND device_id = $2"
-    "    ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-    "  RETURNING key_id, public_key) "
-    "SELECT (SELECT key_id FROM taken), (SELECT public_key FROM taken),"
-    "  (SELECT count(*) FROM one_time_prekeys WHERE user_id = $1 AND device_id = $2)";
-
+// Claims run prepared, each as one statement without BEGIN/COMMIT (one round trip): they are
+// the hot path (DESIGN §8: ≥ 5 000 claims/s).
+constexpr char kClaim[] = "kd_claim";
 constexpr char kRequesterListed[] = "kd_requester_listed";
 
-// Whether device $2 of user $1 is on the list of an account that is not banned.
-// Reset accounts have no device rows, so their devices are not listed.
+// Whether device $2 of user $1 is on the list of an account that is not banned. Reset accounts
+// have no device rows, so their devices are not listed.
 constexpr char kRequesterListedSql[] =
     "SELECT EXISTS (SELECT 1 FROM accounts ra JOIN devices rd USING (user_id)"
     "  WHERE ra.user_id = $1 AND rd.device_id = $2 AND NOT ra.banned)";
 
-// The target's account and devices, and in the last column the requester check above (true
-// when $2 is NULL), so a claim that asks for it costs no extra round trip.
-constexpr char kClaimDevicesSql[] =
-    "SELECT a.device_list_version, a.device_list_signature, a.banned, d.device_id,"
-    "  d.identity_key, d.registration_id, d.signed_prekey_id, d.signed_prekey,"
-    "  d.signed_prekey_signature,"
-    "  $2::text IS NULL OR EXISTS (SELECT 1 FROM accounts ra JOIN devices rd USING (user_id)"
-    "    WHERE ra.user_id = $2::text AND rd.device_id = $3::bigint AND NOT ra.banned) "
-    "FROM accounts a JOIN devices d USING (user_id) WHERE a.user_id = $1 ORDER BY d.device_id";
+// A whole claim in one statement. $1 target user, $2/$3 requester user and device (NULL: no
+// check), $4 device id (0: every device). One row per device of the target, ascending: the
+// account columns, the device's keys, the requester check (the check above, true when $2 is
+// NULL), the one-time prekey taken for it (NULL when none was taken) and the device's count of
+// stored one-time prekeys (NULL when no bundle is built for it). A prekey is taken only for a
+// device that gets a bundle (listed, signed prekey set, asked for), only when the account is not
+// banned and the requester passes. One key per device, lowest id first, taken for good; SKIP
+// LOCKED: concurrent claimers of one device each lock a different row instead of queueing on
+// the first. The DELETE in the CTE is invisible to the count (same snapshot), so the count
+// includes the taken key and the caller subtracts it.
+constexpr char kClaimSql[] =
+    "WITH target AS MATERIALIZED ("
+    "  SELECT a.device_list_version, a.device_list_signature, a.banned, d.device_id,"
+    "    d.identity_key, d.registration_id, d.signed_prekey_id, d.signed_prekey,"
+    "    d.signed_prekey_signature,"
+    "    NOT a.banned AND d.signed_prekey_id IS NOT NULL"
+    "      AND ($4::bigint = 0 OR d.device_id = $4::bigint) AS wanted"
+    "  FROM accounts a JOIN devices d USING (user_id) WHERE a.user_id = $1),"
+    " listed AS MATERIALIZED ("
+    "  SELECT $2::text IS NULL OR EXISTS (SELECT 1 FROM accounts ra JOIN devices rd"
+    "    USING (user_id) WHERE ra.user_id = $2::text AND rd.device_id = $3::bigint"
+    "    AND NOT ra.banned) AS ok),"
+    " taken AS ("
+    "  DELETE FROM one_time_prekeys WHERE ctid IN ("
+    "    SELECT (SELECT p.ctid FROM one_time_prekeys p"
+    "            WHERE p.user_id = $1 AND p.device_id = t.device_id"
+    "            ORDER BY p.key_id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+    "    FROM target t, listed l WHERE l.ok AND t.wanted)"
+    "  RETURNING device_id, key_id, public_key) "
+    "SELECT t.device_list_version, t.device_list_signature, t.banned, t.device_id,"
+    "  t.identity_key, t.registration_id, t.signed_prekey_id, t.signed_prekey,"
+    "  t.signed_prekey_signature, l.ok, k.key_id, k.public_key,"
+    "  CASE WHEN t.wanted THEN (SELECT count(*) FROM one_time_prekeys c"
+    "    WHERE c.user_id = $1 AND c.device_id = t.device_id) END "
+    "FROM target t CROSS JOIN listed l LEFT JOIN taken k ON k.device_id = t.device_id "
+    "ORDER BY t.device_id";
 
 std::string Bytes(const pqxx::field& field) { return pqxx::binarystring(field).str(); }
 
@@ -132,9 +146,7 @@ std::optional<Locked> LockAccount(pqxx::work& txn, const std::string& user) {
 }  // namespace
 
 std::vector<postgres::PreparedStatement> PostgresKeyStore::Statements() {
-  return {{kClaimDevices, kClaimDevicesSql},
-          {kTakePreKey, kTakePreKeySql},
-          {kRequesterListed, kRequesterListedSql}};
+  return {{kClaim, kClaimSql}, {kRequesterListed, kRequesterListedSql}};
 }
 
 PostgresKeyStore::PostgresKeyStore(postgres::Pool* primary, postgres::Pool* replica)
@@ -265,47 +277,49 @@ absl::StatusOr<uint32_t> PostgresKeyStore::AddPreKeys(
 absl::StatusOr<ClaimResult> PostgresKeyStore::ClaimBundles(
     const std::string& user_id, uint32_t device_id,
     const std::optional<DeviceAddress>& listed_requester) {
-  return primary_->Run("claim bundles", [&](pqxx::work& txn) -> absl::StatusOr<ClaimResult> {
-    // NULL requester parameters when no check is asked for.
-    pqxx::result rows =
-        listed_requester
-            ? txn.exec_prepared(kClaimDevices, user_id, listed_requester->user_id,
-                                static_cast<int64_t>(listed_requester->device_id))
-            : txn.exec_prepared(kClaimDevices, user_id, nullptr, nullptr);
-    // With no target rows the requester's answer is not in the result: ask on its own.
-    const bool requester_listed =
-        !listed_requester ||
-        (rows.empty() ? txn.exec_prepared1(kRequesterListed, listed_requester->user_id,
-                                           static_cast<int64_t>(listed_requester->device_id))[0]
-                            .as<bool>()
-                      : rows[0][9].as<bool>());
-    if (!requester_listed) return absl::UnauthenticatedError(kRequesterNotListedMessage);
-    if (rows.empty() || rows[0][2].as<bool>()) return absl::NotFoundError("no account");
-    ClaimResult result{.list = DeviceList{.user_id = user_id,
-                                          .version = rows[0][0].as<uint64_t>(),
-                                          .signature = Bytes(rows[0][1])}};
-    for (const auto& row : rows) {
-      const uint32_t id = row[3].as<uint32_t>();
-      result.list.entries.push_back({id, Bytes(row[4]), row[5].as<uint32_t>()});
-      if ((device_id != 0 && id != device_id) || row[6].is_null()) continue;
-      Bundle bundle{.device_id = id,
-                    .identity_key = Bytes(row[4]),
-                    .registration_id = row[5].as<uint32_t>(),
-                    .signed_prekey = {row[6].as<uint32_t>(), Bytes(row[7]), Bytes(row[8])}};
-      pqxx::row taken = txn.exec_prepared1(kTakePreKey, user_id, static_cast<int64_t>(id));
-      int64_t count = taken[2].as<int64_t>();
-      if (!taken[0].is_null()) {
-        bundle.one_time_prekey = OneTimePreKey{taken[0].as<uint32_t>(), Bytes(taken[1])};
-        --count;
-      }
-      bundle.one_time_prekeys_remaining = static_cast<uint32_t>(std::max<int64_t>(count, 0));
-      result.bundles.push_back(std::move(bundle));
-    }
-    if (device_id != 0 && result.bundles.empty()) {
-      return absl::NotFoundError("device not listed or without signed prekey");
-    }
-    return result;
-  });
+  return primary_->RunWithoutTransaction(
+      "claim bundles", [&](pqxx::nontransaction& txn) -> absl::StatusOr<ClaimResult> {
+        const int64_t wanted = device_id;
+        // NULL requester parameters when no check is asked for.
+        pqxx::result rows =
+            listed_requester
+                ? txn.exec_prepared(kClaim, user_id, listed_requester->user_id,
+                                    static_cast<int64_t>(listed_requester->device_id), wanted)
+                : txn.exec_prepared(kClaim, user_id, nullptr, nullptr, wanted);
+        // With no target rows the requester's answer is not in the result: ask on its own.
+        const bool requester_listed =
+            !listed_requester ||
+            (rows.empty()
+                 ? txn.exec_prepared1(kRequesterListed, listed_requester->user_id,
+                                      static_cast<int64_t>(listed_requester->device_id))[0]
+                       .as<bool>()
+                 : rows[0][9].as<bool>());
+        if (!requester_listed) return absl::UnauthenticatedError(kRequesterNotListedMessage);
+        if (rows.empty() || rows[0][2].as<bool>()) return absl::NotFoundError("no account");
+        ClaimResult result{.list = DeviceList{.user_id = user_id,
+                                              .version = rows[0][0].as<uint64_t>(),
+                                              .signature = Bytes(rows[0][1])}};
+        for (const auto& row : rows) {
+          const uint32_t id = row[3].as<uint32_t>();
+          result.list.entries.push_back({id, Bytes(row[4]), row[5].as<uint32_t>()});
+          if (row[12].is_null()) continue;  // no bundle for this device
+          Bundle bundle{.device_id = id,
+                        .identity_key = Bytes(row[4]),
+                        .registration_id = row[5].as<uint32_t>(),
+                        .signed_prekey = {row[6].as<uint32_t>(), Bytes(row[7]), Bytes(row[8])}};
+          int64_t count = row[12].as<int64_t>();
+          if (!row[10].is_null()) {
+            bundle.one_time_prekey = OneTimePreKey{row[10].as<uint32_t>(), Bytes(row[11])};
+            --count;
+          }
+          bundle.one_time_prekeys_remaining = static_cast<uint32_t>(std::max<int64_t>(count, 0));
+          result.bundles.push_back(std::move(bundle));
+        }
+        if (device_id != 0 && result.bundles.empty()) {
+          return absl::NotFoundError("device not listed or without signed prekey");
+        }
+        return result;
+      });
 }
 
 absl::StatusOr<std::vector<DeviceList>> PostgresKeyStore::GetDeviceLists(

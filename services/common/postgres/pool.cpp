@@ -153,11 +153,25 @@ void Pool::CountError(const absl::Status& status) {
 
 absl::Status Pool::WithTransaction(absl::string_view context, Body body,
                                    const TransactionOptions& options) {
+  return Call<pqxx::work>(context, body, options);
+}
+
+absl::Status Pool::WithoutTransaction(absl::string_view context, StatementBody body,
+                                      const TransactionOptions& options) {
+  if (options.isolation != Isolation::kReadCommitted || options.read_only) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(context, ": isolation and read_only need a transaction"));
+  }
+  return Call<pqxx::nontransaction>(context, body, options);
+}
+
+template <typename Txn, typename B>
+absl::Status Pool::Call(absl::string_view context, B body, const TransactionOptions& options) {
   const absl::Time start = absl::Now();
   const int attempts = options.idempotent ? std::max(1, options.max_attempts) : 1;
   AttemptResult result;
   for (int attempt = 1; attempt <= attempts; ++attempt) {
-    result = Attempt(context, body, options);
+    result = Attempt<Txn>(context, body, options);
     if (result.postgres_error) CountError(result.status);
     if (result.status.ok() || !result.retryable) break;
   }
@@ -167,7 +181,8 @@ absl::Status Pool::WithTransaction(absl::string_view context, Body body,
   return result.status;
 }
 
-Pool::AttemptResult Pool::Attempt(absl::string_view context, Body body,
+template <typename Txn, typename B>
+Pool::AttemptResult Pool::Attempt(absl::string_view context, B body,
                                   const TransactionOptions& options) {
   std::optional<std::unique_ptr<pqxx::connection>> leased =
       Acquire(absl::Now() + options_.acquire_timeout);
@@ -196,7 +211,7 @@ Pool::AttemptResult Pool::Attempt(absl::string_view context, Body body,
   };
 
   try {
-    std::optional<pqxx::work> txn;
+    std::optional<Txn> txn;
     if (connection != nullptr && ClosedByServer(*connection)) connection.reset();
     if (connection == nullptr) {
       connection = Connect();
@@ -208,6 +223,7 @@ Pool::AttemptResult Pool::Attempt(absl::string_view context, Body body,
         // BEGIN failed on a connection that sat idle and looked healthy (e.g. the peer vanished
         // without closing the socket). Nothing of the transaction was sent, so one fresh
         // connection is a safe, invisible retry. Any other failure of BEGIN is reported as is.
+        // (A nontransaction sends nothing here.)
         MappedError mapped = MapException(std::current_exception(), context);
         if (!mapped.connection_lost && connection->is_open()) throw;
         connection.reset();
@@ -215,7 +231,9 @@ Pool::AttemptResult Pool::Attempt(absl::string_view context, Body body,
         txn.emplace(*connection);
       }
     }
-    if (const char* set_transaction = SetTransactionSql(options)) txn->exec(set_transaction);
+    if constexpr (std::is_same_v<Txn, pqxx::work>) {
+      if (const char* set_transaction = SetTransactionSql(options)) txn->exec(set_transaction);
+    }
     absl::Status status = body(*txn);
     if (!status.ok()) {
       txn->abort();

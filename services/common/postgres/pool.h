@@ -123,6 +123,20 @@ class Pool {
   std::invoke_result_t<F&, pqxx::work&> Run(absl::string_view context, F&& body,
                                            const TransactionOptions& options = {});
 
+  // Like WithTransaction, but without BEGIN and COMMIT: every statement of `body` commits on its
+  // own (autocommit), so a body of one statement costs one round trip instead of three. For a
+  // unit of work that is one statement (a CTE may read, delete and return in one); an error the
+  // body returns after a write does not undo it. Only `idempotent` and `max_attempts` of
+  // `options` apply: another isolation level or read_only is InvalidArgument.
+  using StatementBody = absl::FunctionRef<absl::Status(pqxx::nontransaction&)>;
+  absl::Status WithoutTransaction(absl::string_view context, StatementBody body,
+                                  const TransactionOptions& options = {});
+
+  // WithoutTransaction for a callable returning absl::Status or absl::StatusOr<T>.
+  template <typename F>
+  std::invoke_result_t<F&, pqxx::nontransaction&> RunWithoutTransaction(
+      absl::string_view context, F&& body, const TransactionOptions& options = {});
+
   // Readiness probe: OK when a connection can run `SELECT 1` now. Same codes as
   // WithTransaction (ResourceExhausted when every connection stays busy for acquire_timeout).
   absl::Status Ping();
@@ -138,7 +152,12 @@ class Pool {
   };
 
   explicit Pool(PoolOptions options);
-  AttemptResult Attempt(absl::string_view context, Body body, const TransactionOptions& options);
+  // One attempt in a pqxx::work (Body) or a pqxx::nontransaction (StatementBody); defined and
+  // instantiated in pool.cpp only.
+  template <typename Txn, typename B>
+  AttemptResult Attempt(absl::string_view context, B body, const TransactionOptions& options);
+  template <typename Txn, typename B>
+  absl::Status Call(absl::string_view context, B body, const TransactionOptions& options);
   // nullopt when no slot frees up before `deadline`; the slot may hold nullptr (not connected).
   std::optional<std::unique_ptr<pqxx::connection>> Acquire(absl::Time deadline);
   void Release(std::unique_ptr<pqxx::connection> connection);
@@ -169,6 +188,28 @@ std::invoke_result_t<F&, pqxx::work&> Pool::Run(absl::string_view context, F&& b
     absl::Status status = WithTransaction(
         context,
         [&](pqxx::work& txn) -> absl::Status {
+          Result result = body(txn);
+          if (!result.ok()) return result.status();
+          value.emplace(*std::move(result));
+          return absl::OkStatus();
+        },
+        options);
+    if (!status.ok()) return status;
+    return Result(*std::move(value));
+  }
+}
+
+template <typename F>
+std::invoke_result_t<F&, pqxx::nontransaction&> Pool::RunWithoutTransaction(
+    absl::string_view context, F&& body, const TransactionOptions& options) {
+  using Result = std::invoke_result_t<F&, pqxx::nontransaction&>;
+  if constexpr (std::is_same_v<Result, absl::Status>) {
+    return WithoutTransaction(context, body, options);
+  } else {
+    std::optional<typename Result::value_type> value;
+    absl::Status status = WithoutTransaction(
+        context,
+        [&](pqxx::nontransaction& txn) -> absl::Status {
           Result result = body(txn);
           if (!result.ok()) return result.status();
           value.emplace(*std::move(result));

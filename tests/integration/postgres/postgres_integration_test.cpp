@@ -298,6 +298,42 @@ TEST_F(PoolTest, RunReturnsTheBodysValueAndAnErrorFromTheBodyRollsBack) {
   EXPECT_EQ(*count, 0);
 }
 
+// Without a transaction each statement commits by itself: one round trip for a one-statement
+// body, and nothing to roll back when the body fails afterwards. Errors map as in a transaction.
+TEST_F(PoolTest, WithoutTransactionEachStatementCommitsOnItsOwn) {
+  std::unique_ptr<Pool> pool = MakePool({.statements = Statements()});
+  absl::StatusOr<int64_t> count =
+      pool->RunWithoutTransaction("insert then count", [](pqxx::nontransaction& txn) {
+        txn.exec_prepared("insert_device", "alice", 1, pqxx::binarystring(std::string("k")));
+        return absl::StatusOr<int64_t>(txn.exec_prepared1("count_devices")[0].as<int64_t>());
+      });
+  ASSERT_TRUE(count.ok()) << count.status();
+  EXPECT_EQ(*count, 1);
+  absl::Status failed =
+      pool->RunWithoutTransaction("insert then fail", [](pqxx::nontransaction& txn) {
+        txn.exec_prepared("insert_device", "bob", 1, pqxx::binarystring(std::string("k")));
+        return absl::NotFoundError("body says no");
+      });
+  EXPECT_EQ(failed, absl::NotFoundError("body says no"));  // returned unchanged
+  EXPECT_EQ(QueryInt("SELECT count(*) FROM devices"), 2);  // bob's row stays: autocommit
+  absl::Status duplicate =
+      pool->WithoutTransaction("insert again", [](pqxx::nontransaction& txn) {
+        txn.exec_prepared("insert_device", "alice", 1, pqxx::binarystring(std::string("k")));
+        return absl::OkStatus();
+      });
+  EXPECT_EQ(duplicate.code(), absl::StatusCode::kAlreadyExists) << duplicate;
+  // The connection is fine afterwards (no aborted transaction left on it).
+  EXPECT_TRUE(InsertDevice(*pool, "carol", 1, "k").ok());
+  EXPECT_EQ(QueryInt("SELECT count(*) FROM devices"), 3);
+  // Isolation and read-only need a transaction.
+  auto body = [](pqxx::nontransaction&) { return absl::OkStatus(); };
+  EXPECT_EQ(pool->WithoutTransaction("ro", body, {.read_only = true}).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      pool->WithoutTransaction("rr", body, {.isolation = Isolation::kRepeatableRead}).code(),
+      absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(PoolTest, SerializationFailureIsAbortedAndRetriedOnlyWhenIdempotent) {
   std::unique_ptr<Pool> pool = MakePool();
   int attempts = 0;
