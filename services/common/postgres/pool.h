@@ -158,6 +158,10 @@ class Pool {
   AttemptResult Attempt(absl::string_view context, B body, const TransactionOptions& options);
   template <typename Txn, typename B>
   absl::Status Call(absl::string_view context, B body, const TransactionOptions& options);
+  // Runs `body` (returning Status or StatusOr<T>) through `with`, which takes a Status-returning
+  // callable; returns the body's value only when `with` succeeded (the commit included).
+  template <typename Txn, typename F, typename With>
+  static std::invoke_result_t<F&, Txn&> CarryValue(F& body, With with);
   // nullopt when no slot frees up before `deadline`; the slot may hold nullptr (not connected).
   std::optional<std::unique_ptr<pqxx::connection>> Acquire(absl::Time deadline);
   void Release(std::unique_ptr<pqxx::connection> connection);
@@ -177,48 +181,38 @@ class Pool {
   std::deque<std::unique_ptr<pqxx::connection>> idle_ ABSL_GUARDED_BY(mu_);
 };
 
-template <typename F>
-std::invoke_result_t<F&, pqxx::work&> Pool::Run(absl::string_view context, F&& body,
-                                                const TransactionOptions& options) {
-  using Result = std::invoke_result_t<F&, pqxx::work&>;
+template <typename Txn, typename F, typename With>
+std::invoke_result_t<F&, Txn&> Pool::CarryValue(F& body, With with) {
+  using Result = std::invoke_result_t<F&, Txn&>;
   if constexpr (std::is_same_v<Result, absl::Status>) {
-    return WithTransaction(context, body, options);
+    return with([&](Txn& txn) { return body(txn); });
   } else {
     std::optional<typename Result::value_type> value;
-    absl::Status status = WithTransaction(
-        context,
-        [&](pqxx::work& txn) -> absl::Status {
-          Result result = body(txn);
-          if (!result.ok()) return result.status();
-          value.emplace(*std::move(result));
-          return absl::OkStatus();
-        },
-        options);
+    absl::Status status = with([&](Txn& txn) -> absl::Status {
+      Result result = body(txn);
+      if (!result.ok()) return result.status();
+      value.emplace(*std::move(result));
+      return absl::OkStatus();
+    });
     if (!status.ok()) return status;
     return Result(*std::move(value));
   }
 }
 
 template <typename F>
+std::invoke_result_t<F&, pqxx::work&> Pool::Run(absl::string_view context, F&& body,
+                                                const TransactionOptions& options) {
+  return CarryValue<pqxx::work>(body, [&](auto&& status_body) {
+    return WithTransaction(context, status_body, options);
+  });
+}
+
+template <typename F>
 std::invoke_result_t<F&, pqxx::nontransaction&> Pool::RunWithoutTransaction(
     absl::string_view context, F&& body, const TransactionOptions& options) {
-  using Result = std::invoke_result_t<F&, pqxx::nontransaction&>;
-  if constexpr (std::is_same_v<Result, absl::Status>) {
-    return WithoutTransaction(context, body, options);
-  } else {
-    std::optional<typename Result::value_type> value;
-    absl::Status status = WithoutTransaction(
-        context,
-        [&](pqxx::nontransaction& txn) -> absl::Status {
-          Result result = body(txn);
-          if (!result.ok()) return result.status();
-          value.emplace(*std::move(result));
-          return absl::OkStatus();
-        },
-        options);
-    if (!status.ok()) return status;
-    return Result(*std::move(value));
-  }
+  return CarryValue<pqxx::nontransaction>(body, [&](auto&& status_body) {
+    return WithoutTransaction(context, status_body, options);
+  });
 }
 
 }  // namespace padlock::postgres
