@@ -118,7 +118,7 @@ class Authenticator {
   absl::Status CheckListed(const SessionClaims& claims);
 
   // The refusal CheckListed gives, for a caller found unlisted elsewhere (the key-directory's
-  // claim checks the requester in its own transaction): counts it and returns
+  // claim checks the requester in its own statement): counts it and returns
   // Unauthenticated(kInvalidTokenMessage).
   absl::Status RefuseUnlisted();
 

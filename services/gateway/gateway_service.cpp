@@ -225,7 +225,7 @@ grpc::ServerUnaryReactor* GatewayService::ClaimBundles(
   return Offload(context,
                  [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
                    // The CheckListed rule, checked by the key-directory in the claim's own
-                   // transaction (one look-up less per claim): its UNAUTHENTICATED is that.
+                   // statement (one look-up less per claim): its UNAUTHENTICATED is that.
                    v1::ClaimBundlesRequest internal;
                    SetAddress(caller, internal.mutable_requester());
                    internal.set_user_id(request->user_id());

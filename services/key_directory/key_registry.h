@@ -159,7 +159,7 @@ class KeyRegistry {
   // Codes: InvalidArgument, NotFound (unknown/banned user, device), ResourceExhausted (rate
   // limit; payload kRetryAfterPayload), Unauthenticated(kRequesterNotListedMessage) when
   // `require_listed_requester` and the requester is not listed (checked in the claim's
-  // transaction, after the rate limits are charged).
+  // statement, after the rate limits are charged).
   absl::StatusOr<ClaimResult> ClaimBundles(const DeviceAddress& requester,
                                            const std::string& user_id, uint32_t device_id,
                                            bool require_listed_requester = false);

@@ -86,12 +86,12 @@ struct ClaimResult {
   std::vector<Bundle> bundles = {};  // ascending device id
 };
 
-// Holds accounts, devices and prekeys. Thread-safe. Every method is one transaction: on an
-// error nothing was written. Unavailable / DeadlineExceeded / ResourceExhausted may come from
-// the backend on any call.
 // The message of ClaimBundles' Unauthenticated refusal of a requester that is not listed.
 inline constexpr char kRequesterNotListedMessage[] = "requester not listed";
 
+// Holds accounts, devices and prekeys. Thread-safe. Every method is one transaction: on an
+// error nothing was written. Unavailable / DeadlineExceeded / ResourceExhausted may come from
+// the backend on any call.
 class KeyStore {
  public:
   virtual ~KeyStore() = default;
@@ -120,7 +120,7 @@ class KeyStore {
   // Bundles of `device_id` (0: every listed device that has a signed prekey), each taking one
   // one-time prekey (lowest key id first) for good; concurrent claims never get the same key.
   // NotFound: unknown, banned or reset user; device not listed; device without signed prekey.
-  // With `listed_requester`, first (in the same transaction): Unauthenticated unless that device
+  // With `listed_requester`, first (in the same statement): Unauthenticated unless that device
   // is on its account's current list and the account is not banned; nothing is taken then.
   virtual absl::StatusOr<ClaimResult> ClaimBundles(
       const std::string& user_id, uint32_t device_id,

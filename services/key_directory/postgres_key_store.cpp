@@ -10,24 +10,19 @@ namespace {
 // Claims run prepared, each as one statement without BEGIN/COMMIT (one round trip): they are
 // the hot path (DESIGN §8: ≥ 5 000 claims/s).
 constexpr char kClaim[] = "kd_claim";
-constexpr char kRequesterListed[] = "kd_requester_listed";
-
-// Whether device $2 of user $1 is on the list of an account that is not banned. Reset accounts
-// have no device rows, so their devices are not listed.
-constexpr char kRequesterListedSql[] =
-    "SELECT EXISTS (SELECT 1 FROM accounts ra JOIN devices rd USING (user_id)"
-    "  WHERE ra.user_id = $1 AND rd.device_id = $2 AND NOT ra.banned)";
 
 // A whole claim in one statement. $1 target user, $2/$3 requester user and device (NULL: no
-// check), $4 device id (0: every device). One row per device of the target, ascending: the
-// account columns, the device's keys, the requester check (the check above, true when $2 is
-// NULL), the one-time prekey taken for it (NULL when none was taken) and the device's count of
-// stored one-time prekeys (NULL when no bundle is built for it). A prekey is taken only for a
-// device that gets a bundle (listed, signed prekey set, asked for), only when the account is not
-// banned and the requester passes. One key per device, lowest id first, taken for good; SKIP
-// LOCKED: concurrent claimers of one device each lock a different row instead of queueing on
-// the first. The DELETE in the CTE is invisible to the count (same snapshot), so the count
-// includes the taken key and the caller subtracts it.
+// check), $4 device id (0: every device). One row per device of the target, ascending, or one
+// row of NULL target columns when the target has no devices (unknown, reset): the account
+// columns, the device's keys, the requester check (device $3 of $2 is on the list of an account
+// that is not banned; reset accounts have no device rows; true when $2 is NULL), the one-time
+// prekey taken for the device (NULL when none was taken) and its count of stored one-time
+// prekeys (NULL when no bundle is built for it). A prekey is taken only for a device that gets a
+// bundle (listed, signed prekey set, asked for), only when the account is not banned and the
+// requester passes. One key per device, lowest id first, taken for good; SKIP LOCKED:
+// concurrent claimers of one device each lock a different row instead of queueing on the
+// first. The DELETE in the CTE is invisible to the count (same snapshot), so the count includes
+// the taken key and the caller subtracts it.
 constexpr char kClaimSql[] =
     "WITH target AS MATERIALIZED ("
     "  SELECT a.device_list_version, a.device_list_signature, a.banned, d.device_id,"
@@ -52,7 +47,7 @@ constexpr char kClaimSql[] =
     "  t.signed_prekey_signature, l.ok, k.key_id, k.public_key,"
     "  CASE WHEN t.wanted THEN (SELECT count(*) FROM one_time_prekeys c"
     "    WHERE c.user_id = $1 AND c.device_id = t.device_id) END "
-    "FROM target t CROSS JOIN listed l LEFT JOIN taken k ON k.device_id = t.device_id "
+    "FROM listed l LEFT JOIN target t ON true LEFT JOIN taken k ON k.device_id = t.device_id "
     "ORDER BY t.device_id";
 
 std::string Bytes(const pqxx::field& field) { return pqxx::binarystring(field).str(); }
@@ -146,7 +141,7 @@ std::optional<Locked> LockAccount(pqxx::work& txn, const std::string& user) {
 }  // namespace
 
 std::vector<postgres::PreparedStatement> PostgresKeyStore::Statements() {
-  return {{kClaim, kClaimSql}, {kRequesterListed, kRequesterListedSql}};
+  return {{kClaim, kClaimSql}};
 }
 
 PostgresKeyStore::PostgresKeyStore(postgres::Pool* primary, postgres::Pool* replica)
@@ -286,16 +281,9 @@ absl::StatusOr<ClaimResult> PostgresKeyStore::ClaimBundles(
                 ? txn.exec_prepared(kClaim, user_id, listed_requester->user_id,
                                     static_cast<int64_t>(listed_requester->device_id), wanted)
                 : txn.exec_prepared(kClaim, user_id, nullptr, nullptr, wanted);
-        // With no target rows the requester's answer is not in the result: ask on its own.
-        const bool requester_listed =
-            !listed_requester ||
-            (rows.empty()
-                 ? txn.exec_prepared1(kRequesterListed, listed_requester->user_id,
-                                      static_cast<int64_t>(listed_requester->device_id))[0]
-                       .as<bool>()
-                 : rows[0][9].as<bool>());
-        if (!requester_listed) return absl::UnauthenticatedError(kRequesterNotListedMessage);
-        if (rows.empty() || rows[0][2].as<bool>()) return absl::NotFoundError("no account");
+        // Always at least one row (the requester check's), the requester judged first.
+        if (!rows[0][9].as<bool>()) return absl::UnauthenticatedError(kRequesterNotListedMessage);
+        if (rows[0][3].is_null() || rows[0][2].as<bool>()) return absl::NotFoundError("no account");
         ClaimResult result{.list = DeviceList{.user_id = user_id,
                                               .version = rows[0][0].as<uint64_t>(),
                                               .signature = Bytes(rows[0][1])}};
