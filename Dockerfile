@@ -21,9 +21,14 @@ FROM ${DEBIAN_IMAGE} AS runtime-base
 ARG RUNTIME_PACKAGES="libabsl20220623 libgrpc++1.51 libgrpc29 libhiredis0.14 libpqxx-6.4 \
 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 libsignal-protocol-c2.3.2 \
 libssl3 libstdc++6 ca-certificates"
-RUN apt-get update -q \
-    && DEBIAN_FRONTEND=noninteractive \
-       apt-get install -y -q --no-install-recommends $RUNTIME_PACKAGES \
+RUN for attempt in 1 2 3 4 5; do \
+      apt-get -o Acquire::Retries=3 update -q \
+      && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -q \
+           --no-install-recommends $RUNTIME_PACKAGES \
+      && break; \
+      [ "$attempt" -lt 5 ] || exit 1; \
+      echo "apt failed (attempt $attempt of 5); retrying" >&2; sleep $((attempt * 10)); \
+    done \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 padlock \
     && useradd --system --uid 10001 --gid padlock --home-dir /nonexistent --no-create-home \
@@ -55,12 +60,18 @@ RUN set -e; rm -f /usr/local/bin/README.md; \
 USER 10001:10001
 
 FROM ${DEBIAN_IMAGE} AS build
-RUN apt-get update -q \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      build-essential cmake ninja-build pkg-config ca-certificates \
-      libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
-      prometheus-cpp-dev libhiredis-dev libpqxx-dev libpq-dev libsignal-protocol-c-dev libssl-dev \
-      libsqlite3-dev libsqlcipher-dev libgtest-dev libgmock-dev libbenchmark-dev \
+ARG BUILD_PACKAGES="build-essential cmake ninja-build pkg-config ca-certificates \
+libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
+prometheus-cpp-dev libhiredis-dev libpqxx-dev libpq-dev libsignal-protocol-c-dev libssl-dev \
+libsqlite3-dev libsqlcipher-dev libgtest-dev libgmock-dev libbenchmark-dev"
+RUN for attempt in 1 2 3 4 5; do \
+      apt-get -o Acquire::Retries=3 update -q \
+      && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -q \
+           --no-install-recommends $BUILD_PACKAGES \
+      && break; \
+      [ "$attempt" -lt 5 ] || exit 1; \
+      echo "apt failed (attempt $attempt of 5); retrying" >&2; sleep $((attempt * 10)); \
+    done \
     && rm -rf /var/lib/apt/lists/*
 ARG JOBS=2
 WORKDIR /src

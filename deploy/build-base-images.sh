@@ -22,6 +22,8 @@
 #                          machine's apt sources; never hard-coded)
 #   PADLOCK_IMAGE_CACHE    where the rootfs tarball is kept (default /var/cache/padlock-images)
 set -euo pipefail
+# shellcheck source=scripts/lib/retry.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/retry.sh"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${PADLOCK_IMAGE_CACHE:-/var/cache/padlock-images}"
@@ -72,8 +74,9 @@ build_debian() {
     command -v debootstrap >/dev/null || {
       log "installing debootstrap"
       $SUDO apt-get install -y -q --no-install-recommends debootstrap >/dev/null ||
-        { $SUDO apt-get update -q >/dev/null &&
-          $SUDO apt-get install -y -q --no-install-recommends debootstrap >/dev/null; }
+        { retry 5 $SUDO apt-get -o Acquire::Retries=3 update -q >/dev/null &&
+          retry 5 $SUDO apt-get -o Acquire::Retries=3 install -y -q --no-install-recommends \
+            debootstrap >/dev/null; }
     }
     local mirror="${PADLOCK_DEBIAN_MIRROR:-$(host_mirror | head -n1)}"
     [ -n "$mirror" ] ||
@@ -83,7 +86,12 @@ build_debian() {
     root="$(mktemp -d /var/tmp/padlock-rootfs.XXXXXX)"
     # shellcheck disable=SC2064
     trap "$SUDO rm -rf '$root'" EXIT
-    $SUDO debootstrap --variant=minbase "$SUITE" "$root" "$mirror" >"$root.log" 2>&1 ||
+    # A failed debootstrap leaves a partial tree: each try starts from an empty directory.
+    debootstrap_once() {
+      $SUDO find "$root" -mindepth 1 -delete 2>/dev/null || true
+      $SUDO debootstrap --variant=minbase "$SUITE" "$root" "$mirror" >"$root.log" 2>&1
+    }
+    retry 3 debootstrap_once ||
       { tail -n 30 "$root.log" >&2; die "debootstrap failed (log: $root.log)"; }
     # The same apt sources as this machine (main archive, updates, security), as deb822.
     $SUDO rm -f "$root/etc/apt/sources.list"
@@ -109,6 +117,9 @@ APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/a
 Binary::apt::APT::Keep-Downloaded-Packages "false";
 Acquire::GzipIndexes "true";
 CFG
+    # apt in every image built on this one retries each download (the Dockerfiles also retry
+    # whole apt runs, for images built on the official debian image).
+    echo 'Acquire::Retries "3";' | $SUDO tee "$root/etc/apt/apt.conf.d/80-retries" >/dev/null
     $SUDO rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin \
       "$root"/var/cache/apt/archives/*.deb "$root"/var/log/* "$root"/usr/share/doc/* \
       "$root"/usr/share/man/* "$root"/usr/share/info/*
@@ -145,7 +156,10 @@ build_standin() {  # tag dir
   fi
   log "building $1 from $2"
   local out; out="$(mktemp)"
-  if ! docker build --label "org.padlock.standin.hash=$hash" -t "$1" "$dir" >"$out" 2>&1; then
+  # The build's apt steps retry themselves; a whole failed build (a mirror down for longer) is
+  # tried again too.
+  if ! retry 3 docker build --label "org.padlock.standin.hash=$hash" -t "$1" "$dir" >"$out" 2>&1
+  then
     tail -n 40 "$out" >&2; rm -f "$out"; die "building $1 failed"
   fi
   rm -f "$out"

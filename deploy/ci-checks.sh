@@ -28,6 +28,8 @@
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/retry.sh
+source "$REPO/scripts/lib/retry.sh"  # network steps (apt, pip, docker build) retry
 BUILD_DIR="${1:-}"
 K8S_VERSION="${K8S_VERSION:-1.30.0}"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
@@ -84,7 +86,8 @@ find_promtool() {
   if [ ! -x "$TOOLS/prometheus-deb/usr/bin/promtool" ]; then
     # Debian's prometheus package ships promtool: unpack it, install nothing system-wide.
     mkdir -p "$TOOLS/prometheus-deb" &&
-      (cd "$TOOLS" && rm -f prometheus_*.deb && apt-get download prometheus >/dev/null 2>&1 &&
+      (cd "$TOOLS" && rm -f prometheus_*.deb &&
+        retry 3 apt-get -o Acquire::Retries=3 download prometheus >/dev/null 2>&1 &&
         dpkg-deb -x prometheus_*.deb prometheus-deb && rm -f prometheus_*.deb) || return 1
   fi
   echo "$TOOLS/prometheus-deb/usr/bin/promtool"
@@ -94,7 +97,8 @@ find_validator() {
   local venv="$TOOLS/venv"
   if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
     python3 -m venv "$venv" >/dev/null &&
-      "$venv/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >/dev/null || return 1
+      retry 3 "$venv/bin/pip" install -q "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
+        >/dev/null || return 1
   fi
   echo "$venv/bin/kubernetes-validate"
 }
@@ -187,13 +191,14 @@ build_image_prebuilt() {
     [ -x "$BUILD_DIR/services/$b" ] || { say "missing $BUILD_DIR/services/$b"; return 1; }
     strip --strip-unneeded -o "$ctx/deploy/prebuilt/${b##*/}" "$BUILD_DIR/services/$b" || return 1
   done
-  docker build -q --target prebuilt --build-arg PREBUILT=1 -t "$IMAGE" "$ctx" >/dev/null || return 1
+  retry 3 docker build -q --target prebuilt --build-arg PREBUILT=1 -t "$IMAGE" "$ctx" >/dev/null ||
+    return 1
   docker image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "[ci-checks] image size %.0f MB\n", $1/1e6}'
   [ "$(docker run --rm --entrypoint id "$IMAGE" -u)" = 10001 ] || { say "image runs as root"; return 1; }
 }
 
 build_image_source() {
-  docker build -q -t "$IMAGE" "$REPO" >/dev/null
+  retry 3 docker build -q -t "$IMAGE" "$REPO" >/dev/null
 }
 
 free_port() {

@@ -2,6 +2,8 @@
 # Installs the Debian 12 packages Padlock needs to build, test and run locally.
 # Idempotent: only missing packages are installed. Uses sudo when not root.
 set -euo pipefail
+# shellcheck source=scripts/lib/retry.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/retry.sh"
 
 PACKAGES=(
   # toolchain
@@ -35,7 +37,8 @@ SUDO=""
 if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 echo "install-deps: installing ${#missing[@]} package(s): ${missing[*]:-none}"
-$SUDO apt-get update -q
+# Network steps retry (a flaky mirror must not fail a run); apt also retries each download.
+retry 5 $SUDO apt-get -o Acquire::Retries=3 update -q
 if [ ${#missing[@]} -gt 0 ]; then
-  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+  retry 5 $SUDO apt-get -o Acquire::Retries=3 install -y -q --no-install-recommends "${missing[@]}"
 fi

@@ -411,7 +411,7 @@ void Device::HandleSendResult(const v1::SendResult& result) {
 void Device::SlotFreed() {
   run_->in_flight.fetch_sub(1, std::memory_order_relaxed);
   if (!run_->closed_loop.load(std::memory_order_relaxed) ||
-      !run_->sending.load(std::memory_order_relaxed)) {
+      !run_->sending.load(std::memory_order_relaxed) || !run_->TakeSend()) {
     return;
   }
   const uint64_t now = NowNanos();

@@ -52,6 +52,17 @@ struct RunState {
   std::atomic<bool> sending{false};
   std::atomic<bool> recording{false};
   std::atomic<bool> shutting_down{false};
+  // Options::count: when > 0, at most this many sends are issued in all (TakeSend).
+  uint64_t send_limit = 0;
+  std::atomic<uint64_t> issued{0};
+  // True when one more send may be issued (and counts it). Always true without a limit.
+  bool TakeSend() {
+    if (send_limit == 0) return true;
+    return issued.fetch_add(1, std::memory_order_relaxed) < send_limit;
+  }
+  bool SendsExhausted() const {
+    return send_limit != 0 && issued.load(std::memory_order_relaxed) >= send_limit;
+  }
 
   std::atomic<uint64_t> sent{0}, accepted{0}, refused{0}, mismatched{0}, received{0};
   std::atomic<uint64_t> duplicates{0}, redelivered{0}, inbox_gaps{0}, stream_errors{0};

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -104,6 +105,10 @@ class Runner {
   absl::Status RunBacklog();
   absl::Status RunIdle();
   void RunClaims();
+  // The load phase of chat, group and claims: warm-up then the measured window; with
+  // Options::count, the measured window lasts until that many sends were issued (at most
+  // ready_timeout_seconds, in case a closed loop stalls on a lost envelope).
+  void LoadWindow();
   uint32_t RandomOther(uint32_t self);
 
   const Options& options_;
@@ -120,6 +125,30 @@ class Runner {
   bool torn_down_ = false;
   std::mt19937_64 rng_{std::random_device{}()};
 };
+
+void Runner::LoadWindow() {
+  if (options_.count == 0) {
+    SleepSeconds(options_.warmup_seconds);
+    StartMeasuring();
+    SleepSeconds(options_.duration_seconds);
+    StopMeasuring();
+    return;
+  }
+  StartMeasuring();
+  const uint64_t t0 = NowNanos();
+  // Every send issued and answered (claims) or received (envelopes), so that the window counts
+  // all of them.
+  auto finished = [&] { return run_.SendsExhausted() && run_.in_flight.load() == 0; };
+  while (!finished() && Seconds(NowNanos() - t0) < options_.ready_timeout_seconds) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  StopMeasuring();
+  if (!run_.SendsExhausted()) {
+    report_.notes.push_back(absl::StrCat("only ", run_.issued.load(), " of ", options_.count,
+                                         " sends issued within ", options_.ready_timeout_seconds,
+                                         "s"));
+  }
+}
 
 uint32_t Runner::RandomOther(uint32_t self) {
   const uint32_t n = static_cast<uint32_t>(run_.devices.size());
@@ -362,23 +391,27 @@ void Runner::RunChat() {
   run_.sending = true;
   for (uint32_t w = 0; w < static_cast<uint32_t>(options_.window); ++w) {
     for (auto& device : run_.devices) {
+      if (!run_.TakeSend()) break;
       device->SendTo(RandomOther(device->index()), NowNanos());
     }
   }
   progress_("chat: %zu devices × window %d; warm-up %.1fs", run_.devices.size(), options_.window,
             options_.warmup_seconds);
-  SleepSeconds(options_.warmup_seconds);
-  StartMeasuring();
-  SleepSeconds(options_.duration_seconds);
-  StopMeasuring();
+  LoadWindow();
 }
 
 void Runner::RunOpen() {
   run_.sending = true;
   const double rate = std::max(1.0, options_.rate);
   const uint64_t start = NowNanos();
-  const uint64_t warm = start + static_cast<uint64_t>(options_.warmup_seconds * 1e9);
-  const uint64_t end = warm + static_cast<uint64_t>(options_.duration_seconds * 1e9);
+  // With a count: no warm-up, and the pacer stops once `count` envelopes were offered (or after
+  // ready_timeout_seconds, which a pacer that offers on schedule cannot reach first).
+  const bool counted = options_.count > 0;
+  const uint64_t warm =
+      start + static_cast<uint64_t>((counted ? 0 : options_.warmup_seconds) * 1e9);
+  const uint64_t end =
+      warm + static_cast<uint64_t>(
+                 (counted ? options_.ready_timeout_seconds : options_.duration_seconds) * 1e9);
   uint64_t issued = 0;
   bool measuring = false;
   const uint32_t n = static_cast<uint32_t>(run_.devices.size());
@@ -392,7 +425,8 @@ void Runner::RunOpen() {
     }
     if (now >= end) break;
     const uint64_t due = static_cast<uint64_t>(Seconds(now - start) * rate);
-    while (issued < due) {
+    if (counted && issued >= options_.count) break;
+    while (issued < due && (!counted || issued < options_.count)) {
       // The scheduled time, not the time we got to it: a late pacer shows as latency.
       const uint64_t scheduled = start + static_cast<uint64_t>(issued / rate * 1e9);
       const uint32_t from = static_cast<uint32_t>(issued % n);
@@ -411,14 +445,13 @@ void Runner::RunGroup() {
   run_.closed_loop = true;
   run_.sending = true;
   for (int w = 0; w < options_.window; ++w) {
-    for (uint32_t s = 0; s < senders; ++s) run_.devices[s]->SendGroup(NowNanos());
+    for (uint32_t s = 0; s < senders; ++s) {
+      if (run_.TakeSend()) run_.devices[s]->SendGroup(NowNanos());
+    }
   }
   progress_("group: %u sender(s) × window %d, %zu members each; warm-up %.1fs", senders,
             options_.window, run_.group_members.size(), options_.warmup_seconds);
-  SleepSeconds(options_.warmup_seconds);
-  StartMeasuring();
-  SleepSeconds(options_.duration_seconds);
-  StopMeasuring();
+  LoadWindow();
 }
 
 absl::Status Runner::RunBacklog() {
@@ -519,15 +552,22 @@ void Runner::RunClaims() {
   // Claimer channels: distinct from the devices' (which stay unused here), one TCP connection
   // each, like claims from many clients.
   const int64_t salt = (static_cast<int64_t>(getpid()) << 32) + (int64_t{1} << 31);
+  // Claim k: target k mod n, requester the target's (1 + (k / n) mod (n - 1))-th successor.
+  // Each round of n claims claims every device once and has every device claim once, so no
+  // bucket sees more than its share (a random pick can pile onto one target's limit).
+  std::atomic<uint64_t> next{0};
   for (int c = 0; c < claimers; ++c) {
     threads.emplace_back([&, c] {
       auto stub = v1::Gateway::NewStub(
           DedicatedChannel(options_.target, credentials_, salt + c, options_.tls_server_name));
-      std::mt19937_64 rng(std::random_device{}() + static_cast<uint64_t>(c));
       while (!stop.load(std::memory_order_relaxed)) {
-        const uint32_t from = static_cast<uint32_t>(rng() % n);
-        uint32_t to = static_cast<uint32_t>(rng() % (n - 1));
-        if (to >= from) ++to;
+        // In flight from before the send is taken until it is answered (LoadWindow waits for 0).
+        run_.in_flight.fetch_add(1);
+        absl::Cleanup answered = [&] { run_.in_flight.fetch_sub(1); };
+        if (!run_.TakeSend()) break;
+        const uint64_t k = next.fetch_add(1, std::memory_order_relaxed);
+        const uint32_t to = static_cast<uint32_t>(k % n);
+        const uint32_t from = static_cast<uint32_t>((to + 1 + (k / n) % (n - 1)) % n);
         const DeviceAccount& requester = run_.devices[from]->account();
         const DeviceAccount& target = run_.devices[to]->account();
         v1::GatewayClaimBundlesRequest request;
@@ -565,10 +605,7 @@ void Runner::RunClaims() {
   }
   progress_("claims: %d claimers over %u devices; warm-up %.1fs", claimers, n,
             options_.warmup_seconds);
-  SleepSeconds(options_.warmup_seconds);
-  StartMeasuring();
-  SleepSeconds(options_.duration_seconds);
-  StopMeasuring();
+  LoadWindow();
   stop = true;
   for (std::thread& t : threads) t.join();
   report_.claims_without_prekey = without_prekey.load();
@@ -594,6 +631,7 @@ absl::StatusOr<Report> Runner::Execute() {
   report_.window = options_.window;
   report_.warmup_seconds = options_.warmup_seconds;
   report_.command = options_.command;
+  if (s != "backlog" && s != "idle-conns") run_.send_limit = options_.count;
   StartWatching();
   if (absl::Status st = Setup(devices); !st.ok()) return st;
   if (s == "idle-conns") {
@@ -675,6 +713,9 @@ std::string Usage() {
                             sends awaiting acceptance (backlog), claimers (claims) (default 1)
   --rate=R                  open: envelopes per second offered in total (default 10000)
   --warmup=S --duration=S   seconds before and of the measured window (default 5, 10)
+  --count=N                 chat, open, group, claims: issue exactly N sends (claims) in all,
+                            then stop; replaces --warmup/--duration (the same work at any
+                            speed, what tests use; default 0: run for the duration)
   --drain=S                 wait this long for in-flight envelopes before counting losses (15)
   --ack-every=K             ack once K envelopes are unacknowledged at the end of a Deliver
                             frame (default 16); --ack-flush-ms=T acks the rest every T ms (50)
@@ -723,6 +764,7 @@ absl::StatusOr<Options> ParseFlags(int argc, char** argv) {
     else if (name == "rate") s = number(o.rate);
     else if (name == "warmup") s = number(o.warmup_seconds);
     else if (name == "duration") s = number(o.duration_seconds);
+    else if (name == "count") s = number(o.count);
     else if (name == "drain") s = number(o.drain_seconds);
     else if (name == "ack-every") s = number(o.ack_every);
     else if (name == "ack-flush-ms") s = number(o.ack_flush_ms);

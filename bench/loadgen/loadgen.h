@@ -14,9 +14,10 @@
 //   backlog     one sender queues `backlog_messages` envelopes to one device that is offline
 //               (logged in, not connected), then that device connects: time to drain.
 //   idle-conns  `devices` authenticated, idle streams; the gateway's RSS per connection.
-//   claims      `window` claimers, each a closed loop of Gateway.ClaimBundles calls: a random
-//               logged-in device claims the bundle of a random other device (which uploaded
-//               `prekeys` one-time prekeys). A claim counts when it is answered with that device's
+//   claims      `window` claimers, each a closed loop of Gateway.ClaimBundles calls: claim k is
+//               by device (t + 1 + k / N) mod N of the bundle of device t = k mod N (N devices,
+//               each of which uploaded `prekeys` one-time prekeys), so targets and requesters
+//               are spread evenly: no device is claimed, or claims, more than ceil(k / N) times. A claim counts when it is answered with that device's
 //               bundle (address, registration id, identity key) whose signed prekey verifies
 //               under the identity key; anything else is an error (refused or mismatched).
 //               "Delivered" is claims answered; latency is call → answer.
@@ -63,6 +64,11 @@ struct Options {
   double rate = 10000;  // open: envelopes per second in total
   double warmup_seconds = 5;
   double duration_seconds = 10;
+  // chat, open, group, claims: when > 0, the run issues exactly this many sends (claims) in all
+  // and then stops, instead of running for warm-up + duration (both ignored; the measured window
+  // is the whole run). The same work at any machine speed: what tests use, so that no verdict
+  // depends on how fast the machine is (a fast run exhausting a rate-limit bucket, say).
+  uint64_t count = 0;
   // After the window: how long to wait for envelopes still in flight before counting losses.
   double drain_seconds = 15;
   int ack_every = 16;

@@ -39,8 +39,11 @@ class GatewayLimitsTest : public ::testing::Test {
                          {"PADLOCK_SEND_RATE", "1"},
                          {"PADLOCK_MAX_SEND_BYTES", "4096"},
                          {"PADLOCK_MAX_STREAMS", "3"},
-                         {"PADLOCK_KEEPALIVE_TIME", "300ms"},
-                         {"PADLOCK_KEEPALIVE_TIMEOUT", "300ms"}}});
+                         // Short enough for the silent-client test to see a drop within
+                         // seconds, long enough that a loaded machine's live clients (every
+                         // other test here) always answer a ping in time.
+                         {"PADLOCK_KEEPALIVE_TIME", "1s"},
+                         {"PADLOCK_KEEPALIVE_TIMEOUT", "2s"}}});
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = stack->release();
   }
@@ -106,8 +109,11 @@ TEST_F(GatewayLimitsTest, PerDeviceSendRateRefusesWithRetryAfter) {
       ++limited;
     }
   }
-  EXPECT_EQ(accepted, 3);  // the burst
-  EXPECT_EQ(limited, 2);
+  // The burst of 3, plus at most one token per second refilled while the five sends arrive (the
+  // slowest rate the gateway accepts): on a loaded machine that can be one more.
+  EXPECT_GE(accepted, 3);
+  EXPECT_GE(limited, 1);
+  EXPECT_EQ(accepted + limited, 5);
   EXPECT_FALSE(a1->ended());
   EXPECT_GE(ScrapeValue(stack_->gateway_metrics_port(), "padlock_gateway_sends_rate_limited_total",
                         {}),

@@ -55,7 +55,7 @@ TEST(LatencyHistogram, SmallValuesAreExactAndEmptyIsZero) {
 TEST(LoadgenFlags, ParsesScenarioNumbersAndWatchList) {
   std::vector<std::string> args = {"padlock-loadgen", "--scenario=open", "--devices=50",
                                    "--rate=2500", "--watch=gateway:7400,postgres:7432:tree",
-                                   "--watch-pid=redis:42", "--quiet"};
+                                   "--watch-pid=redis:42", "--count=700", "--quiet"};
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
   absl::StatusOr<Options> o = ParseFlags(static_cast<int>(argv.size()), argv.data());
@@ -63,6 +63,7 @@ TEST(LoadgenFlags, ParsesScenarioNumbersAndWatchList) {
   EXPECT_EQ(o->scenario, "open");
   EXPECT_EQ(o->devices, 50);
   EXPECT_EQ(o->rate, 2500);
+  EXPECT_EQ(o->count, 700u);
   EXPECT_TRUE(o->quiet);
   ASSERT_EQ(o->watch.size(), 3u);
   EXPECT_EQ(o->watch[1].name, "postgres");
@@ -70,12 +71,13 @@ TEST(LoadgenFlags, ParsesScenarioNumbersAndWatchList) {
   EXPECT_TRUE(o->watch[1].tree);
   EXPECT_EQ(o->watch[2].pid, 42);
   EXPECT_EQ(o->command, "padlock-loadgen --scenario=open --devices=50 --rate=2500 "
-                        "--watch=gateway:7400,postgres:7432:tree --watch-pid=redis:42 --quiet");
+                        "--watch=gateway:7400,postgres:7432:tree --watch-pid=redis:42 "
+                        "--count=700 --quiet");
 }
 
 TEST(LoadgenFlags, RejectsUnknownFlagsAndBadValues) {
   for (std::string bad : {"--nope=1", "--devices=abc", "--watch=gateway", "--window=0",
-                          "--prekeys=101"}) {
+                          "--prekeys=101", "--count=-5"}) {
     std::string name = "padlock-loadgen";
     std::vector<char*> argv = {name.data(), bad.data()};
     EXPECT_EQ(ParseFlags(2, argv.data()).status().code(), absl::StatusCode::kInvalidArgument)

@@ -74,6 +74,13 @@ v1::Send ToBob(int i, const std::string& ciphertext) {
   return send;
 }
 
+// The time in a server id ("<unix ms>-<n>", the stream entry id Redis chose).
+absl::Time ServerIdTime(const std::string& server_id) {
+  int64_t ms = 0;
+  EXPECT_TRUE(absl::SimpleAtoi(server_id.substr(0, server_id.find('-')), &ms)) << server_id;
+  return absl::FromUnixMillis(ms);
+}
+
 void Deadline(grpc::ClientContext& context) {
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
 }
@@ -362,10 +369,13 @@ TEST_P(MessageQueueIntegrationTest, KeepsOrderAcrossTenThousandEnvelopes) {
 
 TEST_P(MessageQueueIntegrationTest, RetryInsideWindowReturnsSameIdsAndAfterItAppendsAgain) {
   InboxLimits limits;
-  limits.dedupe_window = absl::Seconds(1);
+  // Two seconds: the retry below must come within one window of the first send even on a
+  // loaded machine.
+  limits.dedupe_window = absl::Seconds(2);
   StartReplica(limits);
-  const absl::Time first_at = absl::Now();
   v1::SendOutcome first = EnqueueOne(ToBob(7, "once"));
+  // Taken after the first send returned: its time bucket is at most this one.
+  const absl::Time first_done = absl::Now();
   v1::SendOutcome retry = EnqueueOne(ToBob(7, "once"));
   ASSERT_TRUE(first.has_accepted());
   ASSERT_TRUE(retry.has_accepted());
@@ -376,8 +386,9 @@ TEST_P(MessageQueueIntegrationTest, RetryInsideWindowReturnsSameIdsAndAfterItApp
               first.accepted().placements(i).sequence());
   }
   EXPECT_EQ(Info("bob", 1).depth(), 1u);
-  // The window is kept in two time buckets: a key is forgotten 1 to 2 windows after first use.
-  absl::SleepFor(first_at + absl::Milliseconds(2100) - absl::Now());
+  // The window is kept in two time buckets: a key is forgotten 1 to 2 windows after first use,
+  // so two windows after the first send returned it is forgotten however slow that send was.
+  absl::SleepFor(first_done + 2 * limits.dedupe_window + absl::Milliseconds(50) - absl::Now());
   v1::SendOutcome late = EnqueueOne(ToBob(7, "once"));
   ASSERT_TRUE(late.has_accepted());
   EXPECT_EQ(late.accepted().placements(0).sequence(), 2u);
@@ -452,10 +463,12 @@ TEST_P(MessageQueueIntegrationTest, ShortRetentionTrimsOldEntriesAndReportsGap) 
   InboxLimits limits;
   limits.retention = absl::Seconds(1);
   StartReplica(limits);
-  const absl::Time start = absl::Now();
   ASSERT_TRUE(EnqueueOne(ToBob(1, "old-1")).has_accepted());
-  ASSERT_TRUE(EnqueueOne(ToBob(2, "old-2")).has_accepted());
-  absl::SleepFor(start + absl::Milliseconds(1200) - absl::Now());
+  v1::SendOutcome old2 = EnqueueOne(ToBob(2, "old-2"));
+  ASSERT_TRUE(old2.has_accepted());
+  // Past the retention of the newer old entry, by its own (Redis) time, however slow the sends.
+  absl::SleepFor(ServerIdTime(old2.accepted().placements(0).server_id()) +
+                 limits.retention + absl::Milliseconds(200) - absl::Now());
   ASSERT_TRUE(EnqueueOne(ToBob(3, "new")).has_accepted());  // the append trims, inbox active
   EXPECT_EQ(Info("bob", 1).depth(), 1u);
   v1::ReadInboxResponse r = Read("bob", 1);
@@ -478,7 +491,10 @@ TEST_P(MessageQueueIntegrationTest, ShortRetentionTrimsOldEntriesAndReportsGap) 
 // still let later entries expire on time, and the gap must still be reported.
 TEST_P(MessageQueueIntegrationTest, AmortisedTrimExpiresEntriesBehindAStaleHeadBound) {
   InboxLimits limits;
-  limits.retention = absl::Seconds(2);
+  // Four seconds, and every step timed from the server ids: each "not yet expired" below has
+  // two seconds of margin for a loaded machine.
+  limits.retention = absl::Seconds(4);
+  const absl::Duration half = limits.retention / 2;
   StartReplica(limits);
   auto meta_h = [&] {
     auto reply = probe_client_->Execute(redis::Command::Keyed({"HGET", "qm:{bob:1}", "h"}, 1));
@@ -502,19 +518,19 @@ TEST_P(MessageQueueIntegrationTest, AmortisedTrimExpiresEntriesBehindAStaleHeadB
   EXPECT_EQ(meta_h(), ms_of(id1));
   EXPECT_EQ(AckUpTo("bob", 1, id1), 1u);
   EXPECT_EQ(meta_h(), ms_of(id1));
-  // 2 one second later: the bound stays 1's (a lower bound is enough).
-  absl::SleepFor(at(ms_of(id1), absl::Seconds(1)) - absl::Now());
+  // 2 half a retention later: the bound stays 1's (a lower bound is enough).
+  absl::SleepFor(at(ms_of(id1), half) - absl::Now());
   const std::string id2 = placement(EnqueueOne(ToBob(2, "two")));
   EXPECT_EQ(meta_h(), ms_of(id1));
   // 3 once the bound is past the retention but 2 is not: the trim looks, removes nothing on
   // bob:1, and raises the bound to 2's time.
-  absl::SleepFor(at(ms_of(id1), absl::Milliseconds(2300)) - absl::Now());
+  absl::SleepFor(at(ms_of(id1), limits.retention + absl::Milliseconds(300)) - absl::Now());
   const std::string id3 = placement(EnqueueOne(ToBob(3, "three")));
   EXPECT_EQ(meta_h(), ms_of(id2));
   EXPECT_EQ(Info("bob", 1).depth(), 2u);
   // Once 2 is past the retention the next append trims it: a gap of exactly 2 on bob:1 (1 was
   // acked), of 1–2 on bob:2 (never acked).
-  absl::SleepFor(at(ms_of(id2), absl::Milliseconds(2100)) - absl::Now());
+  absl::SleepFor(at(ms_of(id2), limits.retention + absl::Milliseconds(100)) - absl::Now());
   const std::string id4 = placement(EnqueueOne(ToBob(4, "four")));
   EXPECT_EQ(meta_h(), ms_of(id3));
   v1::ReadInboxResponse r = Read("bob", 1);
@@ -612,10 +628,12 @@ TEST_P(MessageQueueIntegrationTest, ShortTtlExpiresOnlyThatEntry) {
   StartReplica();
   v1::Send story = ToBob(1, "story");
   story.mutable_message()->set_ttl_seconds(1);
-  const absl::Time start = absl::Now();
-  ASSERT_TRUE(EnqueueOne(story).has_accepted());
+  v1::SendOutcome stored = EnqueueOne(story);
+  ASSERT_TRUE(stored.has_accepted());
   ASSERT_TRUE(EnqueueOne(ToBob(2, "message")).has_accepted());
-  absl::SleepFor(start + absl::Milliseconds(1100) - absl::Now());
+  // Past the story's TTL by its own (Redis) time, however slow the sends were.
+  absl::SleepFor(ServerIdTime(stored.accepted().placements(0).server_id()) +
+                 absl::Milliseconds(1100) - absl::Now());
   v1::ReadInboxResponse r = Read("bob", 1);
   ASSERT_EQ(r.envelopes_size(), 1);
   EXPECT_EQ(r.envelopes(0).ciphertext(), "message");
