@@ -13,6 +13,8 @@
 #   group-256    one sender, one shared payload to 256 devices per send, 4 sends in flight
 #   backlog      100 000 envelopes queued to an offline device, then its drain
 #   idle-conns   15 000 authenticated idle streams; gateway RSS per connection
+#   sparse-10k   10 000 connected devices idle for 20 s (the stack's CPU to keep them alive), then
+#                1 000 envelopes/s offered in total (each device sends every 10 s)
 #   claims       bundle claims through the gateway: 16 claimers, 2 000 devices with 50 one-time
 #                prekeys each (every claim must return a bundle whose signed prekey verifies)
 #   smoke        20 devices for 3 s (checks the pipeline end to end)
@@ -62,8 +64,10 @@ case "$SCENARIO" in
   # and 120 per requester in a burst) and its 50 one-time prekeys for ~13 s at 5 000 claims/s.
   claims)     FLAGS=(--scenario=claims --devices=2000 --window=16 --prekeys=50 --warmup=3
                      --duration=10) ;;
+  sparse-10k) FLAGS=(--scenario=sparse --devices=10000 --rate=1000 --idle-hold=20 --warmup=5
+                     --duration=20) ;;
   smoke)      FLAGS=(--scenario=chat --devices=20 --window=1 --warmup=1 --duration=3) ;;
-  *) die "unknown scenario '$SCENARIO' (chat-1k chat-100 chat-10k open-10k open-1k group-256 backlog idle-conns claims smoke)" ;;
+  *) die "unknown scenario '$SCENARIO' (chat-1k chat-100 chat-10k open-10k open-1k sparse-10k group-256 backlog idle-conns claims smoke)" ;;
 esac
 FLAGS+=("$@")
 
@@ -230,6 +234,12 @@ else:
                  f"{med('latency_ms', 'p50'):.2f} | {med('latency_ms', 'p90'):.2f} | "
                  f"{med('latency_ms', 'p99'):.2f} | {med('latency_ms', 'p999'):.2f} | | | | "
                  f"{med('services_cpu_us_per_envelope'):.1f} | |")
+    if scenario.startswith("sparse"):
+        lines += ["", f"Idle phase (every stream connected, nothing sent; median of "
+                      f"{len(reports)}): the stack used **{med('idle_stack_cpu_percent'):.2f} %** "
+                      f"of one core over {med('idle_seconds'):.1f} s ("
+                      + ", ".join(f"{p['name']} {statistics.median(q['cpu_percent'] for r in reports for q in r['idle_processes'] if q['name'] == p['name']):.2f} %"
+                                  for p in reports[0]["idle_processes"]) + ")."]
     if scenario == "backlog":
         lines += ["", f"Backlog drain (median): {med('backlog_drain_per_second'):.0f} envelopes/s "
                       f"({med('backlog_drain_seconds'):.2f} s for {reports[0]['backlog_messages']})."]

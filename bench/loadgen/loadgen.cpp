@@ -101,6 +101,8 @@ class Runner {
   void StartAckFlusher();
   void RunChat();
   void RunOpen();
+  // sparse: the idle phase, then RunOpen.
+  void RunSparse();
   void RunGroup();
   absl::Status RunBacklog();
   absl::Status RunIdle();
@@ -439,6 +441,21 @@ void Runner::RunOpen() {
   report_.offered_rate = rate;
 }
 
+void Runner::RunSparse() {
+  progress_("sparse: %zu streams idle for %.1fs", run_.devices.size(), options_.idle_hold_seconds);
+  StartMeasuring();
+  SleepSeconds(options_.idle_hold_seconds);
+  StopMeasuring();
+  report_.idle_seconds = report_.measured_seconds;
+  report_.idle_processes = std::move(report_.processes);
+  report_.processes.clear();
+  for (const ProcessReport& p : report_.idle_processes) {
+    report_.idle_stack_cpu_percent += p.cpu_percent;
+  }
+  progress_("sparse: idle stack CPU %.2f%% of a core", report_.idle_stack_cpu_percent);
+  RunOpen();
+}
+
 void Runner::RunGroup() {
   const uint32_t senders = static_cast<uint32_t>(std::max(1, options_.group_senders));
   for (uint32_t i = senders; i < run_.devices.size(); ++i) run_.group_members.push_back(i);
@@ -618,7 +635,7 @@ void Runner::RunClaims() {
 absl::StatusOr<Report> Runner::Execute() {
   const std::string& s = options_.scenario;
   if (s != "chat" && s != "open" && s != "group" && s != "backlog" && s != "idle-conns" &&
-      s != "claims") {
+      s != "claims" && s != "sparse") {
     return absl::InvalidArgumentError("unknown scenario " + s);
   }
   int devices = options_.devices;
@@ -650,6 +667,7 @@ absl::StatusOr<Report> Runner::Execute() {
     StartAckFlusher();
     if (s == "chat") RunChat();
     if (s == "open") RunOpen();
+    if (s == "sparse") RunSparse();
     if (s == "group") RunGroup();
     DrainAndCount();
   }
@@ -703,7 +721,7 @@ absl::StatusOr<std::vector<WatchSpec>> ParseWatch(const std::string& value, bool
 std::string Usage() {
   return R"(padlock-loadgen — drives devices through the real gateway (docs/PERFORMANCE.md)
 
-  --scenario=chat|open|group|backlog|idle-conns|claims   (default chat)
+  --scenario=chat|open|group|backlog|idle-conns|claims|sparse   (default chat)
   --target=HOST:PORT        gateway (default 127.0.0.1:7400)
   --tls-ca=FILE             TLS with these PEM roots (default plaintext)
   --tls-server-name=NAME    name to verify in the gateway's certificate
@@ -711,7 +729,7 @@ std::string Usage() {
                             group: senders + members, e.g. 257; backlog: always 2)
   --window=W                envelopes in flight per device (chat), group sends per sender,
                             sends awaiting acceptance (backlog), claimers (claims) (default 1)
-  --rate=R                  open: envelopes per second offered in total (default 10000)
+  --rate=R                  open, sparse: envelopes per second offered in total (10000)
   --warmup=S --duration=S   seconds before and of the measured window (default 5, 10)
   --count=N                 chat, open, group, claims: issue exactly N sends (claims) in all,
                             then stop; replaces --warmup/--duration (the same work at any
@@ -723,7 +741,8 @@ std::string Usage() {
   --backlog=M               backlog: envelopes queued before the drain (default 100000)
   --group-senders=G         group: sending devices (default 1)
   --prekeys=K               claims: one-time prekeys each device uploads first (default 50)
-  --idle-hold=S             idle-conns: seconds to hold the streams before reading RSS (5)
+  --idle-hold=S             idle-conns: seconds to hold the streams before reading RSS;
+                            sparse: seconds of the idle phase before the open loop (5)
   --setup-threads=T --connect-parallel=P --ready-timeout=S   set-up (8, 256, 180)
   --user-prefix=P           user ids P0, P1, ... (default lg<random>-)
   --watch=name:port[:tree],...   processes to measure, found by listening port
@@ -815,6 +834,15 @@ std::string FormatTable(const Report& r) {
                         r.target, r.tls ? " (TLS)" : " (plaintext)");
   absl::StrAppendFormat(&out, "set-up %.2fs, warm-up %.1fs, measured %.2fs\n", r.setup_seconds,
                         r.warmup_seconds, r.measured_seconds);
+  if (r.scenario == "sparse") {
+    absl::StrAppendFormat(&out, "idle phase %.2fs: stack CPU %.2f%% of one core (", r.idle_seconds,
+                          r.idle_stack_cpu_percent);
+    std::vector<std::string> parts;
+    for (const ProcessReport& p : r.idle_processes) {
+      parts.push_back(absl::StrFormat("%s %.2f%%", p.name, p.cpu_percent));
+    }
+    absl::StrAppend(&out, absl::StrJoin(parts, ", "), ")\n");
+  }
   if (r.scenario == "idle-conns") {
     absl::StrAppendFormat(&out,
                           "gateway RSS %" PRIu64 " KiB before, %" PRIu64
@@ -936,6 +964,11 @@ std::string FormatJson(const Report& r) {
   field("processes", "[" + absl::StrJoin(processes, ", ") + "]");
   field("services_cpu_us_per_envelope", num(r.services_cpu_us_per_envelope));
   field("generator", JsonProcess(r.generator));
+  std::vector<std::string> idle;
+  for (const ProcessReport& p : r.idle_processes) idle.push_back(JsonProcess(p));
+  field("idle_seconds", num(r.idle_seconds));
+  field("idle_processes", "[" + absl::StrJoin(idle, ", ") + "]");
+  field("idle_stack_cpu_percent", num(r.idle_stack_cpu_percent));
   field("gateway_rss_before_kib", count(r.gateway_rss_before_kib));
   field("gateway_rss_after_kib", count(r.gateway_rss_after_kib));
   field("gateway_kib_per_connection", num(r.gateway_kib_per_connection));

@@ -14,6 +14,10 @@
 //   backlog     one sender queues `backlog_messages` envelopes to one device that is offline
 //               (logged in, not connected), then that device connects: time to drain.
 //   idle-conns  `devices` authenticated, idle streams; the gateway's RSS per connection.
+//   sparse      how people really message: `devices` connected streams, first idle for
+//               `idle_hold` seconds (the stack's CPU to keep them alive: Report::idle_*), then
+//               an open loop of `rate` envelopes per second in total (each device sends every
+//               devices / rate seconds), whose CPU per envelope includes that keep-alive cost.
 //   claims      `window` claimers, each a closed loop of Gateway.ClaimBundles calls: claim k is
 //               by device (t + 1 + k / N) mod N of the bundle of device t = k mod N (N devices,
 //               each of which uploaded `prekeys` one-time prekeys), so targets and requesters
@@ -54,7 +58,7 @@ struct WatchSpec {
 };
 
 struct Options {
-  std::string scenario = "chat";  // chat | open | group | backlog | idle-conns | claims
+  std::string scenario = "chat";  // chat | open | group | backlog | idle-conns | claims | sparse
   std::string target = "127.0.0.1:7400";
   // TLS to the gateway: PEM root certificates file (empty: plaintext), and the name to verify.
   std::string tls_ca_file = {};
@@ -82,7 +86,8 @@ struct Options {
   int setup_threads = 8;
   int connect_parallel = 256;
   double ready_timeout_seconds = 180;
-  // idle-conns: how long to hold the streams after they are up (RSS is read at the end).
+  // idle-conns: how long to hold the streams after they are up (RSS is read at the end);
+  // sparse: how long the idle phase measures.
   double idle_hold_seconds = 5;
   // User ids are <prefix><index>; empty: "lg" + 8 random base-36 characters + "-".
   std::string user_prefix = {};
@@ -146,6 +151,11 @@ struct Report {
   // Sum over `processes` (the services, Redis and PostgreSQL) per delivered envelope.
   double services_cpu_us_per_envelope = 0;
   ProcessReport generator = {};
+  // sparse: the idle phase (every stream connected, nothing sent): its length, each watched
+  // process's CPU in it, and their sum in % of one core.
+  double idle_seconds = 0;
+  std::vector<ProcessReport> idle_processes = {};
+  double idle_stack_cpu_percent = 0;
   // idle-conns
   uint64_t gateway_rss_before_kib = 0;
   uint64_t gateway_rss_after_kib = 0;

@@ -103,6 +103,21 @@ TEST_F(LoadgenE2e, OpenLoopRunCountsEverySentEnvelopeOnce) {
   EXPECT_EQ(r->sent, 400u);
 }
 
+TEST_F(LoadgenE2e, SparseRunMeasuresTheIdlePhaseThenCountsEverySentEnvelopeOnce) {
+  Options o = Short("sparse", 10, 300);
+  o.rate = 300;
+  o.idle_hold_seconds = 0.5;
+  absl::StatusOr<Report> r = loadgen::Run(o);
+  ASSERT_TRUE(r.ok()) << r.status() << "\n" << stack_->Logs();
+  ExpectEveryEnvelopeOnce(*r, 1);
+  EXPECT_EQ(r->sent, 300u);
+  EXPECT_GE(r->idle_seconds, 0.5);
+  ASSERT_EQ(r->idle_processes.size(), 1u);  // the gateway, measured apart from the open loop
+  EXPECT_EQ(r->idle_processes[0].pid, stack_->gateway_pid(0));
+  EXPECT_EQ(r->idle_stack_cpu_percent, r->idle_processes[0].cpu_percent);
+  ASSERT_EQ(r->processes.size(), 1u);
+}
+
 TEST_F(LoadgenE2e, GroupRunDeliversEverySharedPayloadToEveryMemberOnce) {
   Options o = Short("group", 9, 200);  // 1 sender, 8 members
   o.window = 2;
