@@ -1,6 +1,7 @@
 #include "services/gateway/gateway_service.h"
 
 #include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
@@ -68,6 +69,11 @@ GatewayService::GatewayService(Authenticator* auth, KeyDirectoryClient* key_dire
                           .Name("padlock_gateway_relay_latency_seconds")
                           .Help("Latency of calls relayed to internal services, by rpc name")
                           .Register(*metrics);
+    relays_gauge_ = &prometheus::BuildGauge()
+                         .Name("padlock_gateway_relays_in_flight")
+                         .Help("Key-directory calls started for relays and not yet answered")
+                         .Register(*metrics)
+                         .Add({});
   }
 }
 
@@ -113,6 +119,7 @@ void GatewayService::Relay(grpc::CallbackServerContext* server, grpc::ServerUnar
         absl::StrCat("gateway busy: ", limit, " key-directory calls in flight"))));
     return;
   }
+  if (relays_gauge_ != nullptr) relays_gauge_->Increment();
   auto* call = new RelayCall<Request>(std::move(request));
   call->then = std::move(then);
   key_directory_->Prepare(call->client);
@@ -135,6 +142,7 @@ void GatewayService::Relay(grpc::CallbackServerContext* server, grpc::ServerUnar
     absl::Status status = runtime::FromGrpcStatus(rpc);
     if (call->then) status = std::move(call->then)(std::move(status));
     delete call;
+    if (relays_gauge_ != nullptr) relays_gauge_->Decrement();
     relays_in_flight_.fetch_sub(1);
     reactor->Finish(runtime::ToGrpcStatus(status));
   });

@@ -27,6 +27,7 @@
 #include "services/gateway/turn.h"
 
 namespace prometheus {
+class Gauge;
 class Histogram;
 class Registry;
 template <typename T>
@@ -132,6 +133,7 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
   const GatewayLimits limits_;
   const TurnOptions turn_;
   prometheus::Family<prometheus::Histogram>* relay_latency_ = nullptr;
+  prometheus::Gauge* relays_gauge_ = nullptr;
   StreamHub* const streams_;
   std::atomic<size_t> relays_in_flight_{0};
 };

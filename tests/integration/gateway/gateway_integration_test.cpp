@@ -151,6 +151,14 @@ class GatewayStack {
   pb::Gateway::Stub& stub() { return *stub_; }
   const SessionTokens& tokens() const { return tokens_; }
   runtime::BoundedExecutor& executor() { return executor_; }
+  // padlock_gateway_relays_in_flight as exported (-1 when absent).
+  double RelaysInFlightGauge() {
+    for (const auto& family : runner_->metrics().Collect()) {
+      if (family.name != "padlock_gateway_relays_in_flight") continue;
+      for (const auto& metric : family.metric) return metric.gauge.value;
+    }
+    return -1;
+  }
   GatewayService& service() { return *service_; }
 
  private:
@@ -537,6 +545,7 @@ TEST_F(GatewayRelayIntegration, ClaimRelayPassesCodeMessageAndRetryAfterThrough)
   PendingClaim* claim = StartClaim();
   ASSERT_TRUE(WaitFor([&] { return held_.held() == 1; }, absl::Seconds(10)));
   EXPECT_EQ(gateway_->service().relays_in_flight(), 1u);
+  EXPECT_EQ(gateway_->RelaysInFlightGauge(), 1);
   held_.ReleaseAll(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                 "bundle claims rate-limited; retry after 42 ms"),
                    "42");
@@ -549,6 +558,7 @@ TEST_F(GatewayRelayIntegration, ClaimRelayPassesCodeMessageAndRetryAfterThrough)
   ASSERT_NE(it, trailers.end());
   EXPECT_EQ(std::string(it->second.data(), it->second.size()), "42");
   EXPECT_EQ(gateway_->service().relays_in_flight(), 0u);
+  EXPECT_EQ(gateway_->RelaysInFlightGauge(), 0);
 }
 
 TEST_F(GatewayRelayIntegration, RelaysBeyondTheBoundAreRefusedAtOnce) {
