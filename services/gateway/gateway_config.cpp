@@ -131,6 +131,7 @@ GatewaySettings GatewaySettingsFromConfig(runtime::Config& config) {
                                absl::Hours(48));
   s.workers = static_cast<int>(config.Int("PADLOCK_GATEWAY_WORKERS", 16, 1, 1024));
   s.queue = static_cast<size_t>(config.Int("PADLOCK_GATEWAY_QUEUE", 4096, 1, 1000000));
+  s.limits.max_relays_in_flight = s.queue;
   return s;
 }
 

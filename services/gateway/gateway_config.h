@@ -34,7 +34,8 @@
 //                                        PADLOCK_TLS=off, for local runs and tests)
 //   PADLOCK_TLS                          on (default) | off
 //   PADLOCK_GATEWAY_WORKERS              executor threads for blocking calls (default 16)
-//   PADLOCK_GATEWAY_QUEUE                executor queue bound (default 4096)
+//   PADLOCK_GATEWAY_QUEUE                executor queue bound, and the bound on key-directory
+//                                        calls in flight (default 4096)
 
 #include <string>
 

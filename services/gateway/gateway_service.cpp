@@ -1,10 +1,12 @@
 #include "services/gateway/gateway_service.h"
 
 #include <prometheus/family.h>
+#include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
 #include <algorithm>
+#include <functional>
 #include <string>
 #include <utility>
 
@@ -67,6 +69,11 @@ GatewayService::GatewayService(Authenticator* auth, KeyDirectoryClient* key_dire
                           .Name("padlock_gateway_relay_latency_seconds")
                           .Help("Latency of calls relayed to internal services, by rpc name")
                           .Register(*metrics);
+    relays_gauge_ = &prometheus::BuildGauge()
+                         .Name("padlock_gateway_relays_in_flight")
+                         .Help("Key-directory calls started for relays and not yet answered")
+                         .Register(*metrics)
+                         .Add({});
   }
 }
 
@@ -81,25 +88,64 @@ grpc::ServerUnaryReactor* GatewayService::Offload(grpc::CallbackServerContext* c
   return runtime::OffloadUnary(context, *executor_, "gateway", std::move(work));
 }
 
-template <typename Call>
-absl::Status GatewayService::Relay(grpc::CallbackServerContext* server, const std::string& method,
-                                   Call call) {
+template <typename Work>
+grpc::ServerUnaryReactor* GatewayService::OffloadThenRelay(grpc::CallbackServerContext* context,
+                                                           Work work) {
+  return runtime::OffloadUnaryReactor(context, *executor_, "gateway", std::move(work));
+}
+
+namespace {
+
+// One relay's own state, owned by the call from its start until its completion deletes it.
+template <typename Request>
+struct RelayCall {
+  explicit RelayCall(Request r) : request(std::move(r)) {}
   grpc::ClientContext client;
-  key_directory_->Prepare(client);
-  const absl::Time start = absl::Now();
-  grpc::Status status = call(&client);
-  if (relay_latency_ != nullptr) {
-    static const prometheus::Histogram::BucketBoundaries kBuckets = {
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
-    relay_latency_->Add({{"method", method}}, kBuckets)
-        .Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  const Request request;
+  absl::AnyInvocable<absl::Status(absl::Status) &&> then;
+  absl::Time start;
+};
+
+}  // namespace
+
+template <typename Request, typename Start>
+void GatewayService::Relay(grpc::CallbackServerContext* server, grpc::ServerUnaryReactor* reactor,
+                           const char* method, Request request, Start start,
+                           absl::AnyInvocable<absl::Status(absl::Status) &&> then) {
+  const size_t limit = limits_.max_relays_in_flight;
+  if (relays_in_flight_.fetch_add(1) >= limit) {
+    relays_in_flight_.fetch_sub(1);
+    reactor->Finish(runtime::ToGrpcStatus(absl::ResourceExhaustedError(
+        absl::StrCat("gateway busy: ", limit, " key-directory calls in flight"))));
+    return;
   }
-  const auto& trailers = client.GetServerTrailingMetadata();
-  if (auto it = trailers.find(kRetryAfterMetadata); it != trailers.end()) {
-    server->AddTrailingMetadata(kRetryAfterMetadata,
-                                std::string(it->second.data(), it->second.size()));
-  }
-  return runtime::FromGrpcStatus(status);
+  if (relays_gauge_ != nullptr) relays_gauge_->Increment();
+  auto* call = new RelayCall<Request>(std::move(request));
+  call->then = std::move(then);
+  key_directory_->Prepare(call->client);
+  call->start = absl::Now();
+  // The completion may run on any gRPC thread, even inline inside `start`: nothing here touches
+  // `call` after starting it. It finishes the rpc last, after everything it does with `this`
+  // (the server's shutdown waits for that Finish, and only then may the service go away).
+  start(&call->client, &call->request, [this, server, reactor, method, call](grpc::Status rpc) {
+    if (relay_latency_ != nullptr) {
+      static const prometheus::Histogram::BucketBoundaries kBuckets = {
+          0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
+      relay_latency_->Add({{"method", method}}, kBuckets)
+          .Observe(absl::ToDoubleSeconds(absl::Now() - call->start));
+    }
+    const auto& trailers = call->client.GetServerTrailingMetadata();
+    if (auto it = trailers.find(kRetryAfterMetadata); it != trailers.end()) {
+      server->AddTrailingMetadata(kRetryAfterMetadata,
+                                  std::string(it->second.data(), it->second.size()));
+    }
+    absl::Status status = runtime::FromGrpcStatus(rpc);
+    if (call->then) status = std::move(call->then)(std::move(status));
+    delete call;
+    if (relays_gauge_ != nullptr) relays_gauge_->Decrement();
+    relays_in_flight_.fetch_sub(1);
+    reactor->Finish(runtime::ToGrpcStatus(status));
+  });
 }
 
 absl::StatusOr<SessionClaims> GatewayService::Caller(grpc::CallbackServerContext* context) {
@@ -129,14 +175,18 @@ absl::Status GatewayService::TakeAddressToken(grpc::CallbackServerContext* conte
 grpc::ServerUnaryReactor* GatewayService::Register(grpc::CallbackServerContext* context,
                                                    const v1::RegisterRequest* request,
                                                    v1::RegisterResponse* response) {
-  return Offload(context, [this, context, request, response]() -> absl::Status {
+  return OffloadThenRelay(context, [this, context, request,
+                                    response](grpc::ServerUnaryReactor* reactor) {
     if (absl::Status s = TakeAddressToken(context, "register", limits_.register_per_address);
         !s.ok()) {
-      return s;
+      reactor->Finish(runtime::ToGrpcStatus(s));
+      return;
     }
-    return Relay(context, "Register", [&](grpc::ClientContext* client) {
-      return key_directory_->stub().Register(client, *request, response);
-    });
+    Relay(context, reactor, "Register", *request,
+          [this, response](grpc::ClientContext* client, const v1::RegisterRequest* internal,
+                           std::function<void(grpc::Status)> done) {
+            key_directory_->stub().async()->Register(client, internal, response, std::move(done));
+          });
   });
 }
 
@@ -184,17 +234,24 @@ grpc::ServerUnaryReactor* GatewayService::PublishDeviceList(
     v1::PublishDeviceListResponse* response) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  return Offload(context,
-                 [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
-                   if (absl::Status s = auth_->CheckCurrent(caller); !s.ok()) return s;
-                   v1::PublishDeviceListRequest internal;
-                   SetAddress(caller, internal.mutable_caller());
-                   *internal.mutable_device_list() = request->device_list();
-                   *internal.mutable_new_device_keys() = request->new_device_keys();
-                   return Relay(context, "PublishDeviceList", [&](grpc::ClientContext* client) {
-                     return key_directory_->stub().PublishDeviceList(client, internal, response);
-                   });
-                 });
+  return OffloadThenRelay(context, [this, context, caller = *std::move(caller), request,
+                                    response](grpc::ServerUnaryReactor* reactor) {
+    if (absl::Status s = auth_->CheckCurrent(caller); !s.ok()) {
+      reactor->Finish(runtime::ToGrpcStatus(s));
+      return;
+    }
+    v1::PublishDeviceListRequest internal;
+    SetAddress(caller, internal.mutable_caller());
+    *internal.mutable_device_list() = request->device_list();
+    *internal.mutable_new_device_keys() = request->new_device_keys();
+    Relay(context, reactor, "PublishDeviceList", std::move(internal),
+          [this, response](grpc::ClientContext* client,
+                           const v1::PublishDeviceListRequest* internal,
+                           std::function<void(grpc::Status)> done) {
+            key_directory_->stub().async()->PublishDeviceList(client, internal, response,
+                                                              std::move(done));
+          });
+  });
 }
 
 grpc::ServerUnaryReactor* GatewayService::PublishPreKeys(
@@ -202,19 +259,25 @@ grpc::ServerUnaryReactor* GatewayService::PublishPreKeys(
     v1::PublishPreKeysResponse* response) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  return Offload(context,
-                 [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
-                   if (absl::Status s = auth_->CheckListed(caller); !s.ok()) return s;
-                   v1::PublishPreKeysRequest internal;
-                   SetAddress(caller, internal.mutable_device());
-                   if (request->has_signed_prekey()) {
-                     *internal.mutable_signed_prekey() = request->signed_prekey();
-                   }
-                   *internal.mutable_one_time_prekeys() = request->one_time_prekeys();
-                   return Relay(context, "PublishPreKeys", [&](grpc::ClientContext* client) {
-                     return key_directory_->stub().PublishPreKeys(client, internal, response);
-                   });
-                 });
+  return OffloadThenRelay(context, [this, context, caller = *std::move(caller), request,
+                                    response](grpc::ServerUnaryReactor* reactor) {
+    if (absl::Status s = auth_->CheckListed(caller); !s.ok()) {
+      reactor->Finish(runtime::ToGrpcStatus(s));
+      return;
+    }
+    v1::PublishPreKeysRequest internal;
+    SetAddress(caller, internal.mutable_device());
+    if (request->has_signed_prekey()) {
+      *internal.mutable_signed_prekey() = request->signed_prekey();
+    }
+    *internal.mutable_one_time_prekeys() = request->one_time_prekeys();
+    Relay(context, reactor, "PublishPreKeys", std::move(internal),
+          [this, response](grpc::ClientContext* client, const v1::PublishPreKeysRequest* internal,
+                           std::function<void(grpc::Status)> done) {
+            key_directory_->stub().async()->PublishPreKeys(client, internal, response,
+                                                           std::move(done));
+          });
+  });
 }
 
 grpc::ServerUnaryReactor* GatewayService::ClaimBundles(
@@ -222,22 +285,26 @@ grpc::ServerUnaryReactor* GatewayService::ClaimBundles(
     v1::ClaimBundlesResponse* response) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  return Offload(context,
-                 [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
-                   // The CheckListed rule, checked by the key-directory in the claim's own
-                   // statement (one look-up less per claim): its UNAUTHENTICATED is that.
-                   v1::ClaimBundlesRequest internal;
-                   SetAddress(caller, internal.mutable_requester());
-                   internal.set_user_id(request->user_id());
-                   internal.set_device_id(request->device_id());
-                   internal.set_require_listed_requester(true);
-                   absl::Status status =
-                       Relay(context, "ClaimBundles", [&](grpc::ClientContext* client) {
-                         return key_directory_->stub().ClaimBundles(client, internal, response);
-                       });
-                   if (absl::IsUnauthenticated(status)) return auth_->RefuseUnlisted();
-                   return status;
-                 });
+  // Nothing here blocks (the token is checked above, the listing by the key-directory), so the
+  // relay starts right on this callback thread: no executor, no thread waiting for the answer.
+  // The CheckListed rule is checked by the key-directory in the claim's own statement (one
+  // look-up less per claim): its UNAUTHENTICATED is that.
+  v1::ClaimBundlesRequest internal;
+  SetAddress(*caller, internal.mutable_requester());
+  internal.set_user_id(request->user_id());
+  internal.set_device_id(request->device_id());
+  internal.set_require_listed_requester(true);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  Relay(
+      context, reactor, "ClaimBundles", std::move(internal),
+      [this, response](grpc::ClientContext* client, const v1::ClaimBundlesRequest* internal,
+                       std::function<void(grpc::Status)> done) {
+        key_directory_->stub().async()->ClaimBundles(client, internal, response, std::move(done));
+      },
+      [this](absl::Status status) {
+        return absl::IsUnauthenticated(status) ? auth_->RefuseUnlisted() : status;
+      });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* GatewayService::GetDeviceList(grpc::CallbackServerContext* context,
@@ -245,12 +312,18 @@ grpc::ServerUnaryReactor* GatewayService::GetDeviceList(grpc::CallbackServerCont
                                                         v1::GetDeviceListResponse* response) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  return Offload(context, [this, context, caller = *std::move(caller), request,
-                           response]() -> absl::Status {
-    if (absl::Status s = auth_->CheckListed(caller); !s.ok()) return s;
-    return Relay(context, "GetDeviceList", [&](grpc::ClientContext* client) {
-      return key_directory_->stub().GetDeviceList(client, *request, response);
-    });
+  return OffloadThenRelay(context, [this, context, caller = *std::move(caller), request,
+                                    response](grpc::ServerUnaryReactor* reactor) {
+    if (absl::Status s = auth_->CheckListed(caller); !s.ok()) {
+      reactor->Finish(runtime::ToGrpcStatus(s));
+      return;
+    }
+    Relay(context, reactor, "GetDeviceList", *request,
+          [this, response](grpc::ClientContext* client, const v1::GetDeviceListRequest* internal,
+                           std::function<void(grpc::Status)> done) {
+            key_directory_->stub().async()->GetDeviceList(client, internal, response,
+                                                          std::move(done));
+          });
   });
 }
 
@@ -259,25 +332,31 @@ grpc::ServerUnaryReactor* GatewayService::ChangeIdentity(
     v1::ChangeIdentityResponse* response) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  return Offload(context,
-                 [this, context, caller = *std::move(caller), request, response]() -> absl::Status {
-                   if (absl::Status s = auth_->CheckCurrent(caller); !s.ok()) return s;
-                   v1::ChangeIdentityRequest internal;
-                   SetAddress(caller, internal.mutable_device());
-                   internal.set_new_identity_key(request->new_identity_key());
-                   internal.set_new_registration_id(request->new_registration_id());
-                   if (request->has_new_signed_prekey()) {
-                     *internal.mutable_new_signed_prekey() = request->new_signed_prekey();
-                   }
-                   *internal.mutable_new_one_time_prekeys() = request->new_one_time_prekeys();
-                   internal.set_change_signature(request->change_signature());
-                   if (request->has_device_list()) {
-                     *internal.mutable_device_list() = request->device_list();
-                   }
-                   return Relay(context, "ChangeIdentity", [&](grpc::ClientContext* client) {
-                     return key_directory_->stub().ChangeIdentity(client, internal, response);
-                   });
-                 });
+  return OffloadThenRelay(context, [this, context, caller = *std::move(caller), request,
+                                    response](grpc::ServerUnaryReactor* reactor) {
+    if (absl::Status s = auth_->CheckCurrent(caller); !s.ok()) {
+      reactor->Finish(runtime::ToGrpcStatus(s));
+      return;
+    }
+    v1::ChangeIdentityRequest internal;
+    SetAddress(caller, internal.mutable_device());
+    internal.set_new_identity_key(request->new_identity_key());
+    internal.set_new_registration_id(request->new_registration_id());
+    if (request->has_new_signed_prekey()) {
+      *internal.mutable_new_signed_prekey() = request->new_signed_prekey();
+    }
+    *internal.mutable_new_one_time_prekeys() = request->new_one_time_prekeys();
+    internal.set_change_signature(request->change_signature());
+    if (request->has_device_list()) {
+      *internal.mutable_device_list() = request->device_list();
+    }
+    Relay(context, reactor, "ChangeIdentity", std::move(internal),
+          [this, response](grpc::ClientContext* client, const v1::ChangeIdentityRequest* internal,
+                           std::function<void(grpc::Status)> done) {
+            key_directory_->stub().async()->ChangeIdentity(client, internal, response,
+                                                           std::move(done));
+          });
+  });
 }
 
 grpc::ServerUnaryReactor* GatewayService::DeleteAccount(
@@ -285,21 +364,28 @@ grpc::ServerUnaryReactor* GatewayService::DeleteAccount(
     v1::DeleteAccountResponse* response) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  return Offload(context,
-                 [this, context, caller = *std::move(caller), response]() -> absl::Status {
-                   if (absl::Status s = auth_->CheckCurrent(caller); !s.ok()) return s;
-                   v1::DeleteAccountRequest internal;
-                   SetAddress(caller, internal.mutable_caller());
-                   absl::Status status =
-                       Relay(context, "DeleteAccount", [&](grpc::ClientContext* client) {
-                         return key_directory_->stub().DeleteAccount(client, internal, response);
-                       });
-                   if (status.ok()) {
-                     runtime::LogInfo("account deleted",
-                                      {{"user", runtime::HashUserId(caller.user_id)}});
-                   }
-                   return status;
-                 });
+  return OffloadThenRelay(context, [this, context, caller = *std::move(caller),
+                                    response](grpc::ServerUnaryReactor* reactor) {
+    if (absl::Status s = auth_->CheckCurrent(caller); !s.ok()) {
+      reactor->Finish(runtime::ToGrpcStatus(s));
+      return;
+    }
+    v1::DeleteAccountRequest internal;
+    SetAddress(caller, internal.mutable_caller());
+    Relay(
+        context, reactor, "DeleteAccount", std::move(internal),
+        [this, response](grpc::ClientContext* client, const v1::DeleteAccountRequest* internal,
+                         std::function<void(grpc::Status)> done) {
+          key_directory_->stub().async()->DeleteAccount(client, internal, response,
+                                                        std::move(done));
+        },
+        [user = caller.user_id](absl::Status status) {
+          if (status.ok()) {
+            runtime::LogInfo("account deleted", {{"user", runtime::HashUserId(user)}});
+          }
+          return status;
+        });
+  });
 }
 
 grpc::ServerUnaryReactor* GatewayService::GetTurnCredentials(

@@ -3,15 +3,21 @@
 // token, converts proto ↔ domain types, runs the logic or relays to the key-directory, and maps
 // absl::Status to grpc::Status (services/common/runtime/status.h).
 //
-// Threading: the callback API; everything that waits on Redis or another service runs on a
-// BoundedExecutor, never on a gRPC callback thread (STYLE.md). Validation and token verification
-// (pure CPU) run inline; a full executor queue answers RESOURCE_EXHAUSTED at once.
+// Threading: the callback API; nothing blocks a gRPC callback thread (STYLE.md). Validation and
+// token verification (pure CPU) run inline. Calls to the key-directory use the async stub: the
+// relay starts the call and its completion finishes the rpc, so no thread waits for the answer.
+// Work that blocks (Redis, the identity look-up of CheckListed / CheckCurrent) runs first on a
+// BoundedExecutor, whose full queue answers RESOURCE_EXHAUSTED at once. ClaimBundles needs no
+// blocking work and never touches the executor: it relays straight from the callback thread.
 //
 // Connect (the device stream) is handed to the StreamHub (device_stream.h).
 
+#include <atomic>
+#include <cstddef>
 #include <memory>
 #include <string>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "padlock/v1/gateway.grpc.pb.h"
 #include "services/common/runtime/executor.h"
@@ -21,6 +27,7 @@
 #include "services/gateway/turn.h"
 
 namespace prometheus {
+class Gauge;
 class Histogram;
 class Registry;
 template <typename T>
@@ -39,6 +46,10 @@ struct GatewayLimits {
   RateLimit register_per_address = {.burst = 5, .per_second = 1.0 / 720};
   // Login calls per client address.
   RateLimit login_per_address = {.burst = 30, .per_second = 0.5};
+  // Key-directory calls in flight at once (all relays of this gateway). Beyond it a relay answers
+  // RESOURCE_EXHAUSTED "gateway busy" at once: the bound the executor's queue gave relays before
+  // they became async (main.cpp sets it to PADLOCK_GATEWAY_QUEUE).
+  size_t max_relays_in_flight = 4096;
 };
 
 // padlock.v1.Gateway. Thread-safe; every pointer must outlive the server. `metrics` may be null.
@@ -84,6 +95,9 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
       grpc::CallbackServerContext* context, const padlock::v1::GetTurnCredentialsRequest* request,
       padlock::v1::GetTurnCredentialsResponse* response) override;
 
+  // Key-directory calls started and not yet completed (for tests).
+  size_t relays_in_flight() const { return relays_in_flight_.load(); }
+
  private:
   // Finishes at once with `status`.
   static grpc::ServerUnaryReactor* Reject(grpc::CallbackServerContext* context,
@@ -91,9 +105,21 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
   // Runs `work` (returning absl::Status) on the executor and finishes with its status.
   template <typename Work>
   grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* context, Work work);
-  // One key-directory call: deadline, latency metric, trailing retry-after copied to `server`.
-  template <typename Call>
-  absl::Status Relay(grpc::CallbackServerContext* server, const std::string& method, Call call);
+  // Runs `work(reactor)` on the executor; it finishes the reactor itself, at once or by Relay.
+  template <typename Work>
+  grpc::ServerUnaryReactor* OffloadThenRelay(grpc::CallbackServerContext* context, Work work);
+  // One key-directory call with the async stub; returns at once. `start(client, request, done)`
+  // begins the call (`stub().async()->Method(client, request, response, done)`); `request` is
+  // kept alive until it completes. The completion, on a gRPC thread: observes the latency
+  // metric, copies the key-directory's trailing `retry-after-ms` to `server`, maps the status
+  // (code and message pass through), hands it to `then` (a non-blocking rewrite, e.g. counting a
+  // refusal) and finishes `reactor` with the result. The deadline is the configured one
+  // (KeyDirectoryClient::Prepare). Beyond limits_.max_relays_in_flight the call is not started
+  // and `reactor` finishes at once with ResourceExhausted.
+  template <typename Request, typename Start>
+  void Relay(grpc::CallbackServerContext* server, grpc::ServerUnaryReactor* reactor,
+             const char* method, Request request, Start start,
+             absl::AnyInvocable<absl::Status(absl::Status) &&> then = nullptr);
   // The caller's token claims (Unauthenticated, identical message, when missing or invalid).
   absl::StatusOr<SessionClaims> Caller(grpc::CallbackServerContext* context);
   // A per-address token bucket; ResourceExhausted with `retry-after-ms` when empty.
@@ -107,7 +133,9 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
   const GatewayLimits limits_;
   const TurnOptions turn_;
   prometheus::Family<prometheus::Histogram>* relay_latency_ = nullptr;
+  prometheus::Gauge* relays_gauge_ = nullptr;
   StreamHub* const streams_;
+  std::atomic<size_t> relays_in_flight_{0};
 };
 
 }  // namespace padlock::gateway

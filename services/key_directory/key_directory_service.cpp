@@ -146,6 +146,10 @@ grpc::ServerUnaryReactor* KeyDirectoryService::PublishPreKeys(
 grpc::ServerUnaryReactor* KeyDirectoryService::ClaimBundles(grpc::CallbackServerContext* context,
                                                             const pb::ClaimBundlesRequest* request,
                                                             pb::ClaimBundlesResponse* response) {
+  // On the executor like every rpc, although it is the busiest: a claim blocks on Redis and
+  // PostgreSQL, and gRPC 1.51's callback reactions share a fixed pool of clamp(cores / 2, 2, 16)
+  // threads on Linux (its CallbackAlternativeCQ). Inline, two slow claims on a 2-core host would
+  // stall every rpc of the process, health checks included (docs/ARCHITECTURE.md, decisions).
   return Offload(context, executor_, [this, request, response]() -> absl::Status {
     auto result = registry_->ClaimBundles(FromProto(request->requester()), request->user_id(),
                                           request->device_id(),

@@ -439,17 +439,15 @@ absl::StatusOr<ClaimResult> KeyRegistry::ClaimBundles(const DeviceAddress& reque
     return s;
   }
   if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
-  // Both buckets are charged before the claim: a refused claim still costs the requester, which
-  // is what stops enumeration of other users' keys.
+  // Both buckets are charged before the claim, in one round trip: a refused claim still costs
+  // the requester, which is what stops enumeration of other users' keys.
+  const ratelimit::BucketTake takes[] = {
+      {absl::StrCat("rl:claim:from:", requester.user_id), options_.claims_per_requester},
+      {absl::StrCat("rl:claim:to:", user_id), options_.claims_per_target}};
+  absl::StatusOr<std::vector<absl::Duration>> waits = limiter_->TakeEach(takes);
+  if (!waits.ok()) return waits.status();
   absl::Duration wait = absl::ZeroDuration();
-  for (const auto& [bucket, limit] :
-       {std::pair{absl::StrCat("rl:claim:from:", requester.user_id),
-                  options_.claims_per_requester},
-        std::pair{absl::StrCat("rl:claim:to:", user_id), options_.claims_per_target}}) {
-    absl::StatusOr<absl::Duration> taken = limiter_->Take(bucket, limit);
-    if (!taken.ok()) return taken.status();
-    wait = std::max(wait, *taken);
-  }
+  for (absl::Duration bucket_wait : *waits) wait = std::max(wait, bucket_wait);
   if (wait > absl::ZeroDuration()) {
     const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(
                                                 wait, absl::Milliseconds(1))));

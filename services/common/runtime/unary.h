@@ -25,22 +25,34 @@ inline grpc::ServerUnaryReactor* FinishUnary(grpc::CallbackServerContext* contex
   return reactor;
 }
 
-// Runs `work` (a callable returning absl::Status) on `executor` and finishes the call with its
-// status. When the executor refuses the task (queue full: ResourceExhausted; shut down:
-// Unavailable) the call finishes at once with that code and "<service> busy: <why>".
+// Runs `work(reactor)` on `executor`; `work` must finish `reactor` exactly once, at once or later
+// (e.g. from the completion of an async call it starts). When the executor refuses the task
+// (queue full: ResourceExhausted; shut down: Unavailable) the call finishes at once with that
+// code and "<service> busy: <why>".
 template <typename Work>
-grpc::ServerUnaryReactor* OffloadUnary(grpc::CallbackServerContext* context,
-                                       BoundedExecutor& executor, std::string_view service,
-                                       Work work) {
+grpc::ServerUnaryReactor* OffloadUnaryReactor(grpc::CallbackServerContext* context,
+                                              BoundedExecutor& executor, std::string_view service,
+                                              Work work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status submitted = executor.Submit([reactor, work = std::move(work)]() mutable {
-    reactor->Finish(ToGrpcStatus(work()));
-  });
+  absl::Status submitted =
+      executor.Submit([reactor, work = std::move(work)]() mutable { work(reactor); });
   if (!submitted.ok()) {
     reactor->Finish(ToGrpcStatus(absl::Status(
         submitted.code(), absl::StrCat(ToAbsl(service), " busy: ", submitted.message()))));
   }
   return reactor;
+}
+
+// Runs `work` (a callable returning absl::Status) on `executor` and finishes the call with its
+// status; a refused task as in OffloadUnaryReactor.
+template <typename Work>
+grpc::ServerUnaryReactor* OffloadUnary(grpc::CallbackServerContext* context,
+                                       BoundedExecutor& executor, std::string_view service,
+                                       Work work) {
+  return OffloadUnaryReactor(context, executor, service,
+                             [work = std::move(work)](grpc::ServerUnaryReactor* reactor) mutable {
+                               reactor->Finish(ToGrpcStatus(work()));
+                             });
 }
 
 }  // namespace padlock::runtime

@@ -6,7 +6,10 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -96,6 +99,11 @@ struct GatewayConfig {
   std::string previous = {};
   absl::Duration challenge_ttl = absl::Seconds(60);
   RateLimit register_limit = {.burst = 1e6, .per_second = 1e6};  // the test profile
+  absl::Duration key_directory_deadline = absl::Seconds(2);
+  std::string key_directory_target = {};  // empty: the fixture's key-directory
+  int workers = 4;
+  size_t queue = 256;
+  size_t max_relays_in_flight = 4096;
 };
 
 // The gateway stack of services/gateway/main.cpp, in process.
@@ -106,8 +114,11 @@ class GatewayStack {
       : tokens_(config.secret, config.previous),
         challenges_(redis),
         limiter_(redis),
-        key_directory_(wiring::MakeInternalChannel(key_directory_target), absl::Seconds(2)),
-        executor_("gw-test", 4, 256) {
+        key_directory_(wiring::MakeInternalChannel(config.key_directory_target.empty()
+                                                       ? key_directory_target
+                                                       : config.key_directory_target),
+                       config.key_directory_deadline),
+        executor_("gw-test", config.workers, config.queue) {
     runtime::ServerOptions options;
     options.service_name = "gateway";
     options.listen_address = "127.0.0.1:0";
@@ -122,7 +133,9 @@ class GatewayStack {
         &runner_->metrics());
     service_ = std::make_unique<GatewayService>(
         auth_.get(), &key_directory_, &limiter_, &executor_,
-        GatewayLimits{.register_per_address = config.register_limit}, TurnOptions{},
+        GatewayLimits{.register_per_address = config.register_limit,
+                      .max_relays_in_flight = config.max_relays_in_flight},
+        TurnOptions{},
         &runner_->metrics());
     runner_->AddService(service_.get());
     started_ = runner_->Start();
@@ -137,6 +150,16 @@ class GatewayStack {
   const absl::Status& started() const { return started_; }
   pb::Gateway::Stub& stub() { return *stub_; }
   const SessionTokens& tokens() const { return tokens_; }
+  runtime::BoundedExecutor& executor() { return executor_; }
+  // padlock_gateway_relays_in_flight as exported (-1 when absent).
+  double RelaysInFlightGauge() {
+    for (const auto& family : runner_->metrics().Collect()) {
+      if (family.name != "padlock_gateway_relays_in_flight") continue;
+      for (const auto& metric : family.metric) return metric.gauge.value;
+    }
+    return -1;
+  }
+  GatewayService& service() { return *service_; }
 
  private:
   SessionTokens tokens_;
@@ -355,6 +378,212 @@ TEST_F(GatewayIntegration, LoginThenRelaysSucceed) {
 
   // Key-directory status codes pass through (NOT_FOUND for an unknown user).
   EXPECT_EQ(GetDeviceList(token, "carol").error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+// A claim never waits for the gateway's executor: with its one worker busy and its queue full
+// (an offloaded rpc is refused), a claim still relays and succeeds.
+TEST_F(GatewayIntegration, ClaimRelaysWithoutTheExecutor) {
+  StartGateway({.workers = 1, .queue = 1});
+  kd::testing::TestDevice alice = RegisterUser("alice");
+  kd::testing::TestDevice bob = RegisterUser("bob", 2);
+  const std::string token = LogIn("alice", alice);
+  ASSERT_FALSE(token.empty());
+
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> started;
+  ASSERT_TRUE(gateway_->executor()
+                  .Submit([&started, released] {
+                    started.set_value();
+                    released.wait();
+                  })
+                  .ok());
+  ASSERT_EQ(started.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_TRUE(gateway_->executor().Submit([] {}).ok());  // the queue's one place
+  EXPECT_EQ(GetDeviceList(token, "bob").error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+
+  pb::GatewayClaimBundlesRequest claim;
+  claim.set_user_id("bob");
+  claim.set_device_id(1);
+  pb::ClaimBundlesResponse bundles;
+  grpc::ClientContext context;
+  Authorize(context, token);
+  grpc::Status status = gw().ClaimBundles(&context, claim, &bundles);
+  release.set_value();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_EQ(bundles.bundles_size(), 1);
+  EXPECT_EQ(bundles.bundles(0).identity_key(), bob.identity.public_key);
+  EXPECT_TRUE(bundles.bundles(0).has_one_time_prekey());
+  EXPECT_EQ(gateway_->service().relays_in_flight(), 0u);
+}
+
+// The key-directory's UNAUTHENTICATED for an unlisted requester is the gateway's invalid token.
+TEST_F(GatewayIntegration, ClaimByAnUnlistedDeviceIsRefusedAsAnInvalidToken) {
+  RegisterUser("alice");
+  const SessionClaims unlisted{.user_id = "alice",
+                               .device_id = 2,
+                               .device_list_version = 1,
+                               .expires_at = absl::Now() + absl::Hours(1),
+                               .key_id = ""};
+  pb::GatewayClaimBundlesRequest claim;
+  claim.set_user_id("alice");
+  pb::ClaimBundlesResponse bundles;
+  grpc::ClientContext context;
+  Authorize(context, gateway_->tokens().Issue(unlisted));
+  ExpectInvalidToken(gw().ClaimBundles(&context, claim, &bundles));
+}
+
+// A key-directory whose ClaimBundles answers only when the test says so, to hold relays in
+// flight; its other rpcs are UNIMPLEMENTED.
+class HeldKeyDirectory final : public pb::KeyDirectory::CallbackService {
+ public:
+  grpc::ServerUnaryReactor* ClaimBundles(grpc::CallbackServerContext* context,
+                                         const pb::ClaimBundlesRequest* /*request*/,
+                                         pb::ClaimBundlesResponse* /*response*/) override {
+    std::lock_guard lock(mu_);
+    held_.push_back({context, context->DefaultReactor()});
+    return held_.back().reactor;
+  }
+  size_t held() {
+    std::lock_guard lock(mu_);
+    return held_.size();
+  }
+  // Answers every held claim with `status`, and trailing `retry-after-ms` when not empty.
+  void ReleaseAll(const grpc::Status& status, const std::string& retry_after = "") {
+    std::vector<Held> held;
+    {
+      std::lock_guard lock(mu_);
+      held.swap(held_);
+    }
+    for (const Held& h : held) {
+      if (!retry_after.empty()) h.context->AddTrailingMetadata("retry-after-ms", retry_after);
+      h.reactor->Finish(status);
+    }
+  }
+
+ private:
+  struct Held {
+    grpc::CallbackServerContext* context;
+    grpc::ServerUnaryReactor* reactor;
+  };
+  std::mutex mu_;
+  std::vector<Held> held_;
+};
+
+class GatewayRelayIntegration : public GatewayIntegration {
+ protected:
+  void SetUp() override {
+    GatewayIntegration::SetUp();
+    runtime::ServerOptions options;
+    options.service_name = "held-key-directory";
+    options.listen_address = "127.0.0.1:0";
+    options.metrics_host = "127.0.0.1";
+    options.grace_period = absl::Seconds(2);
+    options.handle_signals = false;
+    held_runner_ = std::make_unique<runtime::ServiceRunner>(options);
+    held_runner_->AddService(&held_);
+    ASSERT_TRUE(held_runner_->Start().ok());
+    held_target_ = absl::StrCat("127.0.0.1:", held_runner_->grpc_port());
+  }
+  void TearDown() override {
+    held_.ReleaseAll(grpc::Status(grpc::StatusCode::CANCELLED, "test over"));
+    // Every claim answered before its buffers go (a failed assertion may have left one pending).
+    for (const auto& claim : pending_) {
+      EXPECT_EQ(claim->result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    }
+    gateway_.reset();
+    if (held_runner_) {
+      held_runner_->RequestShutdown();
+      held_runner_->Wait();
+    }
+    GatewayIntegration::TearDown();
+  }
+
+  // A valid token of alice:1 (the held key-directory checks nothing).
+  std::string Token() {
+    return gateway_->tokens().Issue({.user_id = "alice",
+                                     .device_id = 1,
+                                     .device_list_version = 1,
+                                     .expires_at = absl::Now() + absl::Hours(1),
+                                     .key_id = ""});
+  }
+
+  // A claim through the gateway, answered later (owned by the fixture).
+  struct PendingClaim {
+    grpc::ClientContext context;
+    pb::GatewayClaimBundlesRequest request;
+    pb::ClaimBundlesResponse response;
+    std::promise<grpc::Status> done;
+    std::shared_future<grpc::Status> result = done.get_future().share();
+  };
+  PendingClaim* StartClaim() {
+    PendingClaim* claim = pending_.emplace_back(std::make_unique<PendingClaim>()).get();
+    Authorize(claim->context, Token());
+    claim->request.set_user_id("bob");
+    gw().async()->ClaimBundles(
+        &claim->context, &claim->request, &claim->response,
+        [claim](grpc::Status status) { claim->done.set_value(std::move(status)); });
+    return claim;
+  }
+
+  grpc::Status Claim(grpc::ClientContext* context) {
+    Authorize(*context, Token());
+    pb::GatewayClaimBundlesRequest request;
+    request.set_user_id("bob");
+    pb::ClaimBundlesResponse response;
+    return gw().ClaimBundles(context, request, &response);
+  }
+
+  HeldKeyDirectory held_;
+  std::vector<std::unique_ptr<PendingClaim>> pending_;
+  std::unique_ptr<runtime::ServiceRunner> held_runner_;
+  std::string held_target_;
+};
+
+TEST_F(GatewayRelayIntegration, ClaimRelayPassesCodeMessageAndRetryAfterThrough) {
+  StartGateway({.key_directory_target = held_target_});
+  PendingClaim* claim = StartClaim();
+  ASSERT_TRUE(WaitFor([&] { return held_.held() == 1; }, absl::Seconds(10)));
+  EXPECT_EQ(gateway_->service().relays_in_flight(), 1u);
+  EXPECT_EQ(gateway_->RelaysInFlightGauge(), 1);
+  held_.ReleaseAll(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                "bundle claims rate-limited; retry after 42 ms"),
+                   "42");
+  ASSERT_EQ(claim->result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  const grpc::Status status = claim->result.get();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(status.error_message(), "bundle claims rate-limited; retry after 42 ms");
+  const auto& trailers = claim->context.GetServerTrailingMetadata();
+  auto it = trailers.find("retry-after-ms");
+  ASSERT_NE(it, trailers.end());
+  EXPECT_EQ(std::string(it->second.data(), it->second.size()), "42");
+  EXPECT_EQ(gateway_->service().relays_in_flight(), 0u);
+  EXPECT_EQ(gateway_->RelaysInFlightGauge(), 0);
+}
+
+TEST_F(GatewayRelayIntegration, RelaysBeyondTheBoundAreRefusedAtOnce) {
+  StartGateway({.key_directory_target = held_target_, .max_relays_in_flight = 1});
+  PendingClaim* first = StartClaim();
+  ASSERT_TRUE(WaitFor([&] { return held_.held() == 1; }, absl::Seconds(10)));
+  grpc::ClientContext context;
+  const grpc::Status refused = Claim(&context);
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_EQ(refused.error_message(), "gateway busy: 1 key-directory calls in flight");
+  EXPECT_EQ(held_.held(), 1u);  // the refused claim never reached the key-directory
+
+  held_.ReleaseAll(grpc::Status::OK);
+  ASSERT_EQ(first->result.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(first->result.get().ok()) << first->result.get().error_message();
+  EXPECT_EQ(gateway_->service().relays_in_flight(), 0u);
+}
+
+TEST_F(GatewayRelayIntegration, ClaimRelayKeepsTheKeyDirectoryDeadline) {
+  StartGateway({.key_directory_deadline = absl::Milliseconds(300),
+                .key_directory_target = held_target_});
+  grpc::ClientContext context;  // no deadline of its own
+  const grpc::Status status = Claim(&context);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << status.error_message();
+  EXPECT_EQ(gateway_->service().relays_in_flight(), 0u);
 }
 
 TEST_F(GatewayIntegration, LoginResponseCarriesDeviceListVersionAndExpiry) {

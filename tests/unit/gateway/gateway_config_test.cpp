@@ -41,6 +41,18 @@ TEST(GatewaySettings, DefaultsWithSecret) {
   EXPECT_FALSE(s.tls);
 }
 
+TEST(GatewaySettings, ExecutorQueueAlsoBoundsRelaysInFlight) {
+  runtime::Config defaults({{"PADLOCK_TOKEN_SECRET", kHexSecret}, {"PADLOCK_TLS", "off"}});
+  EXPECT_EQ(GatewaySettingsFromConfig(defaults).limits.max_relays_in_flight, 4096u);
+  runtime::Config config({{"PADLOCK_TOKEN_SECRET", kHexSecret},
+                          {"PADLOCK_TLS", "off"},
+                          {"PADLOCK_GATEWAY_QUEUE", "100"}});
+  GatewaySettings s = GatewaySettingsFromConfig(config);
+  ASSERT_TRUE(config.Validate().ok()) << config.Validate();
+  EXPECT_EQ(s.queue, 100u);
+  EXPECT_EQ(s.limits.max_relays_in_flight, 100u);
+}
+
 TEST(GatewaySettings, TlsIsOnByDefaultAndNeedsCertificateAndKey) {
   runtime::Config config({{"PADLOCK_TOKEN_SECRET", kHexSecret}});
   GatewaySettings s = GatewaySettingsFromConfig(config);

@@ -47,20 +47,63 @@ class FakeInviteStore final : public InviteStore {
 };
 
 // Counts takes per bucket; refuses once a bucket has given `burst` tokens (no refill: tests
-// inject exhaustion explicitly).
+// inject exhaustion explicitly), answering the bucket's wait (1500 ms unless set_wait). Counts
+// calls, so tests can tell one TakeEach (one round trip) from several Takes; set_fail makes every
+// call Unavailable.
 class FakeRateLimiter final : public RateLimiter {
  public:
   absl::StatusOr<absl::Duration> Take(const std::string& bucket, const RateLimit& limit) override {
     std::lock_guard lock(mu_);
+    ++calls_;
+    if (fail_) return absl::UnavailableError("redis down");
+    return TakeLocked(bucket, limit);
+  }
+  absl::StatusOr<std::vector<absl::Duration>> TakeEach(
+      absl::Span<const ratelimit::BucketTake> takes) override {
+    std::lock_guard lock(mu_);
+    ++calls_;
+    if (fail_) return absl::UnavailableError("redis down");
+    std::vector<absl::Duration> waits;
+    for (const ratelimit::BucketTake& take : takes) {
+      waits.push_back(TakeLocked(take.bucket, take.limit));
+    }
+    return waits;
+  }
+  void set_wait(const std::string& bucket, absl::Duration wait) {
+    std::lock_guard lock(mu_);
+    waits_[bucket] = wait;
+  }
+  void set_fail(bool fail) {
+    std::lock_guard lock(mu_);
+    fail_ = fail;
+  }
+  // Tokens `bucket` has given.
+  int taken(const std::string& bucket) {
+    std::lock_guard lock(mu_);
+    return used_[bucket];
+  }
+  // Take and TakeEach calls so far (each one round trip to a real store).
+  int calls() {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  absl::Duration TakeLocked(const std::string& bucket, const RateLimit& limit) {
     int& used = used_[bucket];
-    if (used >= limit.burst) return absl::Milliseconds(1500);
+    if (used >= limit.burst) {
+      auto it = waits_.find(bucket);
+      return it == waits_.end() ? absl::Milliseconds(1500) : it->second;
+    }
     ++used;
     return absl::ZeroDuration();
   }
 
- private:
   std::mutex mu_;
   std::map<std::string, int> used_;
+  std::map<std::string, absl::Duration> waits_;
+  int calls_ = 0;
+  bool fail_ = false;
 };
 
 class RecordingPublisher final : public DeviceEventPublisher {

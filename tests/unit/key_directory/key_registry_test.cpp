@@ -264,6 +264,50 @@ TEST_F(KeyRegistryTest, ClaimsPerTargetAreRateLimited) {
       absl::IsResourceExhausted(registry_->ClaimBundles({"carol", 1}, "alice", 0).status()));
 }
 
+TEST_F(KeyRegistryTest, ClaimChargesBothBucketsInOneLimiterCall) {
+  RegisterUser("alice");
+  const int before = limiter_.calls();
+  ASSERT_TRUE(registry_->ClaimBundles({"bob", 1}, "alice", 0).ok());
+  EXPECT_EQ(limiter_.calls() - before, 1);
+  EXPECT_EQ(limiter_.taken("rl:claim:from:bob"), 1);
+  EXPECT_EQ(limiter_.taken("rl:claim:to:alice"), 1);
+}
+
+// Each bucket decides on its own: a claim refused for its target's bucket still costs the
+// requester a token, and the other way round.
+TEST_F(KeyRegistryTest, RefusedClaimStillChargesTheBucketThatHadATokenLeft) {
+  MakeRegistry(RegistryOptions{.claims_per_requester = {.burst = 3, .per_second = 1},
+                               .claims_per_target = {.burst = 1, .per_second = 1}});
+  RegisterUser("alice");
+  ASSERT_TRUE(registry_->ClaimBundles({"bob", 1}, "alice", 0).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(registry_->ClaimBundles({"bob", 1}, "alice", 0).status()));
+  EXPECT_EQ(limiter_.taken("rl:claim:from:bob"), 2);
+  EXPECT_EQ(limiter_.taken("rl:claim:to:alice"), 1);
+}
+
+TEST_F(KeyRegistryTest, ClaimRetryAfterIsTheLongestWaitOfTheEmptyBuckets) {
+  MakeRegistry(RegistryOptions{.claims_per_requester = {.burst = 1, .per_second = 1},
+                               .claims_per_target = {.burst = 1, .per_second = 1}});
+  RegisterUser("alice");
+  limiter_.set_wait("rl:claim:from:bob", absl::Milliseconds(700));
+  limiter_.set_wait("rl:claim:to:alice", absl::Microseconds(2300500));  // rounded up
+  ASSERT_TRUE(registry_->ClaimBundles({"bob", 1}, "alice", 0).ok());
+  absl::Status limited = registry_->ClaimBundles({"bob", 1}, "alice", 0).status();
+  EXPECT_TRUE(absl::IsResourceExhausted(limited)) << limited;
+  EXPECT_EQ(limited.GetPayload(kRetryAfterPayload), absl::Cord("2301"));
+  EXPECT_TRUE(absl::StrContains(limited.message(), "retry after 2301 ms")) << limited;
+}
+
+TEST_F(KeyRegistryTest, ClaimWithTheLimiterDownIsUnavailableAndTakesNothing) {
+  RegisterUser("alice", 1);
+  limiter_.set_fail(true);
+  EXPECT_TRUE(absl::IsUnavailable(registry_->ClaimBundles({"bob", 1}, "alice", 1).status()));
+  limiter_.set_fail(false);
+  auto claim = registry_->ClaimBundles({"bob", 1}, "alice", 1);
+  ASSERT_TRUE(claim.ok()) << claim.status();
+  ASSERT_TRUE(claim->bundles[0].one_time_prekey.has_value());  // the failed claim took none
+}
+
 // The gateway's form of a claim: the requester must be listed. A refused requester is still
 // charged (its bucket fills), and the claim takes nothing.
 TEST_F(KeyRegistryTest, ClaimRequiringAListedRequesterRefusesOthersAfterCharging) {
