@@ -1,7 +1,8 @@
 #pragma once
 // The registry's Redis-backed interfaces: invites (single-use, TTL, never in PostgreSQL), claim
 // rate limits (services/common/ratelimit), device-channel announcements (revocation with inbox
-// purge, prekeys low) and the device-list summaries the message-queue reads. Thread-safe; `redis` must outlive each object.
+// purge, prekeys low) and the device-list summaries the message-queue reads. Thread-safe;
+// `redis` must outlive each object.
 #include <memory>
 
 #include "services/common/redis/redis_client.h"

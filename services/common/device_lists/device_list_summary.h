@@ -22,7 +22,8 @@ namespace padlock::device_lists {
 inline constexpr char kSummaryField[] = "s";     // the encoded Summary; absent = ask PostgreSQL
 inline constexpr char kGenerationField[] = "g";  // changes on every change start and end
 inline constexpr char kWritersField[] = "w";     // changes in flight
-inline constexpr char kWritersUntilField[] = "wu";  // Unix ms: in-flight changes presumed dead after
+// Unix ms after which the changes in flight are presumed dead.
+inline constexpr char kWritersUntilField[] = "wu";
 
 struct SummaryDevice {
   uint32_t device_id = 0;

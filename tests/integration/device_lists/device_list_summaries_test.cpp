@@ -88,7 +88,8 @@ class DeviceListSummariesTest : public ::testing::TestWithParam<bool> {
     return reply.ok() && reply->is_string() ? reply->str() : "";
   }
   int64_t TtlMs(const std::string& user) {
-    auto reply = redis()->Execute(redis::Command::Keyed({"PTTL", device_lists::SummaryKey(user)}, 1));
+    auto reply =
+        redis()->Execute(redis::Command::Keyed({"PTTL", device_lists::SummaryKey(user)}, 1));
     EXPECT_TRUE(reply.ok()) << reply.status();
     return reply.ok() ? reply->integer() : -3;
   }
@@ -246,7 +247,7 @@ TEST_P(DeviceListSummariesTest, TheDirectoryServesSummariesAndAsksOnlyForMisses)
   EXPECT_EQ(key_directory_.calls(), 0);
   EXPECT_EQ(Lookups(metrics_, "redis"), 21);
 
-  // Misses — never written, deleted by a change in flight, unreadable — go to the key-directory,
+  // Misses (never written, deleted by a change in flight, unreadable) go to the key-directory,
   // in one call naming only them.
   key_directory_.Set("fresh", 2, {{1, 301}, {4, 304}});
   key_directory_.Set("user3", 5, {{1, 103}, {2, 203}});

@@ -128,7 +128,9 @@ class FakeDeviceListSummaries final : public DeviceListSummaries {
       const std::vector<std::string>& user_ids) override {
     std::lock_guard lock(mu_);
     std::vector<std::string> tokens;
-    for (const std::string& user : user_ids) tokens.push_back(std::to_string(users_[user].generation));
+    for (const std::string& user : user_ids) {
+      tokens.push_back(std::to_string(users_[user].generation));
+    }
     return tokens;
   }
   absl::StatusOr<int> Populate(const std::vector<std::string>& user_ids,

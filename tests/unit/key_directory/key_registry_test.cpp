@@ -645,5 +645,39 @@ TEST(KeyRegistryMetrics, CountsRegistrationsClaimsAndSignatureFailures) {
   }
 }
 
+TEST(KeyRegistryMetrics, CountsSummaryFailuresByStepAndPopulates) {
+  InMemoryKeyStore store;
+  FakeInviteStore invites;
+  FakeRateLimiter limiter;
+  RecordingPublisher publisher;
+  FakeDeviceListSummaries summaries;
+  prometheus::Registry metrics;
+  KeyRegistry registry(&store, &invites, &limiter, &publisher, &summaries, {}, &metrics);
+  TestKeys keys;
+  TestDevice alice = keys.NewDevice(1, 0);
+  summaries.set_fail_begin(true);
+  EXPECT_TRUE(
+      absl::IsUnavailable(registry.Register(keys.MakeRegistration("alice", alice)).status()));
+  summaries.set_fail_begin(false);
+  summaries.set_fail_end(true);
+  ASSERT_TRUE(registry.Register(keys.MakeRegistration("alice", alice)).ok());
+  summaries.set_fail_end(false);
+  ASSERT_TRUE(registry.GetDeviceLists({"alice", "nobody"}).ok());
+  EXPECT_EQ(Sample(metrics, "padlock_device_list_summary_failures_total", "step", "begin"), 1);
+  EXPECT_EQ(Sample(metrics, "padlock_device_list_summary_failures_total", "step", "end"), 1);
+  EXPECT_EQ(Sample(metrics, "padlock_registrations_total", "result", "error"), 1);
+  double populated = -1;
+  for (const auto& family : metrics.Collect()) {
+    if (family.name == "padlock_device_list_summary_populates_total") {
+      populated = family.metric.at(0).counter.value;
+    }
+  }
+  // Only nobody: alice's failed end left her change marked in flight (in Redis until its
+  // deadline), so her summary stays absent and sends keep asking PostgreSQL meanwhile.
+  EXPECT_EQ(populated, 1);
+  EXPECT_EQ(summaries.Get("alice"), "");
+  EXPECT_EQ(summaries.Get("nobody"), "n");
+}
+
 }  // namespace
 }  // namespace padlock::key_directory::testing
