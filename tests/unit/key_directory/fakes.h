@@ -136,6 +136,9 @@ class FakeDeviceListSummaries final : public DeviceListSummaries {
   absl::StatusOr<int> Populate(const std::vector<std::string>& user_ids,
                                const std::vector<std::string>& tokens,
                                const std::vector<device_lists::Summary>& summaries) override {
+    if (tokens.size() != user_ids.size() || summaries.size() != user_ids.size()) {
+      return absl::InvalidArgumentError("populate: one token and one summary per user");
+    }
     std::lock_guard lock(mu_);
     int stored = 0;
     for (size_t i = 0; i < user_ids.size(); ++i) {

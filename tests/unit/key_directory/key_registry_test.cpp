@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "prometheus/registry.h"
 #include "services/key_directory/in_memory_key_store.h"
+#include "tests/unit/key_directory/device_list_summaries_contract.h"
 #include "tests/unit/key_directory/fakes.h"
 #include "tests/unit/key_directory/key_store_contract.h"
 #include "tests/unit/key_directory/test_identities.h"
@@ -17,6 +18,19 @@ struct InMemoryFactory {
   static StoreHandle Make() { return {nullptr, std::make_unique<InMemoryKeyStore>()}; }
 };
 INSTANTIATE_TYPED_TEST_SUITE_P(InMemory, KeyStoreContract, InMemoryFactory);
+
+INSTANTIATE_TEST_SUITE_P(
+    Fake, DeviceListSummariesContract,
+    ::testing::Values(SummariesFactory{"Fake",
+                                       [] {
+                                         auto fake = std::make_unique<FakeDeviceListSummaries>();
+                                         FakeDeviceListSummaries* raw = fake.get();
+                                         return SummariesHandle{
+                                             std::move(fake), [raw](const std::string& user) {
+                                               return raw->Get(user);
+                                             }};
+                                       }}),
+    [](const ::testing::TestParamInfo<SummariesFactory>& info) { return info.param.name; });
 
 class KeyRegistryTest : public ::testing::Test {
  protected:
