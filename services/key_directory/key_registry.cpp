@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
-#include <string_view>
 #include <set>
+#include <string_view>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
