@@ -100,10 +100,8 @@ else
   pl alice link-approve "$code" || fail "alice could not approve the link"
   wait "$link_pid" || fail "the laptop did not finish linking: $(cat "$DEMO_DIR/link.out")"
   echo "$ALICE" >"$LAPTOP/user"
-  # The message-queue caches device lists for up to 1 s (PADLOCK_DEVICE_LIST_CACHE_TTL): bob's
-  # client still has alice's old list, and a send matching the cached old list would be accepted
-  # without the laptop (docs/MESSAGE_QUEUE.md).
-  sleep 1.1
+  # No wait needed: the message-queue checks bob's next send against alice's current list, so a
+  # send that lacks the laptop is refused and bob's client fetches it (docs/MESSAGE_QUEUE.md).
 fi
 pl alice devices
 

@@ -141,7 +141,7 @@ absl::StatusOr<ClaimResult> InMemoryKeyStore::ClaimBundles(
 }
 
 absl::StatusOr<std::vector<DeviceList>> InMemoryKeyStore::GetDeviceLists(
-    const std::vector<std::string>& user_ids) {
+    const std::vector<std::string>& user_ids, ReadFrom /*from: one copy only*/) {
   std::lock_guard lock(mu_);
   std::vector<DeviceList> lists;
   for (const std::string& user : user_ids) {

@@ -23,7 +23,7 @@ class InMemoryKeyStore final : public KeyStore {
       const std::string& user_id, uint32_t device_id,
       const std::optional<DeviceAddress>& listed_requester) override;
   absl::StatusOr<std::vector<DeviceList>> GetDeviceLists(
-      const std::vector<std::string>& user_ids) override;
+      const std::vector<std::string>& user_ids, ReadFrom from) override;
   absl::StatusOr<std::vector<uint32_t>> DeleteAccount(const std::string& user_id) override;
   absl::StatusOr<std::vector<uint32_t>> SetBanned(const std::string& user_id,
                                                   bool banned) override;

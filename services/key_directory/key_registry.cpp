@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 #include <set>
+#include <string_view>
 
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
@@ -62,6 +64,16 @@ absl::Status ValidateSignedPreKeyField(const std::optional<SignedPreKey>& key, c
   if (absl::Status s = ValidateKeyField(key->public_key, field); !s.ok()) return s;
   return ValidateSignatureField(key->signature, field);
 }
+
+device_lists::Summary SummaryOf(const DeviceList& list) {
+  device_lists::Summary summary{.listed = true, .version = list.version};
+  for (const auto& entry : list.entries) {
+    summary.devices.push_back({entry.device_id, entry.registration_id});
+  }
+  return summary;
+}
+
+const device_lists::Summary kNotListed{};
 
 const statement::DeviceListEntry* FindEntry(const DeviceList& list, uint32_t device_id) {
   for (const auto& entry : list.entries) {
@@ -125,6 +137,17 @@ struct KeyRegistry::Metrics {
                              .Help("Device channel announcements or inbox purges that failed "
                                    "after a commit")
                              .Register(registry)),
+        summary_failures(prometheus::BuildCounter()
+                             .Name("padlock_device_list_summary_failures_total")
+                             .Help("Redis device-list summary steps that failed, by step "
+                                   "(begin refuses the change; end and populate leave the "
+                                   "summary absent)")
+                             .Register(registry)),
+        summary_populates(prometheus::BuildCounter()
+                              .Name("padlock_device_list_summary_populates_total")
+                              .Help("Device-list summaries a look-up wrote to Redis")
+                              .Register(registry)
+                              .Add({})),
         claims_with_key(claims.Add({{"one_time_key", "yes"}})),
         claims_without_key(claims.Add({{"one_time_key", "no"}})),
         remaining_histogram(remaining.Add(
@@ -136,6 +159,8 @@ struct KeyRegistry::Metrics {
   prometheus::Family<prometheus::Histogram>& remaining;
   prometheus::Family<prometheus::Counter>& signature_failures;
   prometheus::Family<prometheus::Counter>& publish_failures;
+  prometheus::Family<prometheus::Counter>& summary_failures;
+  prometheus::Counter& summary_populates;
   prometheus::Counter& claims_with_key;
   prometheus::Counter& claims_without_key;
   prometheus::Histogram& remaining_histogram;
@@ -143,13 +168,15 @@ struct KeyRegistry::Metrics {
 };
 
 KeyRegistry::KeyRegistry(KeyStore* store, InviteStore* invites, RateLimiter* limiter,
-                         DeviceEventPublisher* publisher, RegistryOptions options,
+                         DeviceEventPublisher* publisher, DeviceListSummaries* summaries,
+                         RegistryOptions options,
                          prometheus::Registry* metrics, std::function<absl::Time()> now,
                          std::function<std::string()> new_token)
     : store_(store),
       invites_(invites),
       limiter_(limiter),
       publisher_(publisher),
+      summaries_(summaries),
       options_(std::move(options)),
       metrics_(metrics != nullptr ? std::make_unique<Metrics>(*metrics) : nullptr),
       now_(now ? std::move(now) : [] { return absl::Now(); }),
@@ -197,6 +224,34 @@ void KeyRegistry::RevokeDevices(const std::string& user_id,
                         {"device", static_cast<int64_t>(id)},
                         {"error", s}});
     }
+  }
+}
+
+void KeyRegistry::SummaryFailure(const char* step, const std::string& user_id,
+                                 const absl::Status& status) {
+  if (metrics_) metrics_->summary_failures.Add({{"step", step}}).Increment();
+  runtime::LogWarn("device-list summary step failed",
+                   {{"step", step}, {"user", runtime::HashUserId(user_id)}, {"error", status}});
+}
+
+absl::StatusOr<std::string> KeyRegistry::BeginSummaryChange(const std::string& user_id) {
+  if (summaries_ == nullptr) return std::string();
+  absl::StatusOr<std::string> token = summaries_->BeginChange(user_id);
+  if (!token.ok()) {
+    SummaryFailure("begin", user_id, token.status());
+    // Nothing was written: the caller may retry. Committing without the summary deleted first
+    // could leave a stale one for the message-queue to trust.
+    return absl::UnavailableError(
+        absl::StrCat("device list change not started: redis: ", token.status().message()));
+  }
+  return token;
+}
+
+void KeyRegistry::EndSummaryChange(const std::string& user_id, const std::string& token,
+                                   const std::optional<device_lists::Summary>& after) {
+  if (summaries_ == nullptr) return;
+  if (absl::Status s = summaries_->EndChange(user_id, token, after); !s.ok()) {
+    SummaryFailure("end", user_id, s);
   }
 }
 
@@ -294,10 +349,16 @@ absl::StatusOr<uint64_t> KeyRegistry::Register(const Registration& r) {
                                            .registration_id = r.registration_id,
                                            .signed_prekey = r.signed_prekey,
                                            .one_time_prekeys = r.one_time_prekeys}};
-  if (absl::Status s = store_->CreateAccount(account, reclaim); !s.ok()) {
+  absl::StatusOr<std::string> change = BeginSummaryChange(r.user_id);
+  absl::Status created = change.ok() ? store_->CreateAccount(account, reclaim) : change.status();
+  if (change.ok()) {
+    EndSummaryChange(r.user_id, *change,
+                     created.ok() ? std::optional(SummaryOf(list)) : std::nullopt);
+  }
+  if (!created.ok()) {
     // The invite did not buy an account: give it back so the user can retry.
     if (invite) (void)invites_->Restore(r.invite_token, *invite);
-    return reject(s);
+    return reject(created);
   }
   RecordRegistration("ok");
   runtime::LogInfo("account registered", {{"user", runtime::HashUserId(r.user_id)},
@@ -396,7 +457,12 @@ absl::StatusOr<PublishDeviceListResult> KeyRegistry::PublishDeviceList(
       return s;
     }
   }
-  if (absl::Status s = store_->ApplyDeviceList(update); !s.ok()) return s;
+  absl::StatusOr<std::string> change = BeginSummaryChange(list.user_id);
+  if (!change.ok()) return change.status();
+  absl::Status applied = store_->ApplyDeviceList(update);
+  EndSummaryChange(list.user_id, *change,
+                   applied.ok() ? std::optional(SummaryOf(list)) : std::nullopt);
+  if (!applied.ok()) return applied;
   RevokeDevices(list.user_id, update.removed_device_ids);
   runtime::LogInfo("device list published",
                    {{"user", runtime::HashUserId(list.user_id)},
@@ -481,7 +547,8 @@ absl::StatusOr<ClaimResult> KeyRegistry::ClaimBundles(const DeviceAddress& reque
 
 absl::StatusOr<DeviceList> KeyRegistry::GetDeviceList(const std::string& user_id) {
   if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
-  absl::StatusOr<std::vector<DeviceList>> lists = store_->GetDeviceLists({user_id});
+  absl::StatusOr<std::vector<DeviceList>> lists =
+      store_->GetDeviceLists({user_id}, ReadFrom::kReplica);
   if (!lists.ok()) return lists.status();
   if (lists->empty()) return absl::NotFoundError("no account");
   return std::move(lists->front());
@@ -495,7 +562,31 @@ absl::StatusOr<std::vector<DeviceList>> KeyRegistry::GetDeviceLists(
   for (const std::string& user : user_ids) {
     if (absl::Status s = ValidateUserIdField(user, "user_ids"); !s.ok()) return s;
   }
-  return store_->GetDeviceLists(user_ids);
+  if (summaries_ == nullptr) return store_->GetDeviceLists(user_ids, ReadFrom::kReplica);
+  // Tokens first, then the primary (a replica could still show a list from before a change
+  // whose EndChange has already run, and the populate would then store it).
+  absl::StatusOr<std::vector<std::string>> tokens = summaries_->PopulateTokens(user_ids);
+  if (!tokens.ok()) {
+    SummaryFailure("populate", user_ids.empty() ? "" : user_ids[0], tokens.status());
+  }
+  absl::StatusOr<std::vector<DeviceList>> lists =
+      store_->GetDeviceLists(user_ids, ReadFrom::kPrimary);
+  if (!lists.ok() || !tokens.ok()) return lists;
+  std::map<std::string_view, const DeviceList*> listed;
+  for (const DeviceList& list : *lists) listed[list.user_id] = &list;
+  std::vector<device_lists::Summary> summaries;
+  summaries.reserve(user_ids.size());
+  for (const std::string& user : user_ids) {
+    auto it = listed.find(user);
+    summaries.push_back(it == listed.end() ? kNotListed : SummaryOf(*it->second));
+  }
+  absl::StatusOr<int> stored = summaries_->Populate(user_ids, *tokens, summaries);
+  if (!stored.ok()) {
+    SummaryFailure("populate", user_ids.empty() ? "" : user_ids[0], stored.status());
+  } else if (metrics_) {
+    metrics_->summary_populates.Increment(*stored);
+  }
+  return lists;
 }
 
 absl::StatusOr<IdentityKeyInfo> KeyRegistry::GetIdentityKey(const DeviceAddress& device) {
@@ -581,7 +672,12 @@ absl::StatusOr<uint64_t> KeyRegistry::ChangeIdentity(const IdentityChange& c) {
                                               .registration_id = c.new_registration_id,
                                               .signed_prekey = c.new_signed_prekey,
                                               .one_time_prekeys = c.new_one_time_prekeys});
-  if (absl::Status s = store_->ApplyDeviceList(update); !s.ok()) return s;
+  absl::StatusOr<std::string> change = BeginSummaryChange(list.user_id);
+  if (!change.ok()) return change.status();
+  absl::Status applied = store_->ApplyDeviceList(update);
+  EndSummaryChange(list.user_id, *change,
+                   applied.ok() ? std::optional(SummaryOf(list)) : std::nullopt);
+  if (!applied.ok()) return applied;
   runtime::LogInfo("identity changed", {{"user", runtime::HashUserId(c.device.user_id)}});
   return list.version;
 }
@@ -613,7 +709,10 @@ absl::StatusOr<Invitation> KeyRegistry::CreateInvite(absl::Duration ttl,
 
 absl::Status KeyRegistry::ResetIdentity(const std::string& user_id) {
   if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
+  absl::StatusOr<std::string> change = BeginSummaryChange(user_id);
+  if (!change.ok()) return change.status();
   absl::StatusOr<std::vector<uint32_t>> removed = store_->ResetAccount(user_id);
+  EndSummaryChange(user_id, *change, removed.ok() ? std::optional(kNotListed) : std::nullopt);
   if (!removed.ok()) return removed.status();
   RevokeDevices(user_id, *removed);
   runtime::LogInfo("identity reset by operator", {{"user", runtime::HashUserId(user_id)}});
@@ -622,7 +721,10 @@ absl::Status KeyRegistry::ResetIdentity(const std::string& user_id) {
 
 absl::Status KeyRegistry::BanAccount(const std::string& user_id) {
   if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
+  absl::StatusOr<std::string> change = BeginSummaryChange(user_id);
+  if (!change.ok()) return change.status();
   absl::StatusOr<std::vector<uint32_t>> devices = store_->SetBanned(user_id, true);
+  EndSummaryChange(user_id, *change, devices.ok() ? std::optional(kNotListed) : std::nullopt);
   if (!devices.ok()) return devices.status();
   // Closes the devices' streams; the keys stay so that an unban restores the account.
   for (uint32_t id : *devices) {
@@ -639,7 +741,11 @@ absl::Status KeyRegistry::UnbanAccount(const std::string& user_id) {
   absl::StatusOr<AccountState> account = store_->GetAccount(user_id);
   if (!account.ok()) return account.status();
   if (!account->banned) return absl::NotFoundError("account is not banned");
+  absl::StatusOr<std::string> change = BeginSummaryChange(user_id);
+  if (!change.ok()) return change.status();
   absl::StatusOr<std::vector<uint32_t>> devices = store_->SetBanned(user_id, false);
+  // The list itself is not at hand here: the next look-up fills the summary.
+  EndSummaryChange(user_id, *change, std::nullopt);
   if (!devices.ok()) return devices.status();
   runtime::LogInfo("account unbanned", {{"user", runtime::HashUserId(user_id)}});
   return absl::OkStatus();
@@ -647,7 +753,10 @@ absl::Status KeyRegistry::UnbanAccount(const std::string& user_id) {
 
 absl::Status KeyRegistry::AdminDeleteAccount(const std::string& user_id) {
   if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
+  absl::StatusOr<std::string> change = BeginSummaryChange(user_id);
+  if (!change.ok()) return change.status();
   absl::StatusOr<std::vector<uint32_t>> removed = store_->DeleteAccount(user_id);
+  EndSummaryChange(user_id, *change, removed.ok() ? std::optional(kNotListed) : std::nullopt);
   if (!removed.ok()) return removed.status();
   RevokeDevices(user_id, *removed);
   runtime::LogInfo("account deleted", {{"user", runtime::HashUserId(user_id)}});

@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/device_lists/device_list_summary.h"
 #include "services/common/ratelimit/rate_limiter.h"
 #include "services/key_directory/key_store.h"
 
@@ -59,6 +60,39 @@ class DeviceEventPublisher {
   // Publishes DeviceChannelEvent{prekeys_remaining: remaining} on the device's channel.
   virtual absl::Status PreKeysLow(const std::string& user_id, uint32_t device_id,
                                   uint32_t remaining) = 0;
+};
+
+// The write-through of every user's device-list summary to Redis, which the message-queue's send
+// check reads instead of asking the key-directory (services/common/device_lists, docs/REDIS.md
+// "Device-list summaries"). Thread-safe.
+//
+// Protocol. A change of what GetDeviceLists answers for a user calls BeginChange before it writes
+// PostgreSQL and EndChange after (committed or not). A look-up that fills a missing summary reads
+// its tokens before it reads PostgreSQL's primary and passes them to Populate. A populate is
+// refused when a change began or ended since its token was read, or one is in flight, so a
+// summary read from PostgreSQL before a commit can never land after that commit's BeginChange.
+class DeviceListSummaries {
+ public:
+  virtual ~DeviceListSummaries() = default;
+  // Deletes the user's summary and marks a change in flight (the mark lapses after the
+  // implementation's writer deadline if EndChange never comes). Returns the token for EndChange.
+  // On an error nothing may be written to PostgreSQL (the summary may still be in place).
+  virtual absl::StatusOr<std::string> BeginChange(const std::string& user_id) = 0;
+  // Ends the change begun with `token`. Stores `after` (the state the change committed) as the
+  // summary only when no other change of the user began or ended meanwhile and none is in flight;
+  // otherwise, or with nullopt (a failed change, or a state the caller does not know), leaves it
+  // absent for the next look-up to fill. An error leaves the summary absent and the mark in place
+  // until it lapses: look-ups then read PostgreSQL, which is correct, only slower.
+  virtual absl::Status EndChange(const std::string& user_id, const std::string& token,
+                                 const std::optional<device_lists::Summary>& after) = 0;
+  // One token per user (same order), to be read before PostgreSQL is.
+  virtual absl::StatusOr<std::vector<std::string>> PopulateTokens(
+      const std::vector<std::string>& user_ids) = 0;
+  // Stores summaries[i] for user_ids[i] where the protocol allows it (above) and no summary is
+  // there yet. Returns how many were stored.
+  virtual absl::StatusOr<int> Populate(const std::vector<std::string>& user_ids,
+                                       const std::vector<std::string>& tokens,
+                                       const std::vector<device_lists::Summary>& summaries) = 0;
 };
 
 enum class RegistrationPolicy { kOpen, kInvite };
@@ -125,11 +159,20 @@ struct Invitation {
 
 class KeyRegistry {
  public:
-  // `store`, `invites`, `limiter` and `publisher` must outlive the registry. `metrics` may be
-  // null (no metrics); otherwise the families are added to it. `now` and `new_token` default to
-  // the wall clock and 128 random bits (URL-safe base64).
+  // `store`, `invites`, `limiter`, `publisher` and `summaries` must outlive the registry.
+  // `summaries` may be null only where no message-queue reads the summaries (some tests): then
+  // nothing is written through and GetDeviceLists may read the replica. `metrics` may be null (no
+  // metrics); otherwise the families are added to it. `now` and `new_token` default to the wall
+  // clock and 128 random bits (URL-safe base64).
+  //
+  // Every change of what GetDeviceLists answers (Register, PublishDeviceList, ChangeIdentity,
+  // DeleteAccount, ResetIdentity, BanAccount, UnbanAccount, AdminDeleteAccount) is bracketed by
+  // DeviceListSummaries::BeginChange / EndChange: when BeginChange fails the change is refused
+  // with Unavailable and nothing is written; an EndChange failure after the commit is logged and
+  // counted (padlock_device_list_summary_failures_total{step="end"}), never returned.
   KeyRegistry(KeyStore* store, InviteStore* invites, RateLimiter* limiter,
-              DeviceEventPublisher* publisher, RegistryOptions options,
+              DeviceEventPublisher* publisher, DeviceListSummaries* summaries,
+              RegistryOptions options,
               prometheus::Registry* metrics = nullptr,
               std::function<absl::Time()> now = nullptr,
               std::function<std::string()> new_token = nullptr);
@@ -165,6 +208,9 @@ class KeyRegistry {
                                            bool require_listed_requester = false);
 
   absl::StatusOr<DeviceList> GetDeviceList(const std::string& user_id);
+  // The message-queue's look-up: reads PostgreSQL's primary (with summaries) and fills the
+  // missing summaries of `user_ids` (unknown ones as not listed). A failure to fill is logged and
+  // counted, never returned.
   absl::StatusOr<std::vector<DeviceList>> GetDeviceLists(const std::vector<std::string>& user_ids);
   absl::StatusOr<IdentityKeyInfo> GetIdentityKey(const DeviceAddress& device);
 
@@ -191,12 +237,19 @@ class KeyRegistry {
                                  const char* field);
   absl::Status CountedSignatureFailure(const char* statement, std::string message);
   void RevokeDevices(const std::string& user_id, const std::vector<uint32_t>& device_ids);
+  // BeginChange, or "" when there are no summaries; Unavailable naming the step on failure.
+  absl::StatusOr<std::string> BeginSummaryChange(const std::string& user_id);
+  // EndChange when there are summaries; failures logged and counted.
+  void EndSummaryChange(const std::string& user_id, const std::string& token,
+                        const std::optional<device_lists::Summary>& after);
+  void SummaryFailure(const char* step, const std::string& user_id, const absl::Status& status);
   void RecordRegistration(const char* result);
 
   KeyStore* const store_;
   InviteStore* const invites_;
   RateLimiter* const limiter_;
   DeviceEventPublisher* const publisher_;
+  DeviceListSummaries* const summaries_;
   const RegistryOptions options_;
   std::unique_ptr<Metrics> metrics_;
   std::function<absl::Time()> now_;

@@ -86,6 +86,12 @@ struct ClaimResult {
   std::vector<Bundle> bundles = {};  // ascending device id
 };
 
+// Where a look-up may be served from.
+enum class ReadFrom {
+  kReplica,  // the read replica when one is configured: may lag behind recent commits
+  kPrimary,  // the primary: sees every committed change (what a cache fill must read)
+};
+
 // The message of ClaimBundles' Unauthenticated refusal of a requester that is not listed.
 inline constexpr char kRequesterNotListedMessage[] = "requester not listed";
 
@@ -126,10 +132,10 @@ class KeyStore {
       const std::string& user_id, uint32_t device_id,
       const std::optional<DeviceAddress>& listed_requester) = 0;
 
-  // Current lists of the given users; unknown, banned and reset users are left out. May be served
-  // by a read replica (slightly stale).
+  // Current lists of the given users; unknown, banned and reset users are left out. With
+  // ReadFrom::kReplica it may be served by a read replica (slightly stale).
   virtual absl::StatusOr<std::vector<DeviceList>> GetDeviceLists(
-      const std::vector<std::string>& user_ids) = 0;
+      const std::vector<std::string>& user_ids, ReadFrom from) = 0;
 
   // Deletes the account and everything under it. Returns the device ids it had. NotFound.
   virtual absl::StatusOr<std::vector<uint32_t>> DeleteAccount(const std::string& user_id) = 0;

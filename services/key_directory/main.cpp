@@ -110,8 +110,10 @@ int main() {
   padlock::key_directory::RedisInviteStore invites(redis->get());
   padlock::ratelimit::RedisRateLimiter limiter(redis->get());
   padlock::key_directory::RedisDeviceEventPublisher publisher(redis->get());
+  // The message-queue trusts these summaries: every device-list change goes through them.
+  padlock::key_directory::RedisDeviceListSummaries summaries(redis->get(), {});
   padlock::key_directory::KeyRegistry registry(&store, &invites, &limiter, &publisher,
-                                               registry_options, &runner.metrics());
+                                               &summaries, registry_options, &runner.metrics());
   padlock::key_directory::KeyDirectoryService service(&registry, &executor);
   padlock::key_directory::KeyDirectoryAdminService admin(&registry, &executor);
   runner.AddService(&service);

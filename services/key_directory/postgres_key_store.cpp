@@ -311,8 +311,8 @@ absl::StatusOr<ClaimResult> PostgresKeyStore::ClaimBundles(
 }
 
 absl::StatusOr<std::vector<DeviceList>> PostgresKeyStore::GetDeviceLists(
-    const std::vector<std::string>& user_ids) {
-  return replica_->Run(
+    const std::vector<std::string>& user_ids, ReadFrom from) {
+  return (from == ReadFrom::kPrimary ? primary_ : replica_)->Run(
       "get device lists",
       [&](pqxx::work& txn) -> absl::StatusOr<std::vector<DeviceList>> {
         std::vector<DeviceList> lists;

@@ -1,8 +1,8 @@
 #pragma once
 // KeyStore on PostgreSQL (schema: migrations/0001_accounts_devices_prekeys.sql). Every method is
-// one transaction on the primary pool, except GetDeviceLists, which reads from the optional
-// read-replica pool (PADLOCK_POSTGRES_READ_DSN; replication lag makes it slightly stale, see
-// docs/KEY_DIRECTORY.md). libpqxx exceptions become Status in the pool (never escape).
+// one transaction on the primary pool, except GetDeviceLists(ReadFrom::kReplica), which reads from
+// the optional read-replica pool (PADLOCK_POSTGRES_READ_DSN; replication lag makes it slightly
+// stale, see docs/KEY_DIRECTORY.md). libpqxx exceptions become Status in the pool (never escape).
 //
 // Thread-safe (the pools are).
 #include <vector>
@@ -32,7 +32,7 @@ class PostgresKeyStore final : public KeyStore {
       const std::string& user_id, uint32_t device_id,
       const std::optional<DeviceAddress>& listed_requester) override;
   absl::StatusOr<std::vector<DeviceList>> GetDeviceLists(
-      const std::vector<std::string>& user_ids) override;
+      const std::vector<std::string>& user_ids, ReadFrom from) override;
   absl::StatusOr<std::vector<uint32_t>> DeleteAccount(const std::string& user_id) override;
   absl::StatusOr<std::vector<uint32_t>> SetBanned(const std::string& user_id,
                                                   bool banned) override;

@@ -1,5 +1,8 @@
 #pragma once
-// The device lists the send check compares against (key-directory's GetDeviceLists).
+// The device lists the send check compares against. RedisDeviceDirectory reads the summaries the
+// key-directory writes through to Redis and asks GrpcDeviceDirectory (key-directory's
+// GetDeviceLists) only for users without one. Neither caches: an answer is the current list, so
+// a link, unlink or identity change applies to the very next send.
 
 #include <cstdint>
 #include <string>
@@ -25,16 +28,11 @@ struct DeviceListInfo {
 class DeviceDirectory {
  public:
   virtual ~DeviceDirectory() = default;
-  // The current device lists of `user_ids` (distinct, at most 1 024). Unknown users are absent
-  // from the map. Unavailable when the directory cannot be reached in time.
+  // The current device lists of `user_ids` (distinct, at most 1 024). Users without a current
+  // list (unknown, deleted, banned, reset) are absent from the map. Unavailable when Redis or the
+  // key-directory cannot be reached in time.
   virtual absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> GetDeviceLists(
       absl::Span<const std::string> user_ids) = 0;
-  // The same, bypassing any cache (and refreshing it): the send check asks again before it
-  // reports a mismatch that a cached list could have caused, e.g. a device linked a moment ago.
-  virtual absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> GetFreshDeviceLists(
-      absl::Span<const std::string> user_ids) {
-    return GetDeviceLists(user_ids);
-  }
 };
 
 }  // namespace padlock::message_queue

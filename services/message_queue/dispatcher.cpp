@@ -172,9 +172,6 @@ Dispatcher::Dispatcher(DispatchOptions options, DeviceDirectory* directory, Inbo
                          "Inbox entries removed by the retention time trim");
   retry_hits_ = runtime::MakeCounter(metrics, "padlock_enqueue_retry_hits_total",
                             "Device appends answered from the dedupe window (retries)");
-  fresh_lookups_ = runtime::MakeCounter(
-      metrics, "padlock_device_list_fresh_lookups_total",
-      "Users whose device list was fetched again, bypassing the cache, because a send disagreed");
   if (metrics != nullptr) {
     refused_ = &prometheus::BuildCounter()
                     .Name("padlock_envelopes_refused_total")
@@ -307,38 +304,6 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     for (auto& [user, list] : *chunk) lists[user] = std::move(list);
   }
 
-  // 2b. A list that disagrees with a send may be a cached copy from before a link or an unlink
-  // (GrpcDeviceDirectory): ask again for those users, bypassing the cache, so that a send that
-  // matches the current list is never refused because of the cache.
-  std::vector<ListCheck> checks(n);
-  std::vector<std::string> doubtful;
-  absl::flat_hash_set<std::string> doubtful_set;
-  for (int i = 0; i < n; ++i) {
-    if (!pending[i]) continue;
-    ListCheck& check = checks[i] = CheckAgainstLists(request.sends(i), lists);
-    auto doubt = [&](const std::string& user) {
-      if (doubtful_set.insert(user).second) doubtful.push_back(user);
-    };
-    if (!check.unknown.empty()) doubt(check.unknown);
-    if (!check.sender_listed) doubt(request.sends(i).sender().user_id());
-    for (const v1::DeviceMismatch& dm : check.mismatch.users()) doubt(dm.user_id());
-  }
-  for (size_t start = 0; start < doubtful.size(); start += kChunk) {
-    const size_t len = std::min(kChunk, doubtful.size() - start);
-    const auto users_chunk = absl::MakeConstSpan(doubtful).subspan(start, len);
-    auto fresh = directory_->GetFreshDeviceLists(users_chunk);
-    if (!fresh.ok()) return fresh.status();
-    runtime::Increment(fresh_lookups_, static_cast<double>(len));
-    for (const std::string& user : users_chunk) {
-      auto it = fresh->find(user);
-      if (it == fresh->end()) {
-        lists.erase(user);
-      } else {
-        lists[user] = std::move(it->second);
-      }
-    }
-  }
-
   // 3. Compare each send with the lists; build the appends of the sends that match.
   const int64_t now_ms = clock_->NowMs();
   const uint64_t retention_s = static_cast<uint64_t>(absl::ToInt64Seconds(options_.retention));
@@ -349,9 +314,8 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     const v1::Send& send = request.sends(i);
     const v1::OutgoingMessage& m = send.message();
     const std::string& sender_user = send.sender().user_id();
-    // (Compared again only when 2b replaced a list.)
-    ListCheck check =
-        doubtful.empty() ? std::move(checks[i]) : CheckAgainstLists(send, lists);
+    // The lists are current (no cache anywhere: DeviceDirectory), so one comparison decides.
+    ListCheck check = CheckAgainstLists(send, lists);
     if (!check.unknown.empty()) {
       Refuse(response.mutable_outcomes(i), absl::StatusCode::kNotFound, "unknown_user",
              absl::StrCat("unknown user ", check.unknown));

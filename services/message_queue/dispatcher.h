@@ -89,7 +89,6 @@ class Dispatcher {
   prometheus::Counter* acked_ = nullptr;
   prometheus::Counter* expired_ = nullptr;
   prometheus::Counter* retry_hits_ = nullptr;
-  prometheus::Counter* fresh_lookups_ = nullptr;
   prometheus::Histogram* depth_ = nullptr;
 };
 

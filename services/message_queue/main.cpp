@@ -14,6 +14,7 @@
 #include "services/message_queue/grpc_device_directory.h"
 #include "services/message_queue/message_queue_config.h"
 #include "services/message_queue/message_queue_service.h"
+#include "services/message_queue/redis_device_directory.h"
 #include "services/message_queue/redis_inbox_store.h"
 #include "services/message_queue/redis_memory_monitor.h"
 
@@ -46,8 +47,9 @@ int main() {
     return 1;
   }
   auto key_directory = padlock::wiring::MakeInternalChannel(key_directory_target);
-  mq::GrpcDeviceDirectory directory(key_directory, settings.device_list_deadline,
-                                    settings.device_list_cache_ttl);
+  // Summaries in Redis first; the key-directory only for users without one (it fills them).
+  mq::GrpcDeviceDirectory key_directory_lists(key_directory, settings.device_list_deadline);
+  mq::RedisDeviceDirectory directory(redis->get(), &key_directory_lists, &runner.metrics());
   mq::RedisInboxStore store(redis->get(), settings.limits);
   // Early warning before maxmemory + noeviction starts refusing sends.
   mq::RedisMemoryMonitor memory_monitor(redis->get(), &runner.metrics());

@@ -19,8 +19,6 @@ MessageQueueSettings MessageQueueSettingsFromConfig(runtime::Config& config) {
       static_cast<size_t>(config.Int("PADLOCK_MAX_CIPHERTEXT_BYTES", 64 * 1024, 1, 1 << 20));
   s.device_list_deadline = config.Duration("PADLOCK_DEVICE_LIST_DEADLINE", absl::Seconds(2),
                                            absl::Milliseconds(10), absl::Minutes(1));
-  s.device_list_cache_ttl = config.Duration("PADLOCK_DEVICE_LIST_CACHE_TTL", absl::Seconds(1),
-                                            absl::ZeroDuration(), absl::Minutes(10));
   s.limits.durability.replicas =
       static_cast<int>(config.Int("PADLOCK_REDIS_WAIT_REPLICAS", 0, 0, 16));
   s.limits.durability.timeout = config.Duration("PADLOCK_REDIS_WAIT_TIMEOUT",

@@ -7,8 +7,8 @@
 //   PADLOCK_WAKEUP_INLINE_BYTES          envelopes up to this size ride in the wake-up (4096)
 //   PADLOCK_MAX_CIPHERTEXT_BYTES         per device envelope (default 65536)
 //   PADLOCK_KEY_DIRECTORY_TARGET         gRPC target (default dns:///127.0.0.1:7430; read in main)
-//   PADLOCK_DEVICE_LIST_DEADLINE         GetDeviceLists deadline (default 2s)
-//   PADLOCK_DEVICE_LIST_CACHE_TTL        per-user device list cache (default 1s; 0 = off)
+//   PADLOCK_DEVICE_LIST_DEADLINE         GetDeviceLists deadline (default 2s), asked only for
+//                                        users without a Redis summary
 //   PADLOCK_REDIS_WAIT_REPLICAS          replicas that must confirm a send's writes (WAIT) before
 //                                        it is accepted (default 0: none, AOF only)
 //   PADLOCK_REDIS_WAIT_TIMEOUT           how long WAIT waits for them (default 100ms; must stay
@@ -30,7 +30,6 @@ struct MessageQueueSettings {
   InboxLimits limits;
   DispatchOptions dispatch;
   absl::Duration device_list_deadline = absl::Seconds(2);
-  absl::Duration device_list_cache_ttl = absl::Seconds(1);
   absl::Duration memory_poll_interval = absl::Seconds(5);
   int workers = 8;
   size_t queue = 4096;

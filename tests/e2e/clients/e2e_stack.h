@@ -14,13 +14,11 @@ namespace padlock::client::e2e {
 class StackEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
-    // The message-queue's device-list cache (1 s by default) accepts, for up to a TTL, a send that
-    // matches a user's list from before a link (docs/MESSAGE_QUEUE.md); the tests link and send
-    // at once from clients that may hold the old list, so it is off here.
-    testing::StackOptions options;
-    options.service_env = {{"PADLOCK_DEVICE_LIST_CACHE_TTL", "0"}};
+    // The tests link and send at once from clients that may hold the old list: the message-queue
+    // checks every send against the current list (no cache, docs/MESSAGE_QUEUE.md), so they need
+    // no setting for it.
     absl::StatusOr<std::unique_ptr<testing::PadlockStack>> started =
-        testing::PadlockStack::Start(options);
+        testing::PadlockStack::Start(testing::StackOptions{});
     ASSERT_TRUE(started.ok()) << "stack did not start: " << started.status();
     stack_ = *std::move(started);
   }

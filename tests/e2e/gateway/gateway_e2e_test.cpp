@@ -273,6 +273,56 @@ TEST_P(GatewayE2eTest, MismatchedAndStaleDevicesAreReportedAndNothingIsStored) {
   EXPECT_EQ(InboxDepth(bob, 2), 0u);
 }
 
+// A link or an unlink applies to the very next send, with no wait: the message-queue reads the
+// device-list summary that the key-directory deleted before its commit and rewrote after it.
+// And a send to users whose summaries are in Redis asks the key-directory nothing.
+TEST_P(GatewayE2eTest, ALinkOrUnlinkAppliesToTheVeryNextSend) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  auto a1 = Connect(alice, 1);
+  auto lookups = [&](const std::string& source) {
+    return runtime::testing::ScrapeValue(stack_->message_queue_metrics_port(),
+                                         "padlock_device_list_lookups_total",
+                                         {{"source", source}});
+  };
+  auto r = a1->Result(a1->Send(OneToOne(alice, 1, bob, prefix_ + "a")));
+  ASSERT_TRUE(r && r->has_accepted()) << (r ? r->DebugString() : "no result");
+
+  // The common case: both summaries are in Redis now (written by Register or filled by the
+  // first send's miss), so the next send is checked without the key-directory.
+  const double misses = lookups("key_directory");
+  const double hits = lookups("redis");
+  r = a1->Result(a1->Send(OneToOne(alice, 1, bob, prefix_ + "b")));
+  ASSERT_TRUE(r && r->has_accepted()) << (r ? r->DebugString() : "no result");
+  EXPECT_EQ(lookups("key_directory"), misses);
+  EXPECT_EQ(lookups("redis"), hits + 2);  // alice and bob
+
+  // Link bob:2, then at once a send that still has bob's old list: refused, bob:2 missing.
+  Account old_bob = bob;
+  ASSERT_TRUE(ops_[0]->Link(bob, 2).ok());
+  r = a1->Result(a1->Send(OneToOne(alice, 1, old_bob, prefix_ + "c")));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->has_mismatch()) << r->DebugString();
+  EXPECT_EQ(std::vector<uint32_t>(r->mismatch().users(0).missing_device_ids().begin(),
+                                  r->mismatch().users(0).missing_device_ids().end()),
+            std::vector<uint32_t>{2});
+  r = a1->Result(a1->Send(OneToOne(alice, 1, bob, prefix_ + "d")));
+  ASSERT_TRUE(r && r->has_accepted()) << (r ? r->DebugString() : "no result");
+
+  // Unlink bob:2, then at once a send that still names it: refused, bob:2 extra.
+  Account linked_bob = bob;
+  ASSERT_TRUE(ops_[0]->Unlink(bob, 2).ok());
+  r = a1->Result(a1->Send(OneToOne(alice, 1, linked_bob, prefix_ + "e")));
+  ASSERT_TRUE(r.has_value());
+  ASSERT_TRUE(r->has_mismatch()) << r->DebugString();
+  EXPECT_EQ(std::vector<uint32_t>(r->mismatch().users(0).extra_device_ids().begin(),
+                                  r->mismatch().users(0).extra_device_ids().end()),
+            std::vector<uint32_t>{2});
+  EXPECT_EQ(InboxDepth(bob, 2), 0u);
+  r = a1->Result(a1->Send(OneToOne(alice, 1, bob, prefix_ + "f")));
+  ASSERT_TRUE(r && r->has_accepted()) << (r ? r->DebugString() : "no result");
+}
+
 // A device acks only what was delivered to it on its own stream: another device's server ids are
 // refused with a StreamError and that inbox keeps its entries.
 TEST_P(GatewayE2eTest, DeviceCannotAckAnotherDevicesInbox) {

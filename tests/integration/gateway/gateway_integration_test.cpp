@@ -196,6 +196,8 @@ class GatewayIntegration : public ::testing::Test {
     invites_ = std::make_unique<kd::RedisInviteStore>(redis_.get());
     kd_limiter_ = std::make_unique<ratelimit::RedisRateLimiter>(redis_.get());
     publisher_ = std::make_unique<kd::RedisDeviceEventPublisher>(redis_.get());
+    summaries_ = std::make_unique<kd::RedisDeviceListSummaries>(
+        redis_.get(), kd::RedisDeviceListSummaries::Options{});
     kd_executor_ = std::make_unique<runtime::BoundedExecutor>("kd-test", 4, 256);
     runtime::ServerOptions options;
     options.service_name = "key-directory";
@@ -205,7 +207,7 @@ class GatewayIntegration : public ::testing::Test {
     options.handle_signals = false;
     kd_runner_ = std::make_unique<runtime::ServiceRunner>(options);
     registry_ = std::make_unique<kd::KeyRegistry>(
-        store_.get(), invites_.get(), kd_limiter_.get(), publisher_.get(),
+        store_.get(), invites_.get(), kd_limiter_.get(), publisher_.get(), summaries_.get(),
         kd::RegistryOptions{.claims_per_requester = {.burst = 1e5, .per_second = 1e5},
                             .claims_per_target = {.burst = 1e5, .per_second = 1e5}});
     kd_service_ = std::make_unique<kd::KeyDirectoryService>(registry_.get(), kd_executor_.get());
@@ -325,6 +327,7 @@ class GatewayIntegration : public ::testing::Test {
   std::unique_ptr<kd::RedisInviteStore> invites_;
   std::unique_ptr<ratelimit::RedisRateLimiter> kd_limiter_;
   std::unique_ptr<kd::RedisDeviceEventPublisher> publisher_;
+  std::unique_ptr<kd::RedisDeviceListSummaries> summaries_;
   std::unique_ptr<runtime::BoundedExecutor> kd_executor_;
   std::unique_ptr<runtime::ServiceRunner> kd_runner_;
   std::unique_ptr<kd::KeyRegistry> registry_;

@@ -134,6 +134,8 @@ class KeyDirectoryIntegration : public ::testing::Test {
     invites_ = std::make_unique<RedisInviteStore>(redis_.get());
     limiter_ = std::make_unique<ratelimit::RedisRateLimiter>(redis_.get());
     publisher_ = std::make_unique<RedisDeviceEventPublisher>(redis_.get());
+    summaries_ = std::make_unique<RedisDeviceListSummaries>(redis_.get(),
+                                                            RedisDeviceListSummaries::Options{});
     executor_ = std::make_unique<runtime::BoundedExecutor>("kd-test", 8, 1024);
     runtime::ServerOptions server_options;
     server_options.service_name = "key-directory";
@@ -143,7 +145,8 @@ class KeyDirectoryIntegration : public ::testing::Test {
     server_options.handle_signals = false;
     runner_ = std::make_unique<runtime::ServiceRunner>(server_options);
     registry_ = std::make_unique<KeyRegistry>(store_.get(), invites_.get(), limiter_.get(),
-                                              publisher_.get(), options, &runner_->metrics());
+                                              publisher_.get(), summaries_.get(), options,
+                                              &runner_->metrics());
     service_ = std::make_unique<KeyDirectoryService>(registry_.get(), executor_.get());
     admin_ = std::make_unique<KeyDirectoryAdminService>(registry_.get(), executor_.get());
     runner_->AddService(service_.get());
@@ -177,6 +180,7 @@ class KeyDirectoryIntegration : public ::testing::Test {
     service_.reset();
     registry_.reset();
     subscriber_.reset();
+    summaries_.reset();
     publisher_.reset();
     limiter_.reset();
     invites_.reset();
@@ -327,6 +331,7 @@ class KeyDirectoryIntegration : public ::testing::Test {
   std::unique_ptr<RedisInviteStore> invites_;
   std::unique_ptr<ratelimit::RedisRateLimiter> limiter_;
   std::unique_ptr<RedisDeviceEventPublisher> publisher_;
+  std::unique_ptr<RedisDeviceListSummaries> summaries_;
   std::unique_ptr<runtime::BoundedExecutor> executor_;
   std::unique_ptr<runtime::ServiceRunner> runner_;
   std::unique_ptr<KeyRegistry> registry_;

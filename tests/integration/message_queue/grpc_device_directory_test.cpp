@@ -60,7 +60,7 @@ class GrpcDeviceDirectoryTest : public ::testing::Test {
 };
 
 TEST_F(GrpcDeviceDirectoryTest, ReturnsKnownUsersListsAndOmitsUnknownOnes) {
-  GrpcDeviceDirectory directory(channel_, absl::Seconds(5), absl::ZeroDuration());
+  GrpcDeviceDirectory directory(channel_, absl::Seconds(5));
   std::vector<std::string> users = {"bob", "nobody"};
   auto lists = directory.GetDeviceLists(users);
   ASSERT_TRUE(lists.ok()) << lists.status();
@@ -70,33 +70,14 @@ TEST_F(GrpcDeviceDirectoryTest, ReturnsKnownUsersListsAndOmitsUnknownOnes) {
   ASSERT_EQ(bob.devices.size(), 2u);
   EXPECT_EQ(bob.devices[1].device_id, 3u);
   EXPECT_EQ(bob.devices[1].registration_id, 203u);
-  ASSERT_TRUE(directory.GetDeviceLists(users).ok());
-  EXPECT_EQ(service_.calls.load(), 2);  // no cache with a zero TTL
 }
 
-TEST_F(GrpcDeviceDirectoryTest, CacheServesKnownAndUnknownUsersWithinTtl) {
-  GrpcDeviceDirectory directory(channel_, absl::Seconds(5), absl::Minutes(1));
-  std::vector<std::string> users = {"bob", "nobody"};
-  ASSERT_TRUE(directory.GetDeviceLists(users).ok());
-  auto again = directory.GetDeviceLists(users);
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->size(), 1u);
-  EXPECT_EQ(again->at("bob").devices.size(), 2u);
-  EXPECT_EQ(service_.calls.load(), 1);
-}
-
-TEST_F(GrpcDeviceDirectoryTest, FreshFetchBypassesTheCacheAndRefreshesIt) {
-  GrpcDeviceDirectory directory(channel_, absl::Seconds(5), absl::Minutes(1));
+TEST_F(GrpcDeviceDirectoryTest, EveryCallAsksTheKeyDirectory) {
+  // No cache: a change the key-directory answers with is seen by the very next call.
+  GrpcDeviceDirectory directory(channel_, absl::Seconds(5));
   std::vector<std::string> users = {"bob"};
   ASSERT_EQ(directory.GetDeviceLists(users)->at("bob").version, 4u);
-  service_.version = 5;  // bob linked a device: the cached list is now out of date
-  EXPECT_EQ(directory.GetDeviceLists(users)->at("bob").version, 4u);
-  EXPECT_EQ(service_.calls.load(), 1);
-  auto fresh = directory.GetFreshDeviceLists(users);
-  ASSERT_TRUE(fresh.ok()) << fresh.status();
-  EXPECT_EQ(fresh->at("bob").version, 5u);
-  EXPECT_EQ(service_.calls.load(), 2);
-  // The fresh answer replaced the cached one.
+  service_.version = 5;
   EXPECT_EQ(directory.GetDeviceLists(users)->at("bob").version, 5u);
   EXPECT_EQ(service_.calls.load(), 2);
 }
@@ -104,7 +85,7 @@ TEST_F(GrpcDeviceDirectoryTest, FreshFetchBypassesTheCacheAndRefreshesIt) {
 TEST_F(GrpcDeviceDirectoryTest, UnreachableKeyDirectoryIsUnavailable) {
   server_->Shutdown();
   server_.reset();
-  GrpcDeviceDirectory directory(channel_, absl::Milliseconds(500), absl::ZeroDuration());
+  GrpcDeviceDirectory directory(channel_, absl::Milliseconds(500));
   std::vector<std::string> users = {"bob"};
   auto lists = directory.GetDeviceLists(users);
   EXPECT_TRUE(lists.status().code() == absl::StatusCode::kUnavailable ||

@@ -2,6 +2,7 @@
 // In-memory InviteStore, RateLimiter and DeviceEventPublisher for KeyRegistry unit tests.
 // Thread-safe (one mutex each).
 #include <map>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <tuple>
@@ -137,6 +138,96 @@ class RecordingPublisher final : public DeviceEventPublisher {
   bool fail_ = false;
   std::vector<std::pair<std::string, uint32_t>> revoked_;
   std::vector<std::tuple<std::string, uint32_t, uint32_t>> low_;
+};
+
+// DeviceListSummaries in memory with RedisDeviceListSummaries' rules minus the deadline (a change
+// in flight never lapses here), plus a log of the calls and failure injection.
+class FakeDeviceListSummaries final : public DeviceListSummaries {
+ public:
+  absl::StatusOr<std::string> BeginChange(const std::string& user_id) override {
+    std::lock_guard lock(mu_);
+    log_.push_back("begin " + user_id);
+    if (fail_begin_) return absl::UnavailableError("redis down");
+    User& u = users_[user_id];
+    u.summary.reset();
+    ++u.in_flight;
+    return std::to_string(++u.generation);
+  }
+  absl::Status EndChange(const std::string& user_id, const std::string& token,
+                         const std::optional<device_lists::Summary>& after) override {
+    std::lock_guard lock(mu_);
+    log_.push_back("end " + user_id + " " +
+                   (after ? device_lists::EncodeSummary(*after) : std::string("-")));
+    if (fail_end_) return absl::UnavailableError("redis down");
+    User& u = users_[user_id];
+    if (u.in_flight > 0) --u.in_flight;
+    const bool sole = std::to_string(u.generation) == token && u.in_flight == 0;
+    ++u.generation;
+    u.summary.reset();
+    if (sole && after) u.summary = *after;
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<std::string>> PopulateTokens(
+      const std::vector<std::string>& user_ids) override {
+    std::lock_guard lock(mu_);
+    std::vector<std::string> tokens;
+    for (const std::string& user : user_ids) {
+      tokens.push_back(std::to_string(users_[user].generation));
+    }
+    return tokens;
+  }
+  absl::StatusOr<int> Populate(const std::vector<std::string>& user_ids,
+                               const std::vector<std::string>& tokens,
+                               const std::vector<device_lists::Summary>& summaries) override {
+    if (tokens.size() != user_ids.size() || summaries.size() != user_ids.size()) {
+      return absl::InvalidArgumentError("populate: one token and one summary per user");
+    }
+    std::lock_guard lock(mu_);
+    int stored = 0;
+    for (size_t i = 0; i < user_ids.size(); ++i) {
+      User& u = users_[user_ids[i]];
+      if (std::to_string(u.generation) != tokens[i] || u.in_flight > 0 || u.summary) continue;
+      u.summary = summaries[i];
+      ++stored;
+    }
+    return stored;
+  }
+
+  // The stored summary, encoded; "" when there is none.
+  std::string Get(const std::string& user_id) {
+    std::lock_guard lock(mu_);
+    auto it = users_.find(user_id);
+    if (it == users_.end() || !it->second.summary) return "";
+    return device_lists::EncodeSummary(*it->second.summary);
+  }
+  std::vector<std::string> log() {
+    std::lock_guard lock(mu_);
+    return log_;
+  }
+  void clear_log() {
+    std::lock_guard lock(mu_);
+    log_.clear();
+  }
+  void set_fail_begin(bool fail) {
+    std::lock_guard lock(mu_);
+    fail_begin_ = fail;
+  }
+  void set_fail_end(bool fail) {
+    std::lock_guard lock(mu_);
+    fail_end_ = fail;
+  }
+
+ private:
+  struct User {
+    uint64_t generation = 0;
+    int in_flight = 0;
+    std::optional<device_lists::Summary> summary;
+  };
+  std::mutex mu_;
+  bool fail_begin_ = false;
+  bool fail_end_ = false;
+  std::map<std::string, User> users_;
+  std::vector<std::string> log_;
 };
 
 }  // namespace padlock::key_directory::testing

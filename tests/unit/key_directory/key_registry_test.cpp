@@ -6,6 +6,7 @@
 #include "absl/strings/match.h"
 #include "prometheus/registry.h"
 #include "services/key_directory/in_memory_key_store.h"
+#include "tests/unit/key_directory/device_list_summaries_contract.h"
 #include "tests/unit/key_directory/fakes.h"
 #include "tests/unit/key_directory/key_store_contract.h"
 #include "tests/unit/key_directory/test_identities.h"
@@ -18,12 +19,25 @@ struct InMemoryFactory {
 };
 INSTANTIATE_TYPED_TEST_SUITE_P(InMemory, KeyStoreContract, InMemoryFactory);
 
+INSTANTIATE_TEST_SUITE_P(
+    Fake, DeviceListSummariesContract,
+    ::testing::Values(SummariesFactory{"Fake",
+                                       [] {
+                                         auto fake = std::make_unique<FakeDeviceListSummaries>();
+                                         FakeDeviceListSummaries* raw = fake.get();
+                                         return SummariesHandle{
+                                             std::move(fake), [raw](const std::string& user) {
+                                               return raw->Get(user);
+                                             }};
+                                       }}),
+    [](const ::testing::TestParamInfo<SummariesFactory>& info) { return info.param.name; });
+
 class KeyRegistryTest : public ::testing::Test {
  protected:
   explicit KeyRegistryTest(RegistryOptions options = {}) { MakeRegistry(options); }
   void MakeRegistry(RegistryOptions options) {
     registry_ = std::make_unique<KeyRegistry>(
-        &store_, &invites_, &limiter_, &publisher_, options, nullptr,
+        &store_, &invites_, &limiter_, &publisher_, &summaries_, options, nullptr,
         [] { return absl::FromUnixSeconds(1000); }, [this] { return absl::StrCat("tok", ++n_); });
   }
   // Registers `user` with a fresh primary holding `prekeys` one-time prekeys.
@@ -37,6 +51,7 @@ class KeyRegistryTest : public ::testing::Test {
   FakeInviteStore invites_;
   FakeRateLimiter limiter_;
   RecordingPublisher publisher_;
+  FakeDeviceListSummaries summaries_;
   TestKeys keys_;
   int n_ = 0;
   std::unique_ptr<KeyRegistry> registry_;
@@ -539,6 +554,103 @@ TEST_F(KeyRegistryTest, GetDeviceListsSkipsUnknownAndBoundsInput) {
   EXPECT_TRUE(absl::IsInvalidArgument(registry_->GetDeviceLists({"x"}).status()));
 }
 
+// The Redis device-list summaries: every change brackets its PostgreSQL write with BeginChange /
+// EndChange and ends with the state it committed; GetDeviceLists fills missing ones.
+std::string Listed(uint64_t version, std::vector<const TestDevice*> devices) {
+  device_lists::Summary summary{.listed = true, .version = version};
+  for (const TestDevice* d : devices) summary.devices.push_back({d->device_id, d->registration_id});
+  return device_lists::EncodeSummary(summary);
+}
+
+TEST_F(DeviceListTest, EveryListChangeWritesItsSummaryThrough) {
+  EXPECT_EQ(summaries_.Get("alice"), Listed(1, {&alice_}));
+  ASSERT_TRUE(registry_
+                  ->PublishDeviceList({"alice", 1},
+                                      keys_.SignedList("alice", 2, {&alice_, &phone_}, alice_),
+                                      {KeysOf(phone_)})
+                  .ok());
+  EXPECT_EQ(summaries_.Get("alice"), Listed(2, {&alice_, &phone_}));
+  ASSERT_TRUE(registry_
+                  ->PublishDeviceList({"alice", 1},
+                                      keys_.SignedList("alice", 3, {&alice_}, alice_), {})
+                  .ok());
+  EXPECT_EQ(summaries_.Get("alice"), Listed(3, {&alice_}));
+  TestDevice reinstalled = keys_.NewDevice(1, 0, 700);
+  ASSERT_TRUE(
+      registry_->ChangeIdentity(keys_.MakeIdentityChange("alice", alice_, reinstalled, {}, 4))
+          .ok());
+  EXPECT_EQ(summaries_.Get("alice"), Listed(4, {&reinstalled}));
+  ASSERT_TRUE(registry_->BanAccount("alice").ok());
+  EXPECT_EQ(summaries_.Get("alice"), "n");
+  ASSERT_TRUE(registry_->UnbanAccount("alice").ok());
+  EXPECT_EQ(summaries_.Get("alice"), "");  // left for the next look-up to fill
+  ASSERT_TRUE(registry_->GetDeviceLists({"alice"}).ok());
+  EXPECT_EQ(summaries_.Get("alice"), Listed(4, {&reinstalled}));
+  ASSERT_TRUE(registry_->ResetIdentity("alice").ok());
+  EXPECT_EQ(summaries_.Get("alice"), "n");
+  RegisterUser("bob");
+  ASSERT_TRUE(registry_->AdminDeleteAccount("bob").ok());
+  EXPECT_EQ(summaries_.Get("bob"), "n");
+  for (const std::string& entry : summaries_.log()) {
+    EXPECT_TRUE(absl::StartsWith(entry, "begin ") || absl::StartsWith(entry, "end ")) << entry;
+  }
+}
+
+TEST_F(DeviceListTest, ARefusalBeforeTheWriteBeginsNoChange) {
+  summaries_.clear_log();
+  // Version not above the current one: refused before anything is written, no change begun.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      registry_->PublishDeviceList({"alice", 1}, keys_.SignedList("alice", 1, {&alice_}, alice_),
+                                   {})
+          .status()));
+  EXPECT_TRUE(summaries_.log().empty());
+  EXPECT_EQ(summaries_.Get("alice"), Listed(1, {&alice_}));
+  EXPECT_TRUE(absl::IsNotFound(registry_->UnbanAccount("alice")));  // not banned: no bracket
+  TestDevice bob = keys_.NewDevice(1, 0);
+  Registration taken = keys_.MakeRegistration("alice", bob);
+  EXPECT_TRUE(absl::IsAlreadyExists(registry_->Register(taken).status()));
+  EXPECT_TRUE(summaries_.log().empty());  // refused by the pre-check, no bracket either
+}
+
+TEST_F(DeviceListTest, RedisDownBeforeTheChangeRefusesItAndWritesNothing) {
+  summaries_.set_fail_begin(true);
+  auto published = registry_->PublishDeviceList(
+      {"alice", 1}, keys_.SignedList("alice", 2, {&alice_, &phone_}, alice_), {KeysOf(phone_)});
+  EXPECT_TRUE(absl::IsUnavailable(published.status())) << published.status();
+  EXPECT_EQ(registry_->GetDeviceList("alice")->version, 1u);  // not committed
+  EXPECT_TRUE(absl::IsUnavailable(registry_->BanAccount("alice")));
+  EXPECT_TRUE(absl::IsUnavailable(registry_->AdminDeleteAccount("alice")));
+  EXPECT_TRUE(absl::IsUnavailable(registry_->ResetIdentity("alice")));
+  EXPECT_TRUE(registry_->GetDeviceList("alice").ok());
+  TestDevice carol = keys_.NewDevice(1, 0);
+  EXPECT_TRUE(
+      absl::IsUnavailable(registry_->Register(keys_.MakeRegistration("carol", carol)).status()));
+  EXPECT_TRUE(absl::IsNotFound(registry_->GetDeviceList("carol").status()));
+}
+
+TEST_F(DeviceListTest, RedisDownAfterTheCommitStillAnswersOk) {
+  // Begin deleted the summary; the failed end leaves it absent, so look-ups read PostgreSQL.
+  summaries_.set_fail_end(true);
+  ASSERT_TRUE(registry_
+                  ->PublishDeviceList({"alice", 1},
+                                      keys_.SignedList("alice", 2, {&alice_, &phone_}, alice_),
+                                      {KeysOf(phone_)})
+                  .ok());
+  EXPECT_EQ(summaries_.Get("alice"), "");
+  EXPECT_EQ(registry_->GetDeviceList("alice")->version, 2u);
+}
+
+TEST_F(KeyRegistryTest, GetDeviceListsFillsMissingSummariesUnknownUsersAsNotListed) {
+  TestDevice alice = RegisterUser("alice");
+  ASSERT_TRUE(registry_->BanAccount("alice").ok());
+  ASSERT_TRUE(registry_->UnbanAccount("alice").ok());
+  ASSERT_EQ(summaries_.Get("alice"), "");
+  auto lists = registry_->GetDeviceLists({"alice", "nobody"});
+  ASSERT_TRUE(lists.ok());
+  EXPECT_EQ(summaries_.Get("alice"), Listed(1, {&alice}));
+  EXPECT_EQ(summaries_.Get("nobody"), "n");
+}
+
 // Metrics: label values, never user ids.
 double Sample(prometheus::Registry& registry, const std::string& name, const std::string& label,
               const std::string& value) {
@@ -566,7 +678,7 @@ TEST(KeyRegistryMetrics, CountsRegistrationsClaimsAndSignatureFailures) {
   FakeRateLimiter limiter;
   RecordingPublisher publisher;
   prometheus::Registry metrics;
-  KeyRegistry registry(&store, &invites, &limiter, &publisher, {}, &metrics);
+  KeyRegistry registry(&store, &invites, &limiter, &publisher, nullptr, {}, &metrics);
   TestKeys keys;
   TestDevice alice = keys.NewDevice(1, 1);
   Registration forged = keys.MakeRegistration("alice", alice);
@@ -589,6 +701,40 @@ TEST(KeyRegistryMetrics, CountsRegistrationsClaimsAndSignatureFailures) {
       for (const auto& l : metric.label) EXPECT_NE(l.value, "alice") << family.name;
     }
   }
+}
+
+TEST(KeyRegistryMetrics, CountsSummaryFailuresByStepAndPopulates) {
+  InMemoryKeyStore store;
+  FakeInviteStore invites;
+  FakeRateLimiter limiter;
+  RecordingPublisher publisher;
+  FakeDeviceListSummaries summaries;
+  prometheus::Registry metrics;
+  KeyRegistry registry(&store, &invites, &limiter, &publisher, &summaries, {}, &metrics);
+  TestKeys keys;
+  TestDevice alice = keys.NewDevice(1, 0);
+  summaries.set_fail_begin(true);
+  EXPECT_TRUE(
+      absl::IsUnavailable(registry.Register(keys.MakeRegistration("alice", alice)).status()));
+  summaries.set_fail_begin(false);
+  summaries.set_fail_end(true);
+  ASSERT_TRUE(registry.Register(keys.MakeRegistration("alice", alice)).ok());
+  summaries.set_fail_end(false);
+  ASSERT_TRUE(registry.GetDeviceLists({"alice", "nobody"}).ok());
+  EXPECT_EQ(Sample(metrics, "padlock_device_list_summary_failures_total", "step", "begin"), 1);
+  EXPECT_EQ(Sample(metrics, "padlock_device_list_summary_failures_total", "step", "end"), 1);
+  EXPECT_EQ(Sample(metrics, "padlock_registrations_total", "result", "error"), 1);
+  double populated = -1;
+  for (const auto& family : metrics.Collect()) {
+    if (family.name == "padlock_device_list_summary_populates_total") {
+      populated = family.metric.at(0).counter.value;
+    }
+  }
+  // Only nobody: alice's failed end left her change marked in flight (in Redis until its
+  // deadline), so her summary stays absent and sends keep asking PostgreSQL meanwhile.
+  EXPECT_EQ(populated, 1);
+  EXPECT_EQ(summaries.Get("alice"), "");
+  EXPECT_EQ(summaries.Get("nobody"), "n");
 }
 
 }  // namespace

@@ -120,7 +120,7 @@ TYPED_TEST_P(KeyStoreContract, ApplyDeviceListAddsRemovesAndChecksVersion) {
                                             .one_time_prekeys = phone.one_time_prekeys});
   ASSERT_TRUE(this->store_->ApplyDeviceList(link).ok());
   EXPECT_TRUE(absl::IsAborted(this->store_->ApplyDeviceList(link)));
-  auto lists = this->store_->GetDeviceLists({"alice", "nobody", "alice"});
+  auto lists = this->store_->GetDeviceLists({"alice", "nobody", "alice"}, ReadFrom::kReplica);
   ASSERT_TRUE(lists.ok());
   ASSERT_EQ(lists->size(), 1u);
   EXPECT_EQ((*lists)[0], link.list);
@@ -145,7 +145,7 @@ TYPED_TEST_P(KeyStoreContract, BanHidesAccountAndResetKeepsId) {
   ASSERT_TRUE(devices.ok());
   EXPECT_EQ(*devices, std::vector<uint32_t>{1});
   EXPECT_TRUE(absl::IsNotFound(this->store_->ClaimBundles("alice", 0, std::nullopt).status()));
-  EXPECT_TRUE(this->store_->GetDeviceLists({"alice"})->empty());
+  EXPECT_TRUE(this->store_->GetDeviceLists({"alice"}, ReadFrom::kPrimary)->empty());
   EXPECT_TRUE(this->store_->GetAccount("alice")->banned);
   EXPECT_TRUE(absl::IsPermissionDenied(
       this->store_->CreateAccount(this->Account("alice", alice), true)));

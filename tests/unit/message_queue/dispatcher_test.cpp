@@ -211,31 +211,22 @@ TEST_F(DispatcherTest, SenderNotListedWinsOverMismatchOfItsOwnAccount) {
   EXPECT_TRUE(store_.published().empty());
 }
 
-TEST_F(DispatcherTest, CachedListFromBeforeALinkIsCheckedAgainBeforeAMismatch) {
-  // bob linked device 3 a moment ago: the directory's cache still says {1}, the current list is
-  // {1, 3}. A send addressed to the current list is accepted, after one fresh look-up.
-  directory_.SetCached("bob", 6, {{1, 201}});
-  v1::SendOutcome outcome = EnqueueOne(GoodSend());
-  ASSERT_TRUE(outcome.has_accepted()) << outcome.DebugString();
-  EXPECT_EQ(directory_.fresh_calls(), 1);
-  EXPECT_EQ(store_.published().size(), 3u);
-  // The cache is fresh now: the next send needs no second look-up.
-  ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'n'))).has_accepted());
-  EXPECT_EQ(directory_.fresh_calls(), 1);
+TEST_F(DispatcherTest, AListChangeAppliesToTheVeryNextSend) {
+  // The dispatcher keeps nothing between sends: what the directory answers now decides.
+  ASSERT_TRUE(EnqueueOne(GoodSend()).has_accepted());
+  directory_.Set("bob", 8, {{1, 201}, {3, 203}, {4, 204}});  // bob linked device 4
+  v1::SendOutcome linked = EnqueueOne(GoodSend(std::string(16, 'l')));
+  ASSERT_TRUE(linked.has_mismatch()) << linked.DebugString();
+  EXPECT_THAT(linked.mismatch().users(0).missing_device_ids(), ElementsAre(4u));
+  EXPECT_EQ(linked.mismatch().users(0).device_list_version(), 8u);
+  directory_.Set("bob", 9, {{1, 201}});  // bob unlinked devices 3 and 4
+  v1::SendOutcome unlinked = EnqueueOne(GoodSend(std::string(16, 'u')));
+  ASSERT_TRUE(unlinked.has_mismatch()) << unlinked.DebugString();
+  EXPECT_THAT(unlinked.mismatch().users(0).extra_device_ids(), ElementsAre(3u));
+  EXPECT_EQ(directory_.calls(), 3);  // one look-up per request, no second one
 }
 
-TEST_F(DispatcherTest, CachedUnknownUserAndStaleSenderListAreCheckedAgain) {
-  // bob registered and alice linked device 1 after the cache saw them.
-  directory_.SetCached("bob", 0, {});
-  directory_.SetCached("alice", 2, {{2, 102}});
-  v1::SendOutcome outcome = EnqueueOne(GoodSend());
-  ASSERT_TRUE(outcome.has_accepted()) << outcome.DebugString();
-  EXPECT_EQ(directory_.fresh_calls(), 1);
-}
-
-TEST_F(DispatcherTest, AMismatchThatTheFreshListConfirmsIsReported) {
-  // The send misses bob:3 on the current list: refused with the mismatch, after one fresh look-up
-  // (of bob only), and nothing stored.
+TEST_F(DispatcherTest, AMismatchIsReportedAndNothingStored) {
   v1::Send send = GoodSend();
   send.mutable_message()->mutable_recipients()->DeleteSubrange(1, 1);
   v1::SendOutcome outcome = EnqueueOne(send);
@@ -244,14 +235,8 @@ TEST_F(DispatcherTest, AMismatchThatTheFreshListConfirmsIsReported) {
   EXPECT_EQ(outcome.mismatch().users(0).user_id(), "bob");
   EXPECT_THAT(outcome.mismatch().users(0).missing_device_ids(), ElementsAre(3u));
   EXPECT_EQ(outcome.mismatch().users(0).device_list_version(), 7u);
-  EXPECT_EQ(directory_.fresh_calls(), 1);
-  EXPECT_TRUE(store_.published().empty());
-}
-
-TEST_F(DispatcherTest, AMatchingSendNeedsNoFreshLookUp) {
-  ASSERT_TRUE(EnqueueOne(GoodSend()).has_accepted());
   EXPECT_EQ(directory_.calls(), 1);
-  EXPECT_EQ(directory_.fresh_calls(), 0);
+  EXPECT_TRUE(store_.published().empty());
 }
 
 TEST_F(DispatcherTest, InvalidSendIsRefusedAloneAndTheRestOfTheBatchAccepted) {
@@ -646,8 +631,6 @@ TEST_F(DispatcherTest, CountsEnqueuedStoredRetriedRefusedAckedAndDepth) {
   EXPECT_EQ(MetricValue(registry, "padlock_envelopes_published_online_total"), 1);
   EXPECT_EQ(MetricValue(registry, "padlock_enqueue_retry_hits_total"), 3);
   EXPECT_EQ(MetricValue(registry, "padlock_envelopes_refused_total", "mismatch"), 1);
-  // The stale send made the dispatcher ask again for bob's list (one user).
-  EXPECT_EQ(MetricValue(registry, "padlock_device_list_fresh_lookups_total"), 1);
   v1::ReadInboxRequest read;
   *read.mutable_device() = Address("bob", 1);
   absl::StatusOr<v1::ReadInboxResponse> page = dispatcher.ReadInbox(read);

@@ -35,35 +35,14 @@ void FakeDeviceDirectory::Remove(const std::string& user) {
   lists_.erase(user);
 }
 
-void FakeDeviceDirectory::SetCached(const std::string& user, uint64_t version,
-                                    const std::vector<std::pair<uint32_t, uint32_t>>& devices) {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::optional<DeviceListInfo>& cached = cached_[user];
-  cached.reset();
-  if (version == 0 && devices.empty()) return;  // cached as unknown
-  cached.emplace();
-  cached->version = version;
-  for (const auto& [id, registration] : devices) cached->devices.push_back({id, registration});
-}
-
-int FakeDeviceDirectory::fresh_calls() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return fresh_calls_;
-}
-
-absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>>
-FakeDeviceDirectory::GetFreshDeviceLists(absl::Span<const std::string> user_ids) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    ++fresh_calls_;
-    for (const std::string& user : user_ids) cached_.erase(user);  // refreshed
-  }
-  return GetDeviceLists(user_ids);
-}
-
 void FakeDeviceDirectory::FailWith(absl::Status status) {
   std::lock_guard<std::mutex> lock(mu_);
   failure_ = std::move(status);
+}
+
+int FakeDeviceDirectory::users_asked() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return users_asked_;
 }
 
 int FakeDeviceDirectory::calls() {
@@ -75,13 +54,10 @@ absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>>
 FakeDeviceDirectory::GetDeviceLists(absl::Span<const std::string> user_ids) {
   std::lock_guard<std::mutex> lock(mu_);
   ++calls_;
+  users_asked_ += static_cast<int>(user_ids.size());
   if (!failure_.ok()) return failure_;
   absl::flat_hash_map<std::string, DeviceListInfo> out;
   for (const std::string& user : user_ids) {
-    if (auto cached = cached_.find(user); cached != cached_.end()) {
-      if (cached->second.has_value()) out[user] = *cached->second;
-      continue;
-    }
     auto it = lists_.find(user);
     if (it != lists_.end()) out[user] = it->second;
   }

@@ -44,26 +44,19 @@ class FakeDeviceDirectory final : public DeviceDirectory {
   void Set(const std::string& user, uint64_t version,
            const std::vector<std::pair<uint32_t, uint32_t>>& devices);
   void Remove(const std::string& user);
-  // Plays a cache holding an older copy of `user`'s list: GetDeviceLists answers with this one
-  // (an absent list when `devices` is empty and version 0) until GetFreshDeviceLists is asked.
-  void SetCached(const std::string& user, uint64_t version,
-                 const std::vector<std::pair<uint32_t, uint32_t>>& devices);
   void FailWith(absl::Status status);
-  int calls();
-  int fresh_calls();
+  int calls();        // GetDeviceLists calls
+  int users_asked();  // users over all calls
 
   absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> GetDeviceLists(
-      absl::Span<const std::string> user_ids) override;
-  absl::StatusOr<absl::flat_hash_map<std::string, DeviceListInfo>> GetFreshDeviceLists(
       absl::Span<const std::string> user_ids) override;
 
  private:
   std::mutex mu_;
   absl::flat_hash_map<std::string, DeviceListInfo> lists_;
-  absl::flat_hash_map<std::string, std::optional<DeviceListInfo>> cached_;
-  int fresh_calls_ = 0;
   absl::Status failure_;
   int calls_ = 0;
+  int users_asked_ = 0;
 };
 
 class InMemoryInboxStore final : public InboxStore {
