@@ -25,7 +25,8 @@
 # every run; the markdown the per-run table and the medians), and stops the stack again if it
 # started it.
 #
-# Environment: RUNS (default 3), PADLOCK_BUILD_DIR (default ./build), KEEP_STACK=1 (leave the
+# Environment: RUNS (default 3), PADLOCK_BUILD_DIR (default ./build; its source tree's commit is
+# the one reported), VARIANT (an A/B label for the result's name), KEEP_STACK=1 (leave the
 # stack running), RESULTS_DIR (default bench/results), TLS=1 (the scenario over TLS: see below),
 # and whatever scripts/padlock reads.
 #
@@ -96,8 +97,10 @@ if port_open 7400; then
   log "a gateway already answers on 127.0.0.1:7400: using the running stack"
 else
   log "starting the local stack (scripts/padlock up; builds $BUILD_DIR)"
-  PADLOCK_RATE_LIMIT_PROFILE=test PADLOCK_BUILD_DIR="$BUILD_DIR" "$REPO/scripts/padlock" up >&2
+  # Set first: a stack whose `up` failed half-way (its demo, say) is stopped on exit too, never
+  # left running for the next run to mistake for its own.
   started_stack=1
+  PADLOCK_RATE_LIMIT_PROFILE=test PADLOCK_BUILD_DIR="$BUILD_DIR" "$REPO/scripts/padlock" up >&2
 fi
 # The gateway must run with the test/benchmark limits profile, or registrations and sends are
 # refused. Its environment says whether it does; if not (a scripts/padlock that does not pass the
@@ -169,10 +172,16 @@ fi
 mkdir -p "$RESULTS_DIR"
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 base="$RESULTS_DIR/$stamp-$SCENARIO"
-commit="$(git -C "$REPO" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
-if [ -n "$(git -C "$REPO" status --porcelain 2>/dev/null | grep -v '^??' || true)" ]; then
+# The services' commit: that of the source tree BUILD_DIR was configured from (an A/B run may
+# point BUILD_DIR at another worktree's build), else this repository's.
+src_dir="$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)"
+[ -d "$src_dir" ] || src_dir="$REPO"
+commit="$(git -C "$src_dir" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
+if [ -n "$(git -C "$src_dir" status --porcelain 2>/dev/null | grep -v '^??' || true)" ]; then
   commit="$commit (+ uncommitted changes)"
 fi
+# VARIANT=name: an A/B label, in the result's name and its header.
+if [ -n "${VARIANT:-}" ]; then base="$base-$VARIANT"; commit="$commit, variant $VARIANT"; fi
 machine="$(nproc) × $(lscpu | sed -n 's/^Model name: *//p' | head -1), \
 $(free -g | awk '/^Mem:/{print $2}') GiB RAM, $(uname -sr)"
 build_type="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)"
