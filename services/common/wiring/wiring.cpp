@@ -88,6 +88,11 @@ std::shared_ptr<grpc::Channel> MakeInternalChannel(const std::string& target) {
 absl::Status CheckRedis(redis::RedisClient& client) {
   for (const auto& node : client.ExecuteOnEachMaster(redis::Command::Keyless({"PING"}))) {
     if (!node.reply.ok()) return node.reply.status();
+    // An answer is not readiness: a Redis still loading its AOF answers "-LOADING …" (and one
+    // that wants a password "-NOAUTH …"), and every command would fail the same way.
+    if (node.reply->is_error()) {
+      return absl::UnavailableError(absl::StrCat("redis not ready: ", node.reply->str()));
+    }
   }
   return absl::OkStatus();
 }

@@ -60,7 +60,8 @@ std::string TargetFromConfig(runtime::Config& config, std::string_view name,
 // vanishes is noticed and new replicas get traffic after their max connection age.
 std::shared_ptr<grpc::Channel> MakeInternalChannel(const std::string& target);
 
-// Readiness: every Redis master answers PING within the client's command timeout.
+// Readiness: every Redis master answers PING with PONG within the client's command timeout (an
+// error reply such as LOADING, while Redis reads its AOF, is Unavailable).
 absl::Status CheckRedis(redis::RedisClient& client);
 
 // Readiness: the internal service behind `channel` reports SERVING for "" within `timeout`.

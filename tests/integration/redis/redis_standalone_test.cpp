@@ -13,6 +13,7 @@
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/redis_subscriber.h"
 #include "services/common/redis/script.h"
+#include "services/common/wiring/wiring.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/redis_server.h"
 #include "tests/integration/redis/subscriber_probe.h"
@@ -195,6 +196,22 @@ TEST_F(RedisStandalone, ErrorReplyIsThatCommandsOwnResult) {
   EXPECT_EQ(*script_error, RedisReply::Error("INBOX_FULL inbox over its cap"));
   EXPECT_EQ(script_error->error_code(), "INBOX_FULL");
   EXPECT_EQ(CounterValue(registry_, "padlock_redis_commands_total", "result", "error"), 4);
+}
+
+// Readiness is PONG, not any answer: a Redis that answers PING with an error (LOADING while it
+// reads its AOF; here NOAUTH, which a test can produce at will) is not ready.
+TEST_F(RedisStandalone, ReadinessNeedsPongNotAnErrorReply) {
+  absl::StatusOr<std::unique_ptr<RedisServer>> own =
+      RedisServer::Start({"--requirepass", "secret"});
+  ASSERT_TRUE(own.ok()) << own.status();
+  std::unique_ptr<RedisClient> without = MakeClient((*own)->address());
+  ASSERT_NE(without, nullptr);
+  const absl::Status refused = wiring::CheckRedis(*without);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnavailable) << refused;
+  EXPECT_NE(refused.message().find("NOAUTH"), std::string::npos) << refused;
+  std::unique_ptr<RedisClient> with = MakeClient((*own)->address(), nullptr, 4, "secret");
+  ASSERT_NE(with, nullptr);
+  EXPECT_TRUE(wiring::CheckRedis(*with).ok());
 }
 
 TEST_F(RedisStandalone, ServerDownIsUnavailableAndRecovers) {
