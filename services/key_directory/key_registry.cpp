@@ -247,6 +247,17 @@ absl::StatusOr<std::string> KeyRegistry::BeginSummaryChange(const std::string& u
   return token;
 }
 
+template <typename Change>
+auto KeyRegistry::WithSummaryChange(const std::string& user_id,
+                                    std::optional<device_lists::Summary> after, Change change)
+    -> decltype(change()) {
+  absl::StatusOr<std::string> token = BeginSummaryChange(user_id);
+  if (!token.ok()) return token.status();
+  auto result = change();
+  EndSummaryChange(user_id, *token, result.ok() ? std::move(after) : std::nullopt);
+  return result;
+}
+
 void KeyRegistry::EndSummaryChange(const std::string& user_id, const std::string& token,
                                    const std::optional<device_lists::Summary>& after) {
   if (summaries_ == nullptr) return;
@@ -349,12 +360,9 @@ absl::StatusOr<uint64_t> KeyRegistry::Register(const Registration& r) {
                                            .registration_id = r.registration_id,
                                            .signed_prekey = r.signed_prekey,
                                            .one_time_prekeys = r.one_time_prekeys}};
-  absl::StatusOr<std::string> change = BeginSummaryChange(r.user_id);
-  absl::Status created = change.ok() ? store_->CreateAccount(account, reclaim) : change.status();
-  if (change.ok()) {
-    EndSummaryChange(r.user_id, *change,
-                     created.ok() ? std::optional(SummaryOf(list)) : std::nullopt);
-  }
+  absl::Status created = WithSummaryChange(r.user_id, SummaryOf(list), [&] {
+    return store_->CreateAccount(account, reclaim);
+  });
   if (!created.ok()) {
     // The invite did not buy an account: give it back so the user can retry.
     if (invite) (void)invites_->Restore(r.invite_token, *invite);
@@ -457,11 +465,8 @@ absl::StatusOr<PublishDeviceListResult> KeyRegistry::PublishDeviceList(
       return s;
     }
   }
-  absl::StatusOr<std::string> change = BeginSummaryChange(list.user_id);
-  if (!change.ok()) return change.status();
-  absl::Status applied = store_->ApplyDeviceList(update);
-  EndSummaryChange(list.user_id, *change,
-                   applied.ok() ? std::optional(SummaryOf(list)) : std::nullopt);
+  absl::Status applied = WithSummaryChange(
+      list.user_id, SummaryOf(list), [&] { return store_->ApplyDeviceList(update); });
   if (!applied.ok()) return applied;
   RevokeDevices(list.user_id, update.removed_device_ids);
   runtime::LogInfo("device list published",
@@ -672,11 +677,8 @@ absl::StatusOr<uint64_t> KeyRegistry::ChangeIdentity(const IdentityChange& c) {
                                               .registration_id = c.new_registration_id,
                                               .signed_prekey = c.new_signed_prekey,
                                               .one_time_prekeys = c.new_one_time_prekeys});
-  absl::StatusOr<std::string> change = BeginSummaryChange(list.user_id);
-  if (!change.ok()) return change.status();
-  absl::Status applied = store_->ApplyDeviceList(update);
-  EndSummaryChange(list.user_id, *change,
-                   applied.ok() ? std::optional(SummaryOf(list)) : std::nullopt);
+  absl::Status applied = WithSummaryChange(
+      list.user_id, SummaryOf(list), [&] { return store_->ApplyDeviceList(update); });
   if (!applied.ok()) return applied;
   runtime::LogInfo("identity changed", {{"user", runtime::HashUserId(c.device.user_id)}});
   return list.version;
@@ -709,10 +711,8 @@ absl::StatusOr<Invitation> KeyRegistry::CreateInvite(absl::Duration ttl,
 
 absl::Status KeyRegistry::ResetIdentity(const std::string& user_id) {
   if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
-  absl::StatusOr<std::string> change = BeginSummaryChange(user_id);
-  if (!change.ok()) return change.status();
-  absl::StatusOr<std::vector<uint32_t>> removed = store_->ResetAccount(user_id);
-  EndSummaryChange(user_id, *change, removed.ok() ? std::optional(kNotListed) : std::nullopt);
+  absl::StatusOr<std::vector<uint32_t>> removed =
+      WithSummaryChange(user_id, kNotListed, [&] { return store_->ResetAccount(user_id); });
   if (!removed.ok()) return removed.status();
   RevokeDevices(user_id, *removed);
   runtime::LogInfo("identity reset by operator", {{"user", runtime::HashUserId(user_id)}});
@@ -721,10 +721,8 @@ absl::Status KeyRegistry::ResetIdentity(const std::string& user_id) {
 
 absl::Status KeyRegistry::BanAccount(const std::string& user_id) {
   if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
-  absl::StatusOr<std::string> change = BeginSummaryChange(user_id);
-  if (!change.ok()) return change.status();
-  absl::StatusOr<std::vector<uint32_t>> devices = store_->SetBanned(user_id, true);
-  EndSummaryChange(user_id, *change, devices.ok() ? std::optional(kNotListed) : std::nullopt);
+  absl::StatusOr<std::vector<uint32_t>> devices =
+      WithSummaryChange(user_id, kNotListed, [&] { return store_->SetBanned(user_id, true); });
   if (!devices.ok()) return devices.status();
   // Closes the devices' streams; the keys stay so that an unban restores the account.
   for (uint32_t id : *devices) {
@@ -741,11 +739,9 @@ absl::Status KeyRegistry::UnbanAccount(const std::string& user_id) {
   absl::StatusOr<AccountState> account = store_->GetAccount(user_id);
   if (!account.ok()) return account.status();
   if (!account->banned) return absl::NotFoundError("account is not banned");
-  absl::StatusOr<std::string> change = BeginSummaryChange(user_id);
-  if (!change.ok()) return change.status();
-  absl::StatusOr<std::vector<uint32_t>> devices = store_->SetBanned(user_id, false);
   // The list itself is not at hand here: the next look-up fills the summary.
-  EndSummaryChange(user_id, *change, std::nullopt);
+  absl::StatusOr<std::vector<uint32_t>> devices =
+      WithSummaryChange(user_id, std::nullopt, [&] { return store_->SetBanned(user_id, false); });
   if (!devices.ok()) return devices.status();
   runtime::LogInfo("account unbanned", {{"user", runtime::HashUserId(user_id)}});
   return absl::OkStatus();
@@ -753,10 +749,8 @@ absl::Status KeyRegistry::UnbanAccount(const std::string& user_id) {
 
 absl::Status KeyRegistry::AdminDeleteAccount(const std::string& user_id) {
   if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
-  absl::StatusOr<std::string> change = BeginSummaryChange(user_id);
-  if (!change.ok()) return change.status();
-  absl::StatusOr<std::vector<uint32_t>> removed = store_->DeleteAccount(user_id);
-  EndSummaryChange(user_id, *change, removed.ok() ? std::optional(kNotListed) : std::nullopt);
+  absl::StatusOr<std::vector<uint32_t>> removed =
+      WithSummaryChange(user_id, kNotListed, [&] { return store_->DeleteAccount(user_id); });
   if (!removed.ok()) return removed.status();
   RevokeDevices(user_id, *removed);
   runtime::LogInfo("account deleted", {{"user", runtime::HashUserId(user_id)}});

@@ -237,6 +237,14 @@ class KeyRegistry {
                                  const char* field);
   absl::Status CountedSignatureFailure(const char* statement, std::string message);
   void RevokeDevices(const std::string& user_id, const std::vector<uint32_t>& device_ids);
+  // Runs `change` (returning absl::Status or absl::StatusOr<T>) inside a change of `user_id`'s
+  // device-list summary: BeginChange deletes it first, and EndChange writes `after` only when the
+  // change succeeded (nothing otherwise: the next look-up fills it from PostgreSQL). Unavailable,
+  // with `change` not run, when the summary could not be deleted first. Without summaries it
+  // just runs `change`.
+  template <typename Change>
+  auto WithSummaryChange(const std::string& user_id, std::optional<device_lists::Summary> after,
+                         Change change) -> decltype(change());
   // BeginChange, or "" when there are no summaries; Unavailable naming the step on failure.
   absl::StatusOr<std::string> BeginSummaryChange(const std::string& user_id);
   // EndChange when there are summaries; failures logged and counted.
