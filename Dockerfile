@@ -4,7 +4,8 @@
 #
 # Targets (stages are ordered so that the classic builder, which builds every stage up to the
 # target, never compiles for --target prebuilt):
-#   runtime-base  Debian bookworm-slim + the shared libraries the binaries need + user padlock
+#   apt-base      Debian bookworm-slim + deploy/image/apt-install (apt with retries)
+#   runtime-base  apt-base + the shared libraries the binaries need + user padlock
 #   prebuilt      runtime-base + binaries built on the host (CI: no second compile). Context: a
 #                 directory holding deploy/prebuilt/padlock-*; deploy/ci-checks.sh prepares it:
 #                   docker build --target prebuilt --build-arg PREBUILT=1 -f Dockerfile CTX
@@ -14,21 +15,18 @@
 # Build args: DEBIAN_IMAGE (default debian:bookworm-slim), JOBS (compile jobs, default 2).
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 
-FROM ${DEBIAN_IMAGE} AS runtime-base
+# apt with retries (deploy/image/apt-install), for the stages below.
+FROM ${DEBIAN_IMAGE} AS apt-base
+COPY deploy/image/apt-install /usr/local/bin/
+
+FROM apt-base AS runtime-base
 # The Debian packages of the libraries the binaries link directly
 # (deploy/image/runtime-packages.sh prints this list for a build directory; the ldd check in each
 # final stage catches a gap).
 ARG RUNTIME_PACKAGES="libabsl20220623 libgrpc++1.51 libgrpc29 libhiredis0.14 libpqxx-6.4 \
 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 libsignal-protocol-c2.3.2 \
 libssl3 libstdc++6 ca-certificates"
-RUN for attempt in 1 2 3 4 5; do \
-      apt-get -o Acquire::Retries=3 update -q \
-      && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -q \
-           --no-install-recommends $RUNTIME_PACKAGES \
-      && break; \
-      [ "$attempt" -lt 5 ] || exit 1; \
-      echo "apt failed (attempt $attempt of 5); retrying" >&2; sleep $((attempt * 10)); \
-    done \
+RUN apt-install $RUNTIME_PACKAGES \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 padlock \
     && useradd --system --uid 10001 --gid padlock --home-dir /nonexistent --no-create-home \
@@ -59,19 +57,12 @@ RUN set -e; rm -f /usr/local/bin/README.md; \
     fi
 USER 10001:10001
 
-FROM ${DEBIAN_IMAGE} AS build
+FROM apt-base AS build
 ARG BUILD_PACKAGES="build-essential cmake ninja-build pkg-config ca-certificates \
 libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
 prometheus-cpp-dev libhiredis-dev libpqxx-dev libpq-dev libsignal-protocol-c-dev libssl-dev \
 libsqlite3-dev libsqlcipher-dev libgtest-dev libgmock-dev libbenchmark-dev"
-RUN for attempt in 1 2 3 4 5; do \
-      apt-get -o Acquire::Retries=3 update -q \
-      && DEBIAN_FRONTEND=noninteractive apt-get -o Acquire::Retries=3 install -y -q \
-           --no-install-recommends $BUILD_PACKAGES \
-      && break; \
-      [ "$attempt" -lt 5 ] || exit 1; \
-      echo "apt failed (attempt $attempt of 5); retrying" >&2; sleep $((attempt * 10)); \
-    done \
+RUN apt-install $BUILD_PACKAGES \
     && rm -rf /var/lib/apt/lists/*
 ARG JOBS=2
 WORKDIR /src

@@ -185,7 +185,8 @@ build_image_prebuilt() {
   local ctx="$WORK/context" b
   mkdir -p "$ctx/deploy/prebuilt" "$ctx/deploy/image"
   cp "$REPO/Dockerfile" "$ctx/Dockerfile"
-  cp "$REPO/deploy/image/padlock-container-healthcheck" "$ctx/deploy/image/"
+  cp "$REPO/deploy/image/padlock-container-healthcheck" "$REPO/deploy/image/apt-install" \
+    "$ctx/deploy/image/"
   for b in gateway/padlock-gateway presence/padlock-presence message_queue/padlock-message-queue \
            key_directory/padlock-key-directory common/runtime/padlock-healthcheck; do
     [ -x "$BUILD_DIR/services/$b" ] || { say "missing $BUILD_DIR/services/$b"; return 1; }
