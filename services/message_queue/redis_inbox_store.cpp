@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "padlock/v1/common.pb.h"
 #include "services/common/channels/device_channel.h"
+#include "services/common/redis/cluster_slots.h"
 #include "services/common/runtime/absl_compat.h"
 
 namespace padlock::message_queue {
@@ -75,91 +76,119 @@ local function trim(inbox, meta, retention, now, h)
 end
 )lua";
 
-// KEYS: inbox, sequence, channel, meta, dedupe bucket now, dedupe bucket before.
-// ARGV: envelope, dedupe key, expires_at_ms, retention_ms, max_entries, max_bytes,
-//       inline_wakeup_bytes, bucket number, dedupe bucket ttl_ms, key ttl_ms,
-//       shared payload key ('' for 1:1), shared payload bytes for the wake-up ('' when too big),
-//       key ttl refresh interval ms.
-// Returns {duplicate 0|1, sequence, entry id, subscribers, expired} or INBOX_FULL.
+// The enqueue of a batch of devices (one or many) in one call: on a cluster all of them in one
+// hash slot, on a standalone Redis any devices. Per device, in call order, it does exactly what a
+// call per device did: each device's appends see those before it in the same call.
+// KEYS: per device i (0-based), at 6i + 1..6: inbox, sequence, channel, meta, dedupe bucket now,
+//       dedupe bucket before.
+// ARGV: retention_ms, max_entries, max_bytes, inline_wakeup_bytes, bucket number,
+//       dedupe bucket ttl_ms, key ttl_ms, key ttl refresh interval ms; then per device i at
+//       8 + 5i + 1..5: envelope, dedupe key, expires_at_ms, shared payload key ('' for 1:1),
+//       shared payload bytes for the wake-up ('' when too big).
+// Returns one element per device, in order: {duplicate 0|1, sequence, entry id, subscribers,
+// expired}, or an error reply (INBOX_FULL …, or a command's error) for that device alone.
+// Each device runs under pcall, so an error stops only that device (as it stopped its own call
+// before): the devices before and after it keep their outcomes, and what each reports is exactly
+// what it wrote.
 // About ten commands for a new entry: each bucket hash and the meta hash are read once (HMGET),
 // the trim looks at the stream only when its head may have expired, the dedupe bucket gets its
 // TTL when it is created, and the backstop TTLs of the inbox keys are pushed out at most once per
 // refresh interval (meta field r: when they last were).
 constexpr char kEnqueueBody[] = R"lua(
-local env = ARGV[1]
-local bucket = ARGV[8]
-local cur = redis.call('HMGET', KEYS[5], '_b', ARGV[2])
-local hit = false
-local hit_bucket = KEYS[5]
-if cur[1] == bucket then hit = cur[2] end
-if not hit then
-  local before = redis.call('HMGET', KEYS[6], '_b', ARGV[2])
-  if before[1] == string.format('%.0f', tonumber(bucket) - 1) then
-    hit = before[2]
-    hit_bucket = KEYS[6]
+local retention, max_entries, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local inline_bytes, bucket = tonumber(ARGV[4]), ARGV[5]
+local bucket_ttl, key_ttl, refresh_ms = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local bucket_before = string.format('%.0f', tonumber(bucket) - 1)
+local function enqueue(inbox, sequence, channel, meta_key, now_key, before_key,
+                       env, dedupe, expires, payload_key, shared)
+  local cur = redis.call('HMGET', now_key, '_b', dedupe)
+  local hit = false
+  local hit_bucket = now_key
+  if cur[1] == bucket then hit = cur[2] end
+  if not hit then
+    local before = redis.call('HMGET', before_key, '_b', dedupe)
+    if before[1] == bucket_before then
+      hit = before[2]
+      hit_bucket = before_key
+    end
   end
+  if hit then
+    -- Written back unchanged: a write, replicated after the first append, so that a WAIT on this
+    -- connection (the durability policy) also covers that append before the retry is answered.
+    redis.call('HSET', hit_bucket, dedupe, hit)
+    local seq, id = string.match(hit, '^(%d+) (.+)$')
+    return {1, tonumber(seq), id, 0, 0}
+  end
+  local now = now_ms()
+  local meta = redis.call('HMGET', meta_key, 'bytes', 'h', 'r')
+  local expired, freed, head = trim(inbox, meta_key, retention, now, meta[2])
+  if redis.call('XLEN', inbox) >= max_entries then
+    return redis.error_reply('INBOX_FULL inbox at its entry cap')
+  end
+  local bytes = tonumber(meta[1] or '0') - freed
+  if bytes + #env > max_bytes then
+    return redis.error_reply('INBOX_FULL inbox at its byte cap')
+  end
+  local seq = redis.call('INCR', sequence)
+  local id
+  if payload_key == '' then
+    id = redis.call('XADD', inbox, '*', 's', seq, 'x', expires, 'e', env)
+  else
+    id = redis.call('XADD', inbox, '*', 's', seq, 'x', expires, 'e', env, 'p', payload_key)
+  end
+  local ms = tonumber(string.match(id, '^(%d+)-'))
+  local set = {'bytes', bytes + #env}
+  if not head then  -- the stream was empty: this entry is the oldest
+    set[#set + 1] = 'h'
+    set[#set + 1] = string.format('%.0f', ms)
+  end
+  local refresh = (not meta[3]) or now - tonumber(meta[3]) >= refresh_ms
+  if refresh then
+    set[#set + 1] = 'r'
+    set[#set + 1] = string.format('%.0f', now)
+  end
+  redis.call('HSET', meta_key, unpack(set))
+  if cur[1] ~= bucket then
+    redis.call('DEL', now_key)
+    redis.call('HSET', now_key, '_b', bucket, dedupe, seq .. ' ' .. id)
+    redis.call('PEXPIRE', now_key, bucket_ttl)
+  else
+    redis.call('HSET', now_key, dedupe, seq .. ' ' .. id)
+  end
+  if refresh then
+    redis.call('PEXPIRE', inbox, key_ttl)
+    redis.call('PEXPIRE', sequence, key_ttl)
+    redis.call('PEXPIRE', meta_key, key_ttl)
+  end
+  -- DeviceChannelEvent{wakeup: InboxWakeup{sequence, envelope?}} in protobuf wire format; the
+  -- envelope gets server_timestamp_ms (8), sequence (9) and server_id (10) appended, which
+  -- protobuf parsing merges into the stored bytes.
+  local wake = '\8' .. varint(seq)
+  if #env + #shared <= inline_bytes and (payload_key == '' or shared ~= '') then
+    local full = env
+    if shared ~= '' then full = full .. '\50' .. varint(#shared) .. shared end
+    full = full .. '\64' .. varint(ms) .. '\72' .. varint(seq) .. '\82' .. varint(#id) .. id
+    wake = wake .. '\18' .. varint(#full) .. full
+  end
+  local subscribers = redis.call('SPUBLISH', channel, '\10' .. varint(#wake) .. wake)
+  return {0, seq, id, subscribers, expired}
 end
-if hit then
-  -- Written back unchanged: a write, replicated after the first append, so that a WAIT on this
-  -- connection (the durability policy) also covers that append before the retry is answered.
-  redis.call('HSET', hit_bucket, ARGV[2], hit)
-  local seq, id = string.match(hit, '^(%d+) (.+)$')
-  return {1, tonumber(seq), id, 0, 0}
+local results = {}
+for i = 0, #KEYS / 6 - 1 do
+  local k, a = 6 * i, 8 + 5 * i
+  local ok, r = pcall(enqueue, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
+                      KEYS[k + 6], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
+                      ARGV[a + 5])
+  -- A failed redis.call raises its error reply: "WRONGTYPE …" as a string (Redis 7.0), or a table
+  -- {err = …}; the reply keeps its code. Anything else is a Lua error.
+  if not ok and not (type(r) == 'table' and r.err) then
+    r = tostring(r)
+    if not string.match(r, '^[A-Z][A-Z_]+ ') then r = 'ERR enqueue: ' .. r end
+    r = redis.error_reply(r)
+  end
+  results[#results + 1] = r
 end
-local now = now_ms()
-local meta = redis.call('HMGET', KEYS[4], 'bytes', 'h', 'r')
-local expired, freed, head = trim(KEYS[1], KEYS[4], tonumber(ARGV[4]), now, meta[2])
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[5]) then
-  return redis.error_reply('INBOX_FULL inbox at its entry cap')
-end
-local bytes = tonumber(meta[1] or '0') - freed
-if bytes + #env > tonumber(ARGV[6]) then
-  return redis.error_reply('INBOX_FULL inbox at its byte cap')
-end
-local seq = redis.call('INCR', KEYS[2])
-local id
-if ARGV[11] == '' then
-  id = redis.call('XADD', KEYS[1], '*', 's', seq, 'x', ARGV[3], 'e', env)
-else
-  id = redis.call('XADD', KEYS[1], '*', 's', seq, 'x', ARGV[3], 'e', env, 'p', ARGV[11])
-end
-local ms = tonumber(string.match(id, '^(%d+)-'))
-local set = {'bytes', bytes + #env}
-if not head then  -- the stream was empty: this entry is the oldest
-  set[#set + 1] = 'h'
-  set[#set + 1] = string.format('%.0f', ms)
-end
-local refresh = (not meta[3]) or now - tonumber(meta[3]) >= tonumber(ARGV[13])
-if refresh then
-  set[#set + 1] = 'r'
-  set[#set + 1] = string.format('%.0f', now)
-end
-redis.call('HSET', KEYS[4], unpack(set))
-if cur[1] ~= bucket then
-  redis.call('DEL', KEYS[5])
-  redis.call('HSET', KEYS[5], '_b', bucket, ARGV[2], seq .. ' ' .. id)
-  redis.call('PEXPIRE', KEYS[5], ARGV[9])
-else
-  redis.call('HSET', KEYS[5], ARGV[2], seq .. ' ' .. id)
-end
-if refresh then
-  redis.call('PEXPIRE', KEYS[1], ARGV[10])
-  redis.call('PEXPIRE', KEYS[2], ARGV[10])
-  redis.call('PEXPIRE', KEYS[4], ARGV[10])
-end
--- DeviceChannelEvent{wakeup: InboxWakeup{sequence, envelope?}} in protobuf wire format; the
--- envelope gets server_timestamp_ms (8), sequence (9) and server_id (10) appended, which
--- protobuf parsing merges into the stored bytes.
-local wake = '\8' .. varint(seq)
-local shared = ARGV[12]
-if #env + #shared <= tonumber(ARGV[7]) and (ARGV[11] == '' or shared ~= '') then
-  local full = env
-  if shared ~= '' then full = full .. '\50' .. varint(#shared) .. shared end
-  full = full .. '\64' .. varint(ms) .. '\72' .. varint(seq) .. '\82' .. varint(#id) .. id
-  wake = wake .. '\18' .. varint(#full) .. full
-end
-local subscribers = redis.call('SPUBLISH', KEYS[3], '\10' .. varint(#wake) .. wake)
-return {0, seq, id, subscribers, expired}
+return results
 )lua";
 
 // KEYS: inbox, sequence, meta. ARGV: start ('-' or '(' .. id), count, retention_ms.
@@ -314,6 +343,9 @@ return {redis.call('XLEN', KEYS[1]), tonumber(redis.call('GET', KEYS[2]) or '0')
         tonumber(redis.call('HGET', KEYS[3], 'bytes') or '0')}
 )lua";
 
+// Devices per enqueue call: a call blocks Redis for its whole run (about 20 µs per device).
+constexpr size_t kMaxDevicesPerCall = 256;
+
 // Payloads outlive their longest entry by this much (clock skew between service and Redis).
 constexpr int64_t kPayloadMarginMs = 60'000;
 
@@ -347,11 +379,11 @@ uint64_t AsU64(const RedisReply& r) {
   return 0;
 }
 
-absl::StatusOr<AppendResult> ParseAppend(const absl::StatusOr<RedisReply>& reply) {
-  if (!reply.ok()) return reply.status();
-  if (reply->is_error()) return ReplyError(*reply, "enqueue");
-  const auto& e = reply->elements();
-  if (!reply->is_array() || e.size() != 5 || !e[2].is_string()) return Malformed("enqueue");
+// One device's element of the enqueue script's reply.
+absl::StatusOr<AppendResult> ParseAppend(const RedisReply& reply) {
+  if (reply.is_error()) return ReplyError(reply, "enqueue");
+  const auto& e = reply.elements();
+  if (!reply.is_array() || e.size() != 5 || !e[2].is_string()) return Malformed("enqueue");
   AppendResult result;
   result.duplicate = e[0].integer() == 1;
   result.sequence = AsU64(e[1]);
@@ -430,50 +462,81 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
     }
   }
 
-  // Round 2: the appends. With a durability policy, the online_only publishes (which write
-  // nothing and need no replica) go in a pipeline of their own, so that WAIT only judges writes.
+  // Round 2: the appends, grouped into one enqueue call per cluster hash slot (every key of a
+  // device carries its hash tag, so a call's keys share one slot) — on a standalone Redis, where
+  // every key is on the one server, one call for all devices. Each call holds at most
+  // kMaxDevicesPerCall devices, which bounds how long it blocks Redis; a slot's devices keep
+  // their request order across its calls, and a pipeline keeps the order of the calls of one
+  // node, so the appends to each device run in request order as before. With a durability policy,
+  // the online_only publishes (which write nothing and need no replica) go in a pipeline of their
+  // own, so that WAIT only judges writes.
   const bool wait = limits_.durability.replicas > 0;
+  const bool cluster = redis_->options().mode == redis::RedisMode::kCluster;
+  struct Call {
+    size_t command = 0;  // index in `commands`
+    std::vector<std::string> keys;
+    std::vector<std::string> args;
+    size_t devices = 0;
+  };
+  std::vector<Call> calls;
+  absl::flat_hash_map<int, size_t> filling;  // slot → the call in `calls` that takes its devices
   std::vector<redis::Command> commands;
   std::vector<redis::Command> publishes;
-  std::vector<int> command_of(requests.size(), -1);
-  commands.reserve(requests.size());
+  // Per request: its call and its position in that call's reply (appends), or its publish.
+  enum class Kind { kFailedPut, kAppend, kPublish, kSeparatePublish };
+  struct Where {
+    Kind kind = Kind::kFailedPut;
+    size_t index = 0;     // call (kAppend) or command (publishes)
+    size_t position = 0;  // kAppend: element of the call's reply
+  };
+  std::vector<Where> where(requests.size());
+  const std::vector<std::string> common_args = {
+      retention_ms, absl::StrCat(limits_.max_entries), absl::StrCat(limits_.max_bytes),
+      absl::StrCat(limits_.inline_wakeup_bytes), absl::StrCat(bucket), bucket_ttl_ms, key_ttl_ms,
+      key_ttl_refresh_ms};
   for (size_t i = 0; i < requests.size(); ++i) {
     const AppendRequest& r = requests[i];
     const DeviceKey& d = r.device;
     if (r.shared != nullptr && !r.online_only && put_failed.contains(r.shared.get())) continue;
-    if (r.online_only && wait) {
-      command_of[i] = -2 - static_cast<int>(publishes.size());
-    } else {
-      command_of[i] = static_cast<int>(commands.size());
-    }
     if (r.online_only) {
       padlock::v1::DeviceChannelEvent event;
       padlock::v1::Envelope* envelope = event.mutable_wakeup()->mutable_envelope();
       envelope->ParseFromString(r.envelope);  // built by our own logic: always parses
       if (r.shared != nullptr) envelope->set_ciphertext(r.shared->bytes);
       envelope->set_server_timestamp_ms(static_cast<uint64_t>(now_ms));
-      (wait ? publishes : commands)
-          .push_back(redis::Command::Keyed(
-              {"SPUBLISH", channels::DeviceChannel(d.user_id, d.device_id),
-               event.SerializeAsString()},
-              1));
+      std::vector<redis::Command>& to = wait ? publishes : commands;
+      where[i] = {wait ? Kind::kSeparatePublish : Kind::kPublish, to.size(), 0};
+      to.push_back(redis::Command::Keyed(
+          {"SPUBLISH", channels::DeviceChannel(d.user_id, d.device_id), event.SerializeAsString()},
+          1));
       continue;
     }
-    commands.push_back(enqueue_.Call(
-        {channels::InboxKey(d.user_id, d.device_id), channels::SequenceKey(d.user_id, d.device_id),
-         channels::DeviceChannel(d.user_id, d.device_id), MetaKey(d), DedupeKey(d, bucket % 2),
-         DedupeKey(d, (bucket + 1) % 2)},
-        {r.envelope, r.dedupe_key, absl::StrCat(r.expires_at_ms), retention_ms,
-         absl::StrCat(limits_.max_entries), absl::StrCat(limits_.max_bytes),
-         absl::StrCat(limits_.inline_wakeup_bytes), absl::StrCat(bucket), bucket_ttl_ms,
-         key_ttl_ms,
+    std::string inbox = channels::InboxKey(d.user_id, d.device_id);
+    const int slot = cluster ? redis::KeySlot(inbox) : 0;
+    auto it = filling.find(slot);
+    if (it == filling.end() || calls[it->second].devices == kMaxDevicesPerCall) {
+      // A placeholder keeps the call's place in the pipeline; it is built once it is complete.
+      calls.push_back(Call{commands.size(), {}, common_args, 0});
+      commands.emplace_back();
+      filling[slot] = calls.size() - 1;
+      it = filling.find(slot);
+    }
+    Call& call = calls[it->second];
+    where[i] = {Kind::kAppend, it->second, call.devices++};
+    call.keys.insert(call.keys.end(),
+                     {std::move(inbox), channels::SequenceKey(d.user_id, d.device_id),
+                      channels::DeviceChannel(d.user_id, d.device_id), MetaKey(d),
+                      DedupeKey(d, bucket % 2), DedupeKey(d, (bucket + 1) % 2)});
+    call.args.insert(
+        call.args.end(),
+        {r.envelope, r.dedupe_key, absl::StrCat(r.expires_at_ms),
          r.shared == nullptr ? std::string() : PayloadKey(*r.shared),
          r.shared != nullptr &&
                  r.envelope.size() + r.shared->bytes.size() <= limits_.inline_wakeup_bytes
              ? r.shared->bytes
-             : std::string(),
-         key_ttl_refresh_ms}));
+             : std::string()});
   }
+  for (Call& call : calls) commands[call.command] = enqueue_.Call(call.keys, call.args);
   std::vector<absl::StatusOr<RedisReply>> replies =
       redis_->ExecutePipelineAndWait(commands, limits_.durability);
   std::vector<absl::StatusOr<RedisReply>> publish_replies;
@@ -484,24 +547,38 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
   absl::flat_hash_map<std::string, int64_t> unused;
   for (size_t i = 0; i < requests.size(); ++i) {
     const AppendRequest& r = requests[i];
-    if (command_of[i] == -1) {
+    const Where& at = where[i];
+    if (at.kind == Kind::kFailedPut) {
       results.push_back(put_failed.at(r.shared.get()));
       continue;
     }
-    const absl::StatusOr<RedisReply>& reply = command_of[i] >= 0
-                                                  ? replies[command_of[i]]
-                                                  : publish_replies[-2 - command_of[i]];
-    if (!r.online_only) {
-      absl::StatusOr<AppendResult> result = ParseAppend(reply);
-      // An unknown outcome (Unavailable) may have appended: keep its reference (TTL bounds it).
+    if (at.kind == Kind::kAppend) {
+      const Call& call = calls[at.index];
+      const absl::StatusOr<RedisReply>& reply = replies[call.command];
+      absl::StatusOr<AppendResult> result;
+      if (!reply.ok()) {
+        result = reply.status();  // the whole call's outcome: each device's
+      } else if (reply->is_error()) {
+        // Refused as a whole before it ran (each device's errors are elements of an array).
+        result = ReplyError(*reply, "enqueue");
+      } else if (!reply->is_array() || reply->elements().size() != call.devices) {
+        result = Malformed("enqueue");
+      } else {
+        result = ParseAppend(reply->elements()[at.position]);
+      }
+      // An unknown outcome (Unavailable, or a reply we cannot read) may have appended: keep its
+      // reference (TTL bounds it).
       if (r.shared != nullptr &&
           ((result.ok() && result->duplicate) ||
-           (!result.ok() && result.status().code() != absl::StatusCode::kUnavailable))) {
+           (!result.ok() && result.status().code() != absl::StatusCode::kUnavailable &&
+            result.status().code() != absl::StatusCode::kInternal))) {
         ++unused[PayloadKey(*r.shared)];
       }
       results.push_back(std::move(result));
       continue;
     }
+    const absl::StatusOr<RedisReply>& reply =
+        at.kind == Kind::kPublish ? replies[at.index] : publish_replies[at.index];
     if (!reply.ok()) {
       results.push_back(reply.status());
     } else if (reply->is_error()) {

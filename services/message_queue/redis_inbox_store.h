@@ -32,7 +32,8 @@ class RedisInboxStore final : public InboxStore {
  public:
   RedisInboxStore(redis::RedisClient* redis, InboxLimits limits);
 
-  // One EVALSHA per request (SPUBLISH for online_only), all in one pipeline.
+  // One EVALSHA per cluster hash slot (one for everything on a standalone Redis) of at most 256
+  // devices, plus a SPUBLISH per online_only request, all in one pipeline; per-device results.
   std::vector<absl::StatusOr<AppendResult>> Append(
       absl::Span<const AppendRequest> requests) override;
   absl::StatusOr<InboxPage> Read(const DeviceKey& device, std::string_view after_server_id,

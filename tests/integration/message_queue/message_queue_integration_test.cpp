@@ -23,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "padlock/v1/message_queue.grpc.pb.h"
 #include "services/common/channels/device_channel.h"
+#include "services/common/redis/cluster_slots.h"
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/redis_subscriber.h"
 #include "services/common/runtime/executor.h"
@@ -1258,6 +1259,210 @@ TEST(RedisMemoryMonitorTest, ClusterReportsEveryMasterByAddress) {
     EXPECT_GT(ratio, 0) << node;
     EXPECT_LT(ratio, 1) << node;
   }
+}
+
+// --- Grouped enqueue: one script call per cluster hash slot (one per standalone Redis) ---------
+
+// EVALSHA calls so far, summed over every master (INFO commandstats).
+int64_t EvalshaCalls(redis::RedisClient& client) {
+  int64_t total = 0;
+  for (const redis::NodeReply& node :
+       client.ExecuteOnEachMaster(redis::Command::Keyless({"INFO", "commandstats"}))) {
+    EXPECT_TRUE(node.reply.ok()) << node.address;
+    if (!node.reply.ok()) continue;
+    const std::string& text = node.reply->str();
+    const size_t at = text.find("cmdstat_evalsha:calls=");
+    if (at == std::string::npos) continue;
+    int64_t calls = 0;
+    const size_t from = at + std::string("cmdstat_evalsha:calls=").size();
+    EXPECT_TRUE(absl::SimpleAtoi(text.substr(from, text.find(',', from) - from), &calls));
+    total += calls;
+  }
+  return total;
+}
+
+AppendRequest OneToOne(const DeviceKey& device, const std::string& dedupe_key,
+                       const std::string& ciphertext) {
+  v1::Envelope envelope;
+  envelope.set_ciphertext(ciphertext);
+  AppendRequest r;
+  r.device = device;
+  r.envelope = envelope.SerializeAsString();
+  r.dedupe_key = dedupe_key;
+  r.expires_at_ms = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now() + absl::Hours(1)));
+  return r;
+}
+
+TEST_P(MessageQueueIntegrationTest, AppendsOfABatchAreOneScriptCallPerSlotOfAtMost256Devices) {
+  auto client = *redis::RedisClient::Create(options_);
+  RedisInboxStore store(client.get(), InboxLimits());
+  // 300 devices: more than one call's bound on a standalone Redis, spread over the masters of a
+  // cluster; one device twice (its two appends in order, in one call).
+  std::vector<AppendRequest> batch;
+  std::set<int> slots;
+  for (uint32_t d = 1; d <= 300; ++d) {
+    batch.push_back(OneToOne({"grp", d}, absl::StrCat("alice:1:m", d), absl::StrCat("c", d)));
+    slots.insert(redis::KeySlot(channels::InboxKey("grp", d)));
+  }
+  batch.push_back(OneToOne({"grp", 7}, "alice:1:second", "second"));
+  // A first batch loads the script on every node that holds one of these slots (a NOSCRIPT
+  // reload would count a second EVALSHA).
+  std::vector<AppendRequest> warm_up;
+  for (uint32_t d = 1; d <= 300; ++d) warm_up.push_back(OneToOne({"grp", d}, "warm", "w"));
+  for (const auto& r : store.Append(warm_up)) ASSERT_TRUE(r.ok()) << r.status();
+
+  const int64_t before = EvalshaCalls(*probe_client_);
+  std::vector<absl::StatusOr<AppendResult>> results = store.Append(batch);
+  const int64_t calls = EvalshaCalls(*probe_client_) - before;
+
+  EXPECT_EQ(calls, GetParam() == Mode::kCluster ? static_cast<int64_t>(slots.size()) : 2);
+  ASSERT_EQ(results.size(), batch.size());
+  for (size_t i = 0; i < 300; ++i) {
+    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].status();
+    EXPECT_FALSE(results[i]->duplicate);
+    EXPECT_EQ(results[i]->sequence, 2u) << i;  // after the warm-up's 1
+  }
+  ASSERT_TRUE(results[300].ok()) << results[300].status();
+  EXPECT_EQ(results[300]->sequence, 3u);
+  absl::StatusOr<InboxPage> page = store.Read({"grp", 7}, "", 10);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->entries.size(), 3u);
+  v1::Envelope first, second;
+  ASSERT_TRUE(first.ParseFromString(page->entries[1].envelope));
+  ASSERT_TRUE(second.ParseFromString(page->entries[2].envelope));
+  EXPECT_EQ(first.ciphertext(), "c7");
+  EXPECT_EQ(second.ciphertext(), "second");
+  EXPECT_EQ(page->entries[1].server_id, results[6]->server_id);
+  EXPECT_EQ(page->entries[2].server_id, results[300]->server_id);
+}
+
+TEST_P(MessageQueueIntegrationTest, OneGroupedCallReturnsEachDevicesOwnOutcomeInOrder) {
+  // Three devices whose keys share one cluster slot (different users whose hash tags collide),
+  // so that they are one call in both modes.
+  const DeviceKey a{"slotmate0", 1};
+  const int slot = redis::KeySlot(channels::InboxKey(a.user_id, a.device_id));
+  std::vector<DeviceKey> mates = {a};
+  for (int i = 1; mates.size() < 3; ++i) {
+    DeviceKey d{absl::StrCat("slotmate", i), 1};
+    if (redis::KeySlot(channels::InboxKey(d.user_id, d.device_id)) == slot) mates.push_back(d);
+  }
+  const DeviceKey& dup = mates[0];
+  const DeviceKey& full = mates[1];
+  const DeviceKey& fresh = mates[2];
+  InboxLimits limits;
+  limits.max_entries = 1;
+  auto client = *redis::RedisClient::Create(options_);
+  RedisInboxStore store(client.get(), limits);
+  auto first = store.Append({OneToOne(dup, "k1", "one"), OneToOne(full, "k2", "two")});
+  ASSERT_TRUE(first[0].ok()) << first[0].status();
+  ASSERT_TRUE(first[1].ok()) << first[1].status();
+
+  const int64_t before = EvalshaCalls(*probe_client_);
+  auto results = store.Append({OneToOne(dup, "k1", "one"), OneToOne(full, "k3", "three"),
+                               OneToOne(fresh, "k4", "four"), OneToOne(fresh, "k5", "five")});
+  EXPECT_EQ(EvalshaCalls(*probe_client_) - before, 1);
+
+  ASSERT_EQ(results.size(), 4u);
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  EXPECT_TRUE(results[0]->duplicate);
+  EXPECT_EQ(results[0]->sequence, first[0]->sequence);
+  EXPECT_EQ(results[0]->server_id, first[0]->server_id);
+  EXPECT_EQ(results[1].status().code(), absl::StatusCode::kResourceExhausted)
+      << results[1].status();
+  ASSERT_TRUE(results[2].ok()) << results[2].status();
+  EXPECT_FALSE(results[2]->duplicate);
+  EXPECT_EQ(results[2]->sequence, 1u);
+  // The same device's second append sees its first in the same call: now at its cap.
+  EXPECT_EQ(results[3].status().code(), absl::StatusCode::kResourceExhausted)
+      << results[3].status();
+  absl::StatusOr<InboxInfo> info = store.Info(full);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->depth, 1u);
+  EXPECT_EQ(info->last_sequence, 1u);
+}
+
+TEST_P(MessageQueueIntegrationTest, OneDevicesRedisErrorInAGroupedCallLeavesTheOthersStored) {
+  // Standalone: one call for all three. A broken inbox key (a string, not a stream) makes the
+  // middle device's XLEN fail; the devices before and after it are stored as if alone.
+  auto client = *redis::RedisClient::Create(options_);
+  RedisInboxStore store(client.get(), InboxLimits());
+  auto set = probe_client_->Execute(
+      redis::Command::Keyed({"SET", channels::InboxKey("broken", 1), "not a stream"}, 1));
+  ASSERT_TRUE(set.ok());
+  auto results = store.Append({OneToOne({"left", 1}, "k", "l"), OneToOne({"broken", 1}, "k", "b"),
+                               OneToOne({"right", 1}, "k", "r")});
+  ASSERT_EQ(results.size(), 3u);
+  ASSERT_TRUE(results[0].ok()) << results[0].status();
+  EXPECT_EQ(results[1].status().code(), absl::StatusCode::kFailedPrecondition)
+      << results[1].status();
+  ASSERT_TRUE(results[2].ok()) << results[2].status();
+  for (const DeviceKey& d : {DeviceKey{"left", 1}, DeviceKey{"right", 1}}) {
+    absl::StatusOr<InboxInfo> info = store.Info(d);
+    ASSERT_TRUE(info.ok()) << info.status();
+    EXPECT_EQ(info->depth, 1u) << d.user_id;
+  }
+}
+
+TEST_P(MessageQueueIntegrationTest, GroupSendToMembersOnEveryMasterStoresAndWakesEach) {
+  auto client = *redis::RedisClient::Create(options_);
+  RedisInboxStore store(client.get(), InboxLimits());
+  std::vector<DeviceKey> members;
+  std::set<std::string> masters;
+  for (uint32_t d = 1; members.size() < 24 || masters.size() < 3; ++d) {
+    members.push_back({"member", d});
+    absl::StatusOr<std::string> node = client->AddressForKey(channels::InboxKey("member", d));
+    ASSERT_TRUE(node.ok()) << node.status();
+    masters.insert(*node);
+    if (GetParam() == Mode::kStandalone && members.size() == 24) break;
+  }
+  if (GetParam() == Mode::kCluster) {
+    EXPECT_EQ(masters.size(), 3u);
+  }
+  for (const DeviceKey& m : members) probe_->Listen(m.user_id, m.device_id);
+  auto shared = std::make_shared<SharedPayload>();
+  shared->id = "alice:1:00ff";
+  shared->bytes = "group ciphertext";
+  shared->expires_at_ms =
+      static_cast<uint64_t>(absl::ToUnixMillis(absl::Now() + absl::Hours(1)));
+  auto send = [&] {
+    std::vector<AppendRequest> batch;
+    for (const DeviceKey& m : members) {
+      AppendRequest r = OneToOne(m, "alice:1:00ff", "");
+      r.shared = shared;
+      batch.push_back(std::move(r));
+    }
+    return store.Append(batch);
+  };
+  auto results = send();
+  ASSERT_EQ(results.size(), members.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i].ok()) << i << ": " << results[i].status();
+    EXPECT_FALSE(results[i]->duplicate);
+    EXPECT_EQ(results[i]->sequence, 1u);
+  }
+  // Every member got its wake-up with the payload inline, and reads it back.
+  ASSERT_TRUE(WaitFor([&] { return probe_->events().size() >= members.size(); },
+                      absl::Seconds(10)));
+  for (const v1::DeviceChannelEvent& event : probe_->events()) {
+    EXPECT_EQ(event.wakeup().envelope().ciphertext(), "group ciphertext");
+  }
+  for (size_t i = 0; i < members.size(); ++i) {
+    absl::StatusOr<InboxPage> page = store.Read(members[i], "", 10);
+    ASSERT_TRUE(page.ok()) << page.status();
+    ASSERT_EQ(page->entries.size(), 1u);
+    EXPECT_EQ(page->entries[0].server_id, results[i]->server_id);
+    v1::Envelope envelope;
+    ASSERT_TRUE(envelope.ParseFromString(page->entries[0].envelope));
+    EXPECT_EQ(envelope.ciphertext(), "group ciphertext");
+  }
+  // A retry is a duplicate everywhere and leaves the payload's count at one per member.
+  for (const auto& r : send()) {
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_TRUE(r->duplicate);
+  }
+  auto refs = probe_client_->Execute(redis::Command::Keyed({"HGET", "gp:{alice:1:00ff}", "r"}, 1));
+  ASSERT_TRUE(refs.ok()) << refs.status();
+  EXPECT_EQ(refs->str(), absl::StrCat(members.size()));
 }
 
 INSTANTIATE_TEST_SUITE_P(Redis, MessageQueueIntegrationTest,
