@@ -536,7 +536,12 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
              ? r.shared->bytes
              : std::string()});
   }
-  for (Call& call : calls) commands[call.command] = enqueue_.Call(call.keys, call.args);
+  for (Call& call : calls) {
+    commands[call.command] = enqueue_.Call(call.keys, call.args);
+    // A short WAIT makes each stored or deduplicated device Unavailable, as it made its own call
+    // before; a device refused (INBOX_FULL) wrote nothing and keeps its refusal.
+    commands[call.command].wait_per_element = true;
+  }
   std::vector<absl::StatusOr<RedisReply>> replies =
       redis_->ExecutePipelineAndWait(commands, limits_.durability);
   std::vector<absl::StatusOr<RedisReply>> publish_replies;
@@ -559,7 +564,8 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
       if (!reply.ok()) {
         result = reply.status();  // the whole call's outcome: each device's
       } else if (reply->is_error()) {
-        // Refused as a whole before it ran (each device's errors are elements of an array).
+        // Refused as a whole before it ran (each device's errors, UNCONFIRMED included, are
+        // elements of the array).
         result = ReplyError(*reply, "enqueue");
       } else if (!reply->is_array() || reply->elements().size() != call.devices) {
         result = Malformed("enqueue");

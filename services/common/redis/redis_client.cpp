@@ -649,13 +649,25 @@ void RedisClient::RunRound(absl::Span<const Command> commands, const ReplicaWait
         continue;
       }
       if (wait != nullptr && !reply.is_error() && batch.replicas_confirmed < wait->replicas) {
-        results[entry.index] = absl::UnavailableError(absl::StrCat(
+        std::string why = absl::StrCat(
             "redis ", batch.node->name, ": write not confirmed by ", wait->replicas,
             " replica(s) within ", absl::FormatDuration(wait->timeout), " (",
             batch.wait_error.empty() ? absl::StrCat(std::max<int64_t>(0, batch.replicas_confirmed),
                                                     " confirmed")
                                      : absl::StrCat("WAIT failed: ", batch.wait_error),
-            "); applied on the master, may be lost on failover"));
+            "); applied on the master, may be lost on failover");
+        if (command.wait_per_element && reply.is_array()) {
+          std::vector<RedisReply> elements;
+          elements.reserve(reply.elements().size());
+          for (const RedisReply& element : reply.elements()) {
+            elements.push_back(element.is_error()
+                                   ? element
+                                   : RedisReply::Error(absl::StrCat("UNCONFIRMED ", why)));
+          }
+          results[entry.index] = RedisReply::Array(std::move(elements));
+        } else {
+          results[entry.index] = absl::UnavailableError(why);
+        }
         continue;
       }
       results[entry.index] = std::move(reply);

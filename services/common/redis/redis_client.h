@@ -57,6 +57,12 @@ struct Command {
   // True when running the command twice does no harm (reads, SET of a fixed value, deletes).
   // Only such commands are resent after a connection failure with an unknown outcome.
   bool idempotent = false;
+  // For ExecutePipelineAndWait, a command whose array reply holds one outcome per element (a
+  // script that works on many items and reports each, its error elements having changed
+  // nothing): when WAIT confirms too few replicas, each element that is not an error reply becomes
+  // the error reply "UNCONFIRMED <why>" (ToStatus: Unavailable), and error elements stay as they
+  // are — rather than the whole command becoming Unavailable.
+  bool wait_per_element = false;
 
   // A command routed by argv[key_index].
   static Command Keyed(std::vector<std::string> argv, int key_index, bool idempotent = false);
@@ -112,7 +118,8 @@ class RedisClient {
   // a reply other than an error reply, but whose WAIT confirmed fewer than `wait.replicas`
   // replicas (or failed), becomes Unavailable naming the node and the count: it ran on the
   // master and a failover may lose it, so only an idempotent or deduplicated command may be
-  // retried. Error replies are returned as they are (the command changed nothing).
+  // retried. Error replies are returned as they are (the command changed nothing). A command
+  // marked `wait_per_element` is judged per element of its array reply instead (see Command).
   // `wait.replicas` <= 0 is plain ExecutePipeline.
   std::vector<absl::StatusOr<RedisReply>> ExecutePipelineAndWait(
       absl::Span<const Command> commands, const ReplicaWait& wait);

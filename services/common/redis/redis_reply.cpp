@@ -54,7 +54,7 @@ absl::Status RedisReply::ToStatus() const {
   std::string message = absl::StrCat("redis: ", str_);
   if (code == "OOM") return absl::ResourceExhaustedError(message);
   if (code == "BUSY" || code == "LOADING" || code == "MASTERDOWN" || code == "TRYAGAIN" ||
-      code == "CLUSTERDOWN") {
+      code == "CLUSTERDOWN" || code == "UNCONFIRMED") {
     return absl::UnavailableError(message);
   }
   if (code == "NOSCRIPT" || code == "WRONGTYPE" || code == "NOPERM" || code == "CROSSSLOT") {

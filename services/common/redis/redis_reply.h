@@ -46,7 +46,8 @@ class RedisReply {
   std::string_view error_code() const;
 
   // OkStatus unless this is an error reply, which maps by its code to what a caller should do:
-  // OOM → ResourceExhausted; BUSY, LOADING, MASTERDOWN, TRYAGAIN, CLUSTERDOWN → Unavailable;
+  // OOM → ResourceExhausted; BUSY, LOADING, MASTERDOWN, TRYAGAIN, CLUSTERDOWN and UNCONFIRMED
+  // (RedisClient's own: a write WAIT did not confirm, see Command::wait_per_element) → Unavailable;
   // NOSCRIPT, WRONGTYPE, NOPERM, CROSSSLOT → FailedPrecondition; anything else (including
   // errors raised by scripts) → Internal. The message is "redis: <error text>".
   absl::Status ToStatus() const;

@@ -1336,16 +1336,21 @@ TEST_P(MessageQueueIntegrationTest, AppendsOfABatchAreOneScriptCallPerSlotOfAtMo
   EXPECT_EQ(page->entries[2].server_id, results[300]->server_id);
 }
 
-TEST_P(MessageQueueIntegrationTest, OneGroupedCallReturnsEachDevicesOwnOutcomeInOrder) {
-  // Three devices whose keys share one cluster slot (different users whose hash tags collide),
-  // so that they are one call in both modes.
-  const DeviceKey a{"slotmate0", 1};
+// `n` devices whose keys share one cluster slot (users whose hash tags collide), so that their
+// appends are one call in both modes.
+std::vector<DeviceKey> SlotMates(const std::string& prefix, size_t n) {
+  const DeviceKey a{absl::StrCat(prefix, 0), 1};
   const int slot = redis::KeySlot(channels::InboxKey(a.user_id, a.device_id));
   std::vector<DeviceKey> mates = {a};
-  for (int i = 1; mates.size() < 3; ++i) {
-    DeviceKey d{absl::StrCat("slotmate", i), 1};
+  for (int i = 1; mates.size() < n; ++i) {
+    DeviceKey d{absl::StrCat(prefix, i), 1};
     if (redis::KeySlot(channels::InboxKey(d.user_id, d.device_id)) == slot) mates.push_back(d);
   }
+  return mates;
+}
+
+TEST_P(MessageQueueIntegrationTest, OneGroupedCallReturnsEachDevicesOwnOutcomeInOrder) {
+  const std::vector<DeviceKey> mates = SlotMates("slotmate", 3);
   const DeviceKey& dup = mates[0];
   const DeviceKey& full = mates[1];
   const DeviceKey& fresh = mates[2];
@@ -1401,6 +1406,35 @@ TEST_P(MessageQueueIntegrationTest, OneDevicesRedisErrorInAGroupedCallLeavesTheO
     ASSERT_TRUE(info.ok()) << info.status();
     EXPECT_EQ(info->depth, 1u) << d.user_id;
   }
+}
+
+TEST_P(MessageQueueIntegrationTest, ShortWaitInAGroupedCallIsUnavailablePerStoredDeviceOnly) {
+  // No replica, WAIT for one: every write is unconfirmed. In one call, the stored device is
+  // Unavailable (as its own call was) and the full one keeps its RESOURCE_EXHAUSTED.
+  const std::vector<DeviceKey> mates = SlotMates("waitmate", 2);
+  InboxLimits limits;
+  limits.max_entries = 1;
+  limits.durability = redis::ReplicaWait{1, absl::Milliseconds(20)};
+  auto client = *redis::RedisClient::Create(options_);
+  RedisInboxStore store(client.get(), limits);
+  auto fill = store.Append({OneToOne(mates[0], "k1", "one")});
+  EXPECT_EQ(fill[0].status().code(), absl::StatusCode::kUnavailable) << fill[0].status();
+
+  const int64_t before = EvalshaCalls(*probe_client_);
+  auto results = store.Append({OneToOne(mates[0], "k2", "two"), OneToOne(mates[1], "k3", "x")});
+  EXPECT_EQ(EvalshaCalls(*probe_client_) - before, 1);
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_EQ(results[0].status().code(), absl::StatusCode::kResourceExhausted)
+      << results[0].status();
+  EXPECT_EQ(results[1].status().code(), absl::StatusCode::kUnavailable) << results[1].status();
+  // The unconfirmed append is on the master all the same; a retry is its duplicate.
+  InboxLimits off = limits;
+  off.durability = redis::ReplicaWait{};
+  RedisInboxStore no_wait(client.get(), off);
+  auto retried = no_wait.Append({OneToOne(mates[1], "k3", "x")});
+  ASSERT_TRUE(retried[0].ok()) << retried[0].status();
+  EXPECT_TRUE(retried[0]->duplicate);
+  EXPECT_EQ(retried[0]->sequence, 1u);
 }
 
 TEST_P(MessageQueueIntegrationTest, GroupSendToMembersOnEveryMasterStoresAndWakesEach) {

@@ -101,6 +101,28 @@ TEST_F(RedisWait, TooFewReplicasMakesWritesUnavailableButKeepsErrorReplies) {
   EXPECT_EQ(value->str(), "one");
 }
 
+TEST_F(RedisWait, PerElementCommandTurnsOnlyItsNonErrorElementsUnconfirmed) {
+  // A script reporting three items: two written, one refused. 2 replicas never confirm.
+  Command per_item = Command::Keyless(
+      {"EVAL",
+       "redis.call('SET', 'pe:1', 'x') return {1, redis.error_reply('FULL no room'), 'done'}",
+       "0"});
+  per_item.wait_per_element = true;
+  Command whole = per_item;
+  whole.wait_per_element = false;
+  std::vector<absl::StatusOr<RedisReply>> replies =
+      client_->ExecutePipelineAndWait({per_item, whole}, ReplicaWait{2, absl::Milliseconds(50)});
+  ASSERT_EQ(replies.size(), 2u);
+  ASSERT_TRUE(replies[0].ok()) << replies[0].status();
+  ASSERT_EQ(replies[0]->elements().size(), 3u);
+  const std::vector<RedisReply>& e = replies[0]->elements();
+  EXPECT_EQ(e[0].error_code(), "UNCONFIRMED");
+  EXPECT_EQ(e[0].ToStatus().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(e[1].error_code(), "FULL");
+  EXPECT_EQ(e[2].error_code(), "UNCONFIRMED");
+  EXPECT_EQ(replies[1].status().code(), absl::StatusCode::kUnavailable) << replies[1].status();
+}
+
 TEST_F(RedisWait, NoReplicasAskedIsAPlainPipeline) {
   std::vector<Command> commands = {Command::Keyed({"SET", "p:1", "x"}, 1),
                                    Command::Keyed({"GET", "p:1"}, 1)};
