@@ -33,6 +33,11 @@ local function bump(g, t)
   end
   return t[1] .. '-' .. t[2] .. '.1'
 end
+-- Changes in flight (field w), or 0 once their deadline (field wu) has passed: presumed dead.
+local function live_writers(w, wu, now)
+  if (tonumber(wu) or 0) < now then return 0 end
+  return tonumber(w) or 0
+end
 )lua";
 
 // BeginChange. KEYS: dl:{u}. ARGV: writer deadline ms, TTL ms. Returns the new generation.
@@ -41,9 +46,8 @@ constexpr char kBeginBody[] = R"lua(
 local t = redis.call('TIME')
 local now = now_ms(t)
 local h = redis.call('HMGET', KEYS[1], 'g', 'w', 'wu')
-local w = tonumber(h[2]) or 0
+local w = live_writers(h[2], h[3], now)
 local wu = tonumber(h[3]) or 0
-if wu < now then w = 0 end
 local deadline = now + tonumber(ARGV[1])
 if deadline < wu then deadline = wu end
 local g = bump(h[1], t)
@@ -61,9 +65,8 @@ constexpr char kEndBody[] = R"lua(
 local t = redis.call('TIME')
 local now = now_ms(t)
 local h = redis.call('HMGET', KEYS[1], 'g', 'w', 'wu')
-local w = tonumber(h[2]) or 0
-local wu = tonumber(h[3]) or 0
-if wu < now then w = 0 elseif w > 0 then w = w - 1 end
+local w = live_writers(h[2], h[3], now)
+if w > 0 then w = w - 1 end
 local sole = h[1] == ARGV[1] and w == 0
 redis.call('HSET', KEYS[1], 'g', bump(h[1], t), 'w', tostring(w))
 if sole and ARGV[2] ~= '' then
@@ -83,9 +86,7 @@ return 0
 constexpr char kPopulateBody[] = R"lua(
 local h = redis.call('HMGET', KEYS[1], 'g', 'w', 'wu', 's')
 if (h[1] or '') ~= ARGV[1] or h[4] then return 0 end
-if (tonumber(h[2]) or 0) > 0 and (tonumber(h[3]) or 0) >= now_ms(redis.call('TIME')) then
-  return 0
-end
+if live_writers(h[2], h[3], now_ms(redis.call('TIME'))) > 0 then return 0 end
 redis.call('HSET', KEYS[1], 's', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
