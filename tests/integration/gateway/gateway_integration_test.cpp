@@ -310,6 +310,19 @@ class GatewayIntegration : public ::testing::Test {
     return gw().GetDeviceList(&context, request, response ? response : &ignored);
   }
 
+  // ClaimBundles of `user`'s device `device` (0: every device) as the bearer of `token` (none when
+  // empty).
+  grpc::Status ClaimBundles(const std::string& token, const std::string& user, uint32_t device,
+                            pb::ClaimBundlesResponse* response = nullptr) {
+    pb::ClaimBundlesResponse ignored;
+    pb::GatewayClaimBundlesRequest request;
+    request.set_user_id(user);
+    request.set_device_id(device);
+    grpc::ClientContext context;
+    if (!token.empty()) Authorize(context, token);
+    return gw().ClaimBundles(&context, request, response ? response : &ignored);
+  }
+
   static void ExpectLoginFailed(const grpc::Status& status) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << status.error_message();
     EXPECT_EQ(status.error_message(), kLoginFailedMessage);
@@ -365,14 +378,9 @@ TEST_F(GatewayIntegration, LoginThenRelaysSucceed) {
   EXPECT_EQ(list.device_list().list().version(), 1u);
 
   // ClaimBundles of bob's device 1 takes one of his one-time prekeys.
-  pb::GatewayClaimBundlesRequest claim;
-  claim.set_user_id("bob");
-  claim.set_device_id(1);
   pb::ClaimBundlesResponse bundles;
   {
-    grpc::ClientContext context;
-    Authorize(context, token);
-    grpc::Status status = gw().ClaimBundles(&context, claim, &bundles);
+    grpc::Status status = ClaimBundles(token, "bob", 1, &bundles);
     ASSERT_TRUE(status.ok()) << status.error_message();
   }
   ASSERT_EQ(bundles.bundles_size(), 1);
@@ -405,13 +413,8 @@ TEST_F(GatewayIntegration, ClaimRelaysWithoutTheExecutor) {
   ASSERT_TRUE(gateway_->executor().Submit([] {}).ok());  // the queue's one place
   EXPECT_EQ(GetDeviceList(token, "bob").error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
 
-  pb::GatewayClaimBundlesRequest claim;
-  claim.set_user_id("bob");
-  claim.set_device_id(1);
   pb::ClaimBundlesResponse bundles;
-  grpc::ClientContext context;
-  Authorize(context, token);
-  grpc::Status status = gw().ClaimBundles(&context, claim, &bundles);
+  grpc::Status status = ClaimBundles(token, "bob", 1, &bundles);
   release.set_value();
   ASSERT_TRUE(status.ok()) << status.error_message();
   ASSERT_EQ(bundles.bundles_size(), 1);
@@ -428,12 +431,7 @@ TEST_F(GatewayIntegration, ClaimByAnUnlistedDeviceIsRefusedAsAnInvalidToken) {
                                .device_list_version = 1,
                                .expires_at = absl::Now() + absl::Hours(1),
                                .key_id = ""};
-  pb::GatewayClaimBundlesRequest claim;
-  claim.set_user_id("alice");
-  pb::ClaimBundlesResponse bundles;
-  grpc::ClientContext context;
-  Authorize(context, gateway_->tokens().Issue(unlisted));
-  ExpectInvalidToken(gw().ClaimBundles(&context, claim, &bundles));
+  ExpectInvalidToken(ClaimBundles(gateway_->tokens().Issue(unlisted), "alice", 0));
 }
 
 // A key-directory whose ClaimBundles answers only when the test says so, to hold relays in
@@ -673,11 +671,7 @@ TEST_F(GatewayIntegration, MissingForgedOrExpiredTokenIsRefusedAlike) {
   // The same token unexpired is accepted: the refusals above are for the stated reasons.
   EXPECT_TRUE(GetDeviceList(gateway_->tokens().Issue(claims), "alice").ok());
   // Every authenticated rpc checks the token.
-  grpc::ClientContext context;
-  pb::ClaimBundlesResponse bundles;
-  pb::GatewayClaimBundlesRequest claim;
-  claim.set_user_id("alice");
-  ExpectInvalidToken(gw().ClaimBundles(&context, claim, &bundles));
+  ExpectInvalidToken(ClaimBundles("", "alice", 0));
 }
 
 TEST_F(GatewayIntegration, PreviousSecretStillWorksAfterRotation) {
