@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -43,7 +44,28 @@ int BindLoopback(int port) {
 int FreeTcpPort() {
   static std::mutex mu;
   static std::set<int> handed_out;
+  static std::mt19937 random(std::random_device{}());
   std::lock_guard<std::mutex> lock(mu);
+  // Below the kernel's ephemeral range, so that no outgoing connection (of this test or of any
+  // other process on the machine: a load generator beside it opens thousands) can take the port
+  // between this check and the server's bind. Redis Cluster also listens on port + 10000: keep
+  // that below the range too, and free.
+  int ephemeral_low = 32768;
+  std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+  if (!(range >> ephemeral_low)) ephemeral_low = 32768;
+  const int low = 12000;
+  const int high = std::min(ephemeral_low - 10000, 22000);
+  for (int attempt = 0; high > low && attempt < 1000; ++attempt) {
+    const int port = low + static_cast<int>(random() % static_cast<unsigned>(high - low));
+    if (handed_out.contains(port)) continue;
+    const int fd = BindLoopback(port), bus = BindLoopback(port + 10000);
+    if (fd >= 0) ::close(fd);
+    if (bus >= 0) ::close(bus);
+    if (fd < 0 || bus < 0) continue;
+    handed_out.insert(port);
+    return port;
+  }
+  // No room below the ephemeral range on this machine: ask the kernel for one.
   for (int attempt = 0; attempt < 1000; ++attempt) {
     int fd = BindLoopback(0);
     if (fd < 0) continue;
@@ -52,7 +74,6 @@ int FreeTcpPort() {
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
     ::close(fd);
     int port = ntohs(addr.sin_port);
-    // Redis Cluster also listens on port + 10000: keep room for that bus port.
     if (port > 55000) continue;
     if (handed_out.insert(port).second) return port;
   }

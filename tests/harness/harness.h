@@ -15,8 +15,10 @@
 
 namespace padlock::testing {
 
-// Returns a TCP port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
-// Ports handed out by one process are never repeated, so two servers of one test never collide.
+// Returns a TCP port on 127.0.0.1 that was free a moment ago (it and port + 10000, for a Redis
+// Cluster bus, were bound and released), picked at random below the kernel's ephemeral port range
+// so that no outgoing connection on the machine takes it before the server binds. Ports handed
+// out by one process are never repeated, so two servers of one test never collide.
 int FreeTcpPort();
 
 // Polls `condition` every few milliseconds until it returns true or `timeout` passes.
