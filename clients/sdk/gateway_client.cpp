@@ -328,6 +328,9 @@ void DeviceStream::Run() {
     } else {
       grpc::ClientContext context;
       context.AddMetadata("authorization", absl::StrCat("Bearer ", *token));
+      // Revision 2: outcomes come batched in `send_results` (unpacked below, so that the
+      // consumers of StreamEvent see one `send_result` frame per outcome as in revision 1).
+      context.AddMetadata("padlock-stream-revision", "2");
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (stopping_) break;
@@ -362,7 +365,15 @@ void DeviceStream::Run() {
               drain = true;
           }
         }
-        Push(StreamEvent{StreamEvent::Kind::kFrame, std::move(frame), absl::OkStatus()});
+        for (padlock::v1::SendResult& result : *frame.mutable_send_results()) {
+          padlock::v1::ServerFrame one;
+          one.mutable_send_result()->Swap(&result);
+          Push(StreamEvent{StreamEvent::Kind::kFrame, std::move(one), absl::OkStatus()});
+        }
+        frame.clear_send_results();
+        if (frame.frame_case() != padlock::v1::ServerFrame::FRAME_NOT_SET) {
+          Push(StreamEvent{StreamEvent::Kind::kFrame, std::move(frame), absl::OkStatus()});
+        }
         frame = padlock::v1::ServerFrame();
       }
       {

@@ -120,7 +120,9 @@ class GatewayClient {
 // What DeviceStream::Next hands out.
 struct StreamEvent {
   enum class Kind {
-    // A frame from the server (the first of every connection is `connected`).
+    // A frame from the server (the first of every connection is `connected`). The stream asks
+    // for revision 2 and unpacks a frame's `send_results` into one `send_result` frame each,
+    // ahead of the frame's own content (a frame that carried only outcomes is not handed out).
     kFrame,
     // The connection ended; the stream reconnects by itself after a backoff. `status` says why.
     kDisconnected,

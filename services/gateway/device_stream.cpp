@@ -10,6 +10,7 @@
 #include <cmath>
 #include <utility>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/channels/device_channel.h"
 #include "services/common/runtime/logging.h"
@@ -34,6 +35,23 @@ uint64_t NowMs() { return static_cast<uint64_t>(absl::ToUnixMillis(absl::Now()))
 
 void SetDeadline(grpc::ClientContext& context, absl::Duration deadline) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+}
+
+// The highest stream revision this gateway speaks (see Connected.stream_revision).
+constexpr uint32_t kStreamRevision = 2;
+
+// The revision the client asked for (metadata `padlock-stream-revision`; absent or unreadable:
+// 1), capped at ours.
+uint32_t NegotiateRevision(const grpc::CallbackServerContext* context) {
+  const auto& metadata = context->client_metadata();
+  auto it = metadata.find("padlock-stream-revision");
+  if (it == metadata.end()) return 1;
+  uint32_t asked = 0;
+  if (!absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()), &asked) ||
+      asked < 1) {
+    return 1;
+  }
+  return std::min(asked, kStreamRevision);
 }
 
 v1::DeviceAddress Address(const SessionClaims& claims) {
@@ -570,7 +588,8 @@ DeviceStream::DeviceStream(StreamHub* hub, grpc::CallbackServerContext* context,
     : hub_(hub),
       context_(context),
       claims_(std::move(claims)),
-      channel_(channels::DeviceChannel(claims_.user_id, claims_.device_id)) {
+      channel_(channels::DeviceChannel(claims_.user_id, claims_.device_id)),
+      revision_(NegotiateRevision(context)) {
   send_tokens_ = hub_->settings_.sends_per_device.burst;
   send_tokens_at_ = absl::Now();
 }
@@ -632,6 +651,7 @@ void DeviceStream::StartUp() {
   connected.mutable_connected()->set_epoch(epoch_);
   connected.mutable_connected()->set_server_time_ms(NowMs());
   connected.mutable_connected()->set_max_unacked(hub_->settings_.max_unacked);
+  connected.mutable_connected()->set_stream_revision(revision_);
   outbox_.emplace_front(std::move(connected));  // the first frame of every stream
   if (displaced_by_ > epoch_) {
     Displace(displaced_by_);
@@ -644,13 +664,17 @@ void DeviceStream::StartUp() {
 void DeviceStream::Fail(const grpc::Status& status) {
   std::lock_guard lock(mu_);
   outbox_.clear();
+  results_.clear();
   FinishLocked(status);
 }
 
 void DeviceStream::FinishLocked(const grpc::Status& status) {
   if (finish_status_.has_value()) return;
   finish_status_ = status;
-  if (phase_ == Phase::kStarting) outbox_.clear();  // never written: no `connected` yet
+  if (phase_ == Phase::kStarting) {  // never written: no `connected` yet
+    outbox_.clear();
+    results_.clear();
+  }
   phase_ = Phase::kClosing;
   MaybeWriteLocked();
 }
@@ -814,6 +838,8 @@ void DeviceStream::OnReadDone(bool ok) {
     if (!send_in_flight_ && sends_.empty()) FinishLocked(grpc::Status::OK);
     return;
   }
+  // An ack riding on the frame comes first (it may free the unacked window for what follows).
+  if (in_.has_acks()) HandleAck(in_.acks());
   switch (in_.frame_case()) {
     case v1::ClientFrame::kSend:
       HandleSend(in_.mutable_send());
@@ -836,6 +862,7 @@ void DeviceStream::OnReadDone(bool ok) {
       break;
     }
     case v1::ClientFrame::FRAME_NOT_SET: {
+      if (in_.has_acks()) break;  // a lone riding ack
       std::lock_guard lock(mu_);
       StreamErrorLocked(grpc::StatusCode::INVALID_ARGUMENT, "empty or unknown client frame", 0);
       MaybeWriteLocked();
@@ -881,13 +908,12 @@ void DeviceStream::HandleSend(v1::SendRequest* send) {
     std::lock_guard lock(mu_);
     const uint64_t id = send->request_id();
     auto refuse = [&](grpc::StatusCode code, std::string message, uint32_t retry_ms = 0) {
-      v1::ServerFrame frame;
-      v1::SendResult* result = frame.mutable_send_result();
-      result->set_request_id(id);
-      result->mutable_refused()->set_code(static_cast<int32_t>(code));
-      result->mutable_refused()->set_message(std::move(message));
-      result->mutable_refused()->set_retry_after_ms(retry_ms);
-      QueueFrameLocked(std::move(frame));
+      v1::SendResult result;
+      result.set_request_id(id);
+      result.mutable_refused()->set_code(static_cast<int32_t>(code));
+      result.mutable_refused()->set_message(std::move(message));
+      result.mutable_refused()->set_retry_after_ms(retry_ms);
+      QueueResultLocked(std::move(result));
       MaybeWriteLocked();
     };
     if (open_requests_.contains(id)) {
@@ -962,8 +988,8 @@ bool DeviceStream::OnSendOutcomes(const std::vector<uint64_t>& request_ids,
   std::lock_guard lock(mu_);
   for (size_t i = 0; i < request_ids.size(); ++i) {
     open_requests_.erase(request_ids[i]);
-    v1::ServerFrame frame;
-    v1::SendResult* result = frame.mutable_send_result();
+    v1::SendResult result_storage;
+    v1::SendResult* result = &result_storage;
     result->set_request_id(request_ids[i]);
     if (response == nullptr) {
       const bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -993,7 +1019,7 @@ bool DeviceStream::OnSendOutcomes(const std::vector<uint64_t>& request_ids,
           break;
       }
     }
-    QueueFrameLocked(std::move(frame));
+    QueueResultLocked(std::move(result_storage));
   }
   send_in_flight_ = false;
   const bool more = !sends_.empty();
@@ -1232,10 +1258,20 @@ void DeviceStream::QueueFrameLocked(v1::ServerFrame frame) {
   outbox_.emplace_back(std::move(frame));
 }
 
+void DeviceStream::QueueResultLocked(v1::SendResult result) {
+  if (revision_ >= 2) {
+    results_.push_back(std::move(result));
+    return;
+  }
+  v1::ServerFrame frame;
+  *frame.mutable_send_result() = std::move(result);
+  QueueFrameLocked(std::move(frame));
+}
+
 void DeviceStream::MaybeWriteLocked() {
   if (write_pending_ || finished_) return;
   if (phase_ == Phase::kStarting) return;  // `connected` goes first
-  if (outbox_.empty()) {
+  if (outbox_.empty() && results_.empty()) {
     if (finish_status_.has_value()) {
       finished_ = true;
       Finish(*finish_status_);
@@ -1243,7 +1279,9 @@ void DeviceStream::MaybeWriteLocked() {
     return;
   }
   writing_.Clear();
-  if (auto* frame = std::get_if<v1::ServerFrame>(&outbox_.front())) {
+  if (outbox_.empty()) {
+    // Only outcomes to tell: a frame of send_results alone (below).
+  } else if (auto* frame = std::get_if<v1::ServerFrame>(&outbox_.front())) {
     writing_.Swap(frame);
     outbox_.pop_front();
   } else {
@@ -1263,6 +1301,13 @@ void DeviceStream::MaybeWriteLocked() {
       outbox_.pop_front();
     }
   }
+  // Revision 2: every outcome waiting rides on this frame, whatever it is — except `connected`,
+  // which a client reads first on its own (a send taken while the stream started up is answered
+  // right after it).
+  if (!writing_.has_connected()) {
+    for (v1::SendResult& result : results_) writing_.add_send_results()->Swap(&result);
+    results_.clear();
+  }
   write_pending_ = true;
   StartWrite(&writing_);
 }
@@ -1277,6 +1322,7 @@ void DeviceStream::OnWriteDone(bool ok) {
   if (!ok) {
     // The client is gone: nothing more can be written.
     outbox_.clear();
+    results_.clear();
     if (!finish_status_.has_value()) {
       finish_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream broken");
       phase_ = Phase::kClosing;
@@ -1289,6 +1335,7 @@ void DeviceStream::OnCancel() {
   std::lock_guard lock(mu_);
   client_done_ = true;
   outbox_.clear();
+  results_.clear();
   if (!finish_status_.has_value()) {
     finish_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled");
     phase_ = Phase::kClosing;

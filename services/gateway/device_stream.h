@@ -135,9 +135,6 @@ class StreamHub {
  private:
   friend class DeviceStream;
 
-// A stream that finishes at once with `status` (refused before it started).
-grpc::ServerBidiReactor<padlock::v1::ClientFrame, padlock::v1::ServerFrame>* MakeRejectedStream(
-    const grpc::Status& status);
   struct Metrics;
   class SendPump;
   class AckPump;
@@ -234,6 +231,9 @@ class DeviceStream final
   void OnInboxRead(const grpc::Status& status, padlock::v1::ReadInboxResponse& response);
   void PushEnvelopeLocked(padlock::v1::Envelope envelope, bool tracked);
   void QueueFrameLocked(padlock::v1::ServerFrame frame);
+  // A send's outcome: in revision 2 it waits in `results_` and rides on the next frame written;
+  // in revision 1 it is a `send_result` frame of its own.
+  void QueueResultLocked(padlock::v1::SendResult result);
   void MaybeWriteLocked();
   void StreamErrorLocked(grpc::StatusCode code, const std::string& message, uint64_t request_id);
   void ResumeReadingLocked();
@@ -252,6 +252,8 @@ class DeviceStream final
   grpc::CallbackServerContext* const context_;
   const SessionClaims claims_;
   const std::string channel_;
+  // The stream revision in force (Connected.stream_revision): 2 when the client asked for it.
+  const uint32_t revision_;
   std::shared_ptr<DeviceStream> self_;  // keeps the stream alive until OnDone
 
   // Recursive: an asynchronous call or write started under the lock may complete inline on some
@@ -280,6 +282,7 @@ class DeviceStream final
 
   // Writing.
   std::deque<Outgoing> outbox_;
+  std::vector<padlock::v1::SendResult> results_;  // revision 2: outcomes not yet written
   padlock::v1::ServerFrame writing_;
   bool write_pending_ = false;
   std::optional<grpc::Status> finish_status_;  // Finish once the outbox is written

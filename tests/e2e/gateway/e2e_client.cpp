@@ -189,6 +189,9 @@ std::unique_ptr<DeviceConn> DeviceConn::Open(pb::Gateway::Stub& stub, const std:
   std::unique_ptr<DeviceConn> conn(new DeviceConn());
   conn->options_ = options;
   Authorize(conn->context_, token);
+  if (options.revision != 0) {
+    conn->context_.AddMetadata("padlock-stream-revision", std::to_string(options.revision));
+  }
   conn->stream_ = stub.Connect(&conn->context_);
   conn->reader_ = std::thread([c = conn.get()] { c->ReadLoop(); });
   return conn;
@@ -276,13 +279,16 @@ bool DeviceConn::WaitQueueEmpty(absl::Duration timeout) {
 }
 
 std::optional<pb::SendResult> DeviceConn::Result(uint64_t request_id, absl::Duration timeout) {
-  auto frame = WaitFrame(
-      [&](const pb::ServerFrame& f) {
-        return f.has_send_result() && f.send_result().request_id() == request_id;
-      },
-      timeout);
+  auto find = [request_id](const pb::ServerFrame& f) -> const pb::SendResult* {
+    if (f.has_send_result() && f.send_result().request_id() == request_id) return &f.send_result();
+    for (const pb::SendResult& r : f.send_results()) {
+      if (r.request_id() == request_id) return &r;
+    }
+    return nullptr;
+  };
+  auto frame = WaitFrame([&](const pb::ServerFrame& f) { return find(f) != nullptr; }, timeout);
   if (!frame) return std::nullopt;
-  return frame->send_result();
+  return *find(*frame);
 }
 
 bool DeviceConn::WaitEnvelopes(size_t n, absl::Duration timeout) {

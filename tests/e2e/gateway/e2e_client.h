@@ -79,6 +79,8 @@ class DeviceConn {
  public:
   struct Options {
     bool auto_ack = true;
+    // Sent as `padlock-stream-revision` metadata when non-zero (0: none, i.e. revision 1).
+    uint32_t revision = 0;
   };
   static std::unique_ptr<DeviceConn> Open(pb::Gateway::Stub& stub, const std::string& token,
                                           Options options);
@@ -94,7 +96,8 @@ class DeviceConn {
   // Sends a message with a fresh request id; returns the id.
   uint64_t Send(const pb::OutgoingMessage& message);
   bool Write(const pb::ClientFrame& frame);
-  // The SendResult for `request_id` (nullopt on timeout).
+  // The SendResult for `request_id` (nullopt on timeout), from a `send_result` frame or a
+  // frame's `send_results` (revision 2).
   std::optional<pb::SendResult> Result(uint64_t request_id,
                                        absl::Duration timeout = absl::Seconds(20));
   // Waits until at least `n` envelopes arrived.

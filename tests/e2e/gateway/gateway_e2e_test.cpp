@@ -348,6 +348,77 @@ TEST_P(GatewayE2eTest, DeviceCannotAckAnotherDevicesInbox) {
   EXPECT_TRUE(WaitFor([&] { return InboxDepth(bob, 1) == 0; }, absl::Seconds(10)));
 }
 
+// Stream revision 2 (asked for with `padlock-stream-revision: 2`): every send outcome rides in
+// `send_results` (never a `send_result` frame), and acks ride on other frames (`acks`) or come
+// alone in a frame with nothing else — both are applied. A client that does not ask stays on
+// revision 1.
+TEST_P(GatewayE2eTest, StreamRevisionTwoBatchesOutcomesAndTakesRidingAcks) {
+  Account alice = MustRegister("alice");
+  Account bob = MustRegister("bob");
+  Account carol = MustRegister("carol");
+  auto a1 = Connect(alice, 1, 0, {.revision = 2});
+  auto b1 = Connect(bob, 1, 1, {.auto_ack = false, .revision = 2});
+  auto c1 = Connect(carol, 1, 0, {.revision = 0});
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  auto connected = [](DeviceConn& conn) {
+    auto frame = conn.WaitFrame([](const pb::ServerFrame& f) { return f.has_connected(); });
+    return frame ? frame->connected().stream_revision() : 0u;
+  };
+  EXPECT_EQ(connected(*a1), 2u);
+  EXPECT_EQ(connected(*b1), 2u);
+  EXPECT_EQ(connected(*c1), 1u);  // no metadata: revision 1
+
+  constexpr int kCount = 20;
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < kCount; ++i) {
+    ids.push_back(a1->Send(OneToOne(alice, 1, bob, absl::StrCat(prefix_, "m", i))));
+  }
+  for (uint64_t id : ids) {
+    auto r = a1->Result(id);
+    ASSERT_TRUE(r.has_value() && r->has_accepted()) << id;
+  }
+  int outcome_frames = 0, outcomes = 0;
+  for (const pb::ServerFrame& f : a1->Frames()) {
+    EXPECT_FALSE(f.has_send_result()) << "revision 2 never sends send_result frames";
+    outcome_frames += f.send_results_size() > 0 ? 1 : 0;
+    outcomes += f.send_results_size();
+  }
+  EXPECT_EQ(outcomes, kCount);
+  EXPECT_GE(outcome_frames, 1);
+  EXPECT_LE(outcome_frames, kCount);
+
+  // Bob acks everything on his next send (one frame: ack + send).
+  ASSERT_TRUE(b1->WaitEnvelopes(kCount));
+  EXPECT_EQ(InboxDepth(bob, 1), static_cast<uint64_t>(kCount));
+  pb::ClientFrame frame;
+  frame.mutable_acks()->set_up_to_server_id(b1->Envelopes().back().server_id());
+  frame.mutable_send()->set_request_id(7);
+  *frame.mutable_send()->mutable_message() = OneToOne(bob, 1, alice, prefix_ + "reply");
+  ASSERT_TRUE(b1->Write(frame));
+  auto reply = b1->Result(7);
+  ASSERT_TRUE(reply.has_value() && reply->has_accepted());
+  EXPECT_TRUE(WaitFor([&] { return InboxDepth(bob, 1) == 0; }, absl::Seconds(10)));
+
+  // A lone riding ack (no frame kind set) is applied too, and is no error.
+  auto r = a1->Result(a1->Send(OneToOne(alice, 1, bob, prefix_ + "last")));
+  ASSERT_TRUE(r && r->has_accepted());
+  ASSERT_TRUE(b1->WaitEnvelopes(kCount + 1));
+  pb::ClientFrame lone;
+  lone.mutable_acks()->set_up_to_server_id(b1->Envelopes().back().server_id());
+  ASSERT_TRUE(b1->Write(lone));
+  EXPECT_TRUE(WaitFor([&] { return InboxDepth(bob, 1) == 0; }, absl::Seconds(10)));
+  for (const pb::ServerFrame& f : b1->Frames()) EXPECT_FALSE(f.has_error()) << f.DebugString();
+
+  // Revision 1: outcomes as send_result frames, as before.
+  const uint64_t id = c1->Send(OneToOne(carol, 1, alice, prefix_ + "from carol"));
+  auto carols = c1->WaitFrame([&](const pb::ServerFrame& f) {
+    return f.has_send_result() && f.send_result().request_id() == id;
+  });
+  ASSERT_TRUE(carols.has_value());
+  EXPECT_TRUE(carols->send_result().has_accepted());
+  EXPECT_EQ(carols->send_results_size(), 0);
+}
+
 TEST_P(GatewayE2eTest, UnlinkedDeviceStreamClosesAndItsTokenStopsWorking) {
   Account alice = MustRegister("alice");
   ASSERT_TRUE(ops_[0]->Link(alice, 2).ok());
