@@ -9,7 +9,8 @@
 # switches, sendmsg, recvmsg and futex calls and its CPU time with `perf stat` for 5 s, and divides
 # each by the change of padlock_gateway_envelopes_out_total over the same 5 s. Needs perf
 # (linux-perf), curl, and a stack from `scripts/padlock up` with PADLOCK_RATE_LIMIT_PROFILE=test.
-# Environment: PADLOCK_BUILD_DIR (default ./build), PADLOCK_STATE_DIR (default ./.padlock).
+# Environment: PADLOCK_BUILD_DIR (default ./build), PADLOCK_STATE_DIR (default ./.padlock),
+# LOADGEN_ARGS (more padlock-loadgen flags, e.g. --stream-revision=1 to compare revisions).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${PADLOCK_BUILD_DIR:-$REPO/build}"
@@ -25,7 +26,7 @@ envelopes_out() {
 
 gateway_pid="$(cat "$STATE_DIR/run/gateway.pid")"
 "$BUILD_DIR/bench/loadgen/padlock-loadgen" --scenario=chat --devices=1000 --window=1 \
-  --warmup=5 --duration=20 >"$out/loadgen.txt" 2>&1 &
+  --warmup=5 --duration=20 ${LOADGEN_ARGS:-} >"$out/loadgen.txt" 2>&1 &
 loadgen=$!
 # Set-up (register, log in, connect 1 000 devices) takes a few seconds; then 5 s of warm-up.
 for _ in $(seq 1200); do

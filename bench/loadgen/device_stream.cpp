@@ -83,6 +83,9 @@ Device::Device(RunState* run, uint32_t index, DeviceAccount account)
 void Device::Connect(std::shared_ptr<grpc::Channel> channel) {
   stub_ = v1::Gateway::NewStub(std::move(channel));
   context_.AddMetadata("authorization", "Bearer " + account_.token);
+  if (run_->stream_revision >= 2) {
+    context_.AddMetadata("padlock-stream-revision", std::to_string(run_->stream_revision));
+  }
   connect_started_nanos_ = NowNanos();
   stub_->async()->Connect(&context_, this);
   // Other threads start writes (a receiver queues its sender's next send; the ack flusher): the
@@ -124,7 +127,9 @@ bool Device::NextFrameLocked() {
     ack_due_ = false;  // already acknowledged (must not happen: counted to prove it)
     run_->repeated_acks.fetch_add(1, std::memory_order_relaxed);
   }
-  if (ack_due_ && !ack_up_to_.empty()) {
+  // Revision 2: a pending ack rides on the next send instead (below).
+  const bool ride = riding_acks_ && !pending_.empty();
+  if (ack_due_ && !ack_up_to_.empty() && !ride) {
     // The ack covers everything received so far, including envelopes that arrived after it was
     // due: nothing is left unacknowledged (else the flusher would ack the same id again).
     unacked_ = 0;
@@ -138,6 +143,15 @@ bool Device::NextFrameLocked() {
   if (!pending_.empty()) {
     const PendingSend send = pending_.front();
     pending_.pop_front();
+    if (ride && (ack_due_ || unacked_ > 0) && !ack_up_to_.empty() && ack_up_to_ != last_acked_) {
+      // Everything received so far, acknowledged on the frame we send anyway.
+      unacked_ = 0;
+      ack_due_ = false;
+      last_acked_ = ack_up_to_;
+      write_frame_.mutable_acks()->set_up_to_server_id(ack_up_to_);
+    } else {
+      write_frame_.clear_acks();
+    }
     v1::SendRequest* request = write_frame_.mutable_send();  // reuses the previous frame's memory
     request->set_request_id(send.sequence);
     v1::OutgoingMessage* message = request->mutable_message();
@@ -258,8 +272,14 @@ void Device::OnReadDone(bool ok) {
     ReleaseHold();  // the stream is over; OnDone follows once nothing else is in flight
     return;
   }
+  // Revision 2: outcomes ride on any frame.
+  for (const v1::SendResult& result : read_frame_.send_results()) HandleSendResult(result);
   switch (read_frame_.frame_case()) {
     case v1::ServerFrame::kConnected:
+      if (read_frame_.connected().stream_revision() >= 2) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        riding_acks_ = true;
+      }
       connected_at_nanos_ = NowNanos();
       break;
     case v1::ServerFrame::kQueueEmpty:

@@ -43,6 +43,9 @@ enum class Release { kOnReceipt, kOnAccepted };
 struct RunState {
   Release release = Release::kOnReceipt;
   int ack_every = 16;
+  // The stream revision asked for (metadata `padlock-stream-revision`); acks ride on sends only
+  // when the server's `connected` grants 2 or more.
+  uint32_t stream_revision = 2;
   size_t payload_bytes = 160;
   std::vector<std::unique_ptr<Device>> devices;
   // Group sends go to these device indices.
@@ -171,6 +174,7 @@ class Device : public grpc::ClientBidiReactor<v1::ClientFrame, v1::ServerFrame> 
   std::string last_acked_;  // never ack the same id twice (the gateway answers a StreamError)
   int unacked_ = 0;
   bool ack_due_ = false;
+  bool riding_acks_ = false;  // revision 2 granted: acks ride on sends
   uint64_t last_inbox_sequence_ = 0;
   uint64_t rng_state_;
 

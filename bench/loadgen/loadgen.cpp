@@ -196,6 +196,7 @@ absl::Status Runner::Setup(int count) {
               count, Seconds(NowNanos() - t2));
   }
   run_.ack_every = std::max(1, options_.ack_every);
+  run_.stream_revision = static_cast<uint32_t>(std::max(1, options_.stream_revision));
   run_.payload_bytes = static_cast<size_t>(std::max<int>(options_.payload_bytes,
                                                          static_cast<int>(kPayloadHeader)));
   for (size_t i = 0; i < accounts->size(); ++i) {
@@ -258,7 +259,10 @@ absl::Status Runner::ConnectDevices(size_t first, size_t last) {
 
 void Runner::StartAckFlusher() {
   flusher_ = std::thread([this] {
-    const auto period = std::chrono::milliseconds(std::max(1, options_.ack_flush_ms));
+    const int flush_ms = options_.ack_flush_ms >= 0 ? options_.ack_flush_ms
+                         : options_.stream_revision >= 2 ? 250
+                                                         : 50;
+    const auto period = std::chrono::milliseconds(std::max(1, flush_ms));
     while (!stop_flusher_.load()) {
       std::this_thread::sleep_for(period);
       for (auto& device : run_.devices) device->FlushAck();
@@ -736,7 +740,10 @@ std::string Usage() {
                             speed, what tests use; default 0: run for the duration)
   --drain=S                 wait this long for in-flight envelopes before counting losses (15)
   --ack-every=K             ack once K envelopes are unacknowledged at the end of a Deliver
-                            frame (default 16); --ack-flush-ms=T acks the rest every T ms (50)
+                            frame (default 16); --ack-flush-ms=T acks the rest every T ms
+                            (default 50 with --stream-revision=1, 250 with 2)
+  --stream-revision=R       device stream revision asked for (default 2: send outcomes batched,
+                            acks ride on sends; 1: a frame per outcome and per ack)
   --payload=BYTES           opaque payload size (default 160)
   --backlog=M               backlog: envelopes queued before the drain (default 100000)
   --group-senders=G         group: sending devices (default 1)
@@ -787,6 +794,7 @@ absl::StatusOr<Options> ParseFlags(int argc, char** argv) {
     else if (name == "drain") s = number(o.drain_seconds);
     else if (name == "ack-every") s = number(o.ack_every);
     else if (name == "ack-flush-ms") s = number(o.ack_flush_ms);
+    else if (name == "stream-revision") s = number(o.stream_revision);
     else if (name == "payload") s = number(o.payload_bytes);
     else if (name == "backlog") s = number(o.backlog_messages);
     else if (name == "group-senders") s = number(o.group_senders);
