@@ -118,7 +118,7 @@ void Device::Queue(PendingSend send) {
   if (stream != nullptr) stream->Wake();
 }
 
-bool Device::NextFrame(v1::ClientFrame& frame) {
+const v1::ClientFrame* Device::NextFrame(FrameScratch& scratch) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (ack_due_ && !ack_up_to_.empty() && ack_up_to_ == last_acked_) {
     ack_due_ = false;  // already acknowledged (must not happen: counted to prove it)
@@ -129,15 +129,14 @@ bool Device::NextFrame(v1::ClientFrame& frame) {
     // due: nothing is left unacknowledged (else the flusher would ack the same id again).
     unacked_ = 0;
     last_acked_ = ack_up_to_;
-    frame.Clear();
-    frame.mutable_ack()->set_up_to_server_id(ack_up_to_);
+    scratch.ack.mutable_ack()->set_up_to_server_id(ack_up_to_);
     ack_due_ = false;
-    return true;
+    return &scratch.ack;
   }
   if (!pending_.empty()) {
     const PendingSend send = pending_.front();
     pending_.pop_front();
-    v1::SendRequest* request = frame.mutable_send();  // reuses the previous frame's memory
+    v1::SendRequest* request = scratch.send.mutable_send();  // reuses the previous send's memory
     request->set_request_id(send.sequence);
     v1::OutgoingMessage* message = request->mutable_message();
     std::string* id = message->mutable_message_id();
@@ -178,9 +177,9 @@ bool Device::NextFrame(v1::ClientFrame& frame) {
       EncodePayload(index_, send.sequence, send.send_nanos, run_->payload_bytes,
                     *r->mutable_ciphertext());
     }
-    return true;
+    return &scratch.send;
   }
-  return false;
+  return nullptr;
 }
 
 void Device::FlushAck() {
@@ -443,7 +442,7 @@ class GrpcDeviceStream final : public DeviceStream,
       std::lock_guard<std::mutex> lock(mutex_);
       if (!writing_ && !writes_done_ && !hold_released_) start = NextLocked();
     }
-    if (start) StartWrite(&write_frame_);
+    if (start) StartWrite(write_frame_);
   }
 
   void Close() override {
@@ -457,7 +456,7 @@ class GrpcDeviceStream final : public DeviceStream,
       release = !hold_released_;
       hold_released_ = true;
     }
-    if (start) StartWrite(&write_frame_);
+    if (start) StartWrite(write_frame_);
     if (release) RemoveHold();
   }
 
@@ -483,7 +482,7 @@ class GrpcDeviceStream final : public DeviceStream,
       }
       start = NextLocked();
     }
-    if (start) StartWrite(&write_frame_);
+    if (start) StartWrite(write_frame_);
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -491,10 +490,11 @@ class GrpcDeviceStream final : public DeviceStream,
   }
 
  private:
-  // With mutex_ held: the next frame into write_frame_ (true), or, when none is left and a
-  // close was requested, the half-close (safe under the lock: it only queues it).
+  // With mutex_ held: the next frame into scratch_ and write_frame_ (true), or, when none is left
+  // and a close was requested, the half-close (safe under the lock: it only queues it).
   bool NextLocked() {
-    if (device_->NextFrame(write_frame_)) {
+    if (const v1::ClientFrame* frame = device_->NextFrame(scratch_)) {
+      write_frame_ = frame;
       writing_ = true;
       return true;
     }
@@ -520,7 +520,8 @@ class GrpcDeviceStream final : public DeviceStream,
   std::unique_ptr<v1::Gateway::Stub> stub_;
   grpc::ClientContext context_;
   v1::ServerFrame read_frame_;
-  v1::ClientFrame write_frame_;
+  FrameScratch scratch_;
+  const v1::ClientFrame* write_frame_ = nullptr;  // in scratch_, being written
   std::mutex mutex_;
   bool writing_ = false;
   bool close_requested_ = false;

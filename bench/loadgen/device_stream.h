@@ -87,6 +87,13 @@ struct RunState {
   void Signal(int& counter);
 };
 
+// Memory that Device::NextFrame builds frames in and reuses: a frame per kind, so that an ack
+// between two sends does not free a send's nested messages only to allocate them again.
+struct FrameScratch {
+  v1::ClientFrame ack;
+  v1::ClientFrame send;
+};
+
 // A device's Gateway.Connect stream, as a transport carries it. The transport pulls what to
 // write from its Device (Device::NextFrame) and hands it what it reads (Device::OnFrame); the
 // Device calls Wake whenever NextFrame may have something new. Start, Wake, Close and Cancel may
@@ -122,10 +129,10 @@ class Device {
   // Cancels the stream (after Close had its chance).
   void Cancel();
 
-  // For the transport. Fills `frame` with the next frame to write (acks first) and returns true,
-  // or returns false when there is none. `frame` may hold an earlier frame of any device of this
+  // For the transport. Builds the next frame to write (acks first) in `scratch` and returns it,
+  // or returns null when there is none. `scratch` may hold earlier frames of any device of this
   // run: its memory is reused.
-  bool NextFrame(v1::ClientFrame& frame);
+  const v1::ClientFrame* NextFrame(FrameScratch& scratch);
   // For the transport: one frame read from the stream, in order, on one thread at a time.
   void OnFrame(const v1::ServerFrame& frame);
   // For the transport, once, after the last OnFrame: the stream ended with this gRPC status.

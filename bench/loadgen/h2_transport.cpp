@@ -101,7 +101,7 @@ class H2EventLoop {
   const std::string& authority() const { return authority_; }
   nghttp2_session_callbacks* callbacks() const { return callbacks_; }
   // Reused across the connections of this loop (only one is being read or written at a time).
-  v1::ClientFrame& write_frame() { return write_frame_; }
+  FrameScratch& scratch() { return scratch_; }
   v1::ServerFrame& read_frame() { return read_frame_; }
   char* read_buffer() { return read_buffer_.data(); }
 
@@ -126,7 +126,7 @@ class H2EventLoop {
   // Loop thread only.
   std::vector<H2Stream*> dirty_;
   std::vector<H2Stream*> taken_;
-  v1::ClientFrame write_frame_;
+  FrameScratch scratch_;
   v1::ServerFrame read_frame_;
   std::string read_buffer_ = std::string(kReadBuffer, '\0');
 };
@@ -445,15 +445,17 @@ void H2Stream::Flush() {
   }
   if (!half_closed_ && stream_id_ > 0) {
     const size_t before = data_.size();
-    v1::ClientFrame& frame = loop_->write_frame();
-    while (device_->NextFrame(frame)) AppendGrpcMessage(frame, data_);
+    FrameScratch& scratch = loop_->scratch();
+    while (const v1::ClientFrame* frame = device_->NextFrame(scratch)) {
+      AppendGrpcMessage(*frame, data_);
+    }
     if (data_deferred_ && (data_.size() > before || close_requested_)) {
       data_deferred_ = false;
       nghttp2_session_resume_data(session_, stream_id_);
     }
   }
   // Everything nghttp2 has to say, into one buffer...
-  for (;;) {
+  while (nghttp2_session_want_write(session_) != 0) {
     const uint8_t* chunk = nullptr;
     const ssize_t n = nghttp2_session_mem_send(session_, &chunk);
     if (n < 0) {
