@@ -102,7 +102,12 @@ class H2EventLoop {
   nghttp2_session_callbacks* callbacks() const { return callbacks_; }
   // Reused across the connections of this loop (only one is being read or written at a time).
   FrameScratch& scratch() { return scratch_; }
-  v1::ServerFrame& read_frame() { return read_frame_; }
+  // A frame to parse `message` into, picked by its first field (the oneof's case), so that
+  // alternating deliver and send_result frames each reuse their own nested messages.
+  v1::ServerFrame& read_frame(absl::string_view message) {
+    const uint8_t tag = message.empty() ? 0 : static_cast<uint8_t>(message[0]);
+    return read_frames_[(tag >> 3) % std::size(read_frames_)];
+  }
   char* read_buffer() { return read_buffer_.data(); }
 
  private:
@@ -127,7 +132,7 @@ class H2EventLoop {
   std::vector<H2Stream*> dirty_;
   std::vector<H2Stream*> taken_;
   FrameScratch scratch_;
-  v1::ServerFrame read_frame_;
+  v1::ServerFrame read_frames_[8];
   std::string read_buffer_ = std::string(kReadBuffer, '\0');
 };
 
@@ -182,7 +187,11 @@ class H2Stream final : public DeviceStream {
       End(kUnavailable, absl::StrCat("connection to ", loop_->authority(), " failed: ",
                                      std::strerror(error != 0 ? error : ECONNRESET)));
     }
-    loop_->MarkDirty(this);  // nghttp2's answers (SETTINGS and PING acks), or queued output
+    // Flush when nghttp2 has something to answer (SETTINGS and PING acks) or output waits for
+    // EPOLLOUT; a read that only brought frames (the device Posts what they cause) needs none.
+    if (fd_ >= 0 && (nghttp2_session_want_write(session_) != 0 || out_offset_ < out_.size())) {
+      loop_->MarkDirty(this);
+    }
   }
 
   // Loop thread, at the stop: whatever is still open ends now.
@@ -422,6 +431,10 @@ void H2Stream::Read() {
         CloseSocket();
         return;
       }
+      if (!failure_.empty()) {  // a bad message from the server (OnDataChunk)
+        End(kInternal, failure_);
+        return;
+      }
       // A short read drained the socket; data arriving later raises a new edge.
       if (static_cast<size_t>(n) < kReadBuffer) return;
       continue;
@@ -439,10 +452,6 @@ void H2Stream::Read() {
 
 void H2Stream::Flush() {
   if (fd_ < 0 || session_ == nullptr) return;
-  if (!failure_.empty()) {
-    End(kInternal, failure_);
-    return;
-  }
   if (!half_closed_ && stream_id_ > 0) {
     const size_t before = data_.size();
     FrameScratch& scratch = loop_->scratch();
@@ -523,11 +532,11 @@ int H2Stream::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const ui
                           size_t length, void* user_data) {
   auto* self = static_cast<H2Stream*>(user_data);
   if (stream_id != self->stream_id_ || self->ended_ || !self->failure_.empty()) return 0;
-  v1::ServerFrame& frame = self->loop_->read_frame();
   const absl::Status status = self->deframer_.Feed(
       absl::string_view(reinterpret_cast<const char*>(data), length),
       [&](absl::string_view message) {
         if (!self->failure_.empty()) return;
+        v1::ServerFrame& frame = self->loop_->read_frame(message);
         if (!frame.ParseFromArray(message.data(), static_cast<int>(message.size()))) {
           self->failure_ = "unparsable ServerFrame from the gateway";
           return;
@@ -535,7 +544,7 @@ int H2Stream::OnDataChunk(nghttp2_session*, uint8_t, int32_t stream_id, const ui
         self->device_->OnFrame(frame);
       });
   if (!status.ok()) self->failure_ = std::string(status.message());
-  // Flush (this iteration) ends the stream with failure_.
+  // Read ends the stream with failure_ once nghttp2 returns.
   return 0;
 }
 
