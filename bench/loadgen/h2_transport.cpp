@@ -19,6 +19,7 @@
 #include <iterator>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -159,6 +160,7 @@ class H2Stream final : public DeviceStream {
 
   // Loop thread: take the posted requests, then write what there is.
   void Process() {
+    dirty_ = false;
     // Cleared before the requests are taken: a Post after this point queues the stream again,
     // and one before it is seen by the exchange (or by Flush's Device::NextFrame).
     queued_.store(false);
@@ -200,7 +202,8 @@ class H2Stream final : public DeviceStream {
     CloseSocket();
   }
 
-  bool dirty = false;  // loop thread: in the loop's dirty list
+  // Loop thread: true when the stream was not in the loop's dirty list yet (Process clears it).
+  bool MarkDirty() { return !std::exchange(dirty_, true); }
 
   // nghttp2 callbacks (loop thread, inside mem_recv / mem_send).
   static int OnHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
@@ -238,6 +241,7 @@ class H2Stream final : public DeviceStream {
   std::atomic<bool> queued_{false};  // in the loop's incoming queue
 
   // Loop thread only.
+  bool dirty_ = false;  // in the loop's dirty list
   bool opened_ = false;
   bool ended_ = false;
   bool close_requested_ = false;
@@ -306,9 +310,7 @@ void H2EventLoop::Enqueue(H2Stream* stream) {
 }
 
 void H2EventLoop::MarkDirty(H2Stream* stream) {
-  if (stream->dirty) return;
-  stream->dirty = true;
-  dirty_.push_back(stream);
+  if (stream->MarkDirty()) dirty_.push_back(stream);
 }
 
 void H2EventLoop::TakeIncoming() {
@@ -343,9 +345,7 @@ void H2EventLoop::Run() {
     }
     // Process does not add to dirty_ (it only pulls frames and writes), so indices stay valid.
     for (size_t i = 0; i < dirty_.size(); ++i) {
-      H2Stream* stream = dirty_[i];
-      stream->dirty = false;
-      stream->Process();
+      dirty_[i]->Process();
     }
     dirty_.clear();
   }
