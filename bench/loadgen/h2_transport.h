@@ -31,8 +31,8 @@ class H2EventLoop;
 class H2Client {
  public:
   // Resolves `target` ("host:port", "[v6]:port") and starts `threads` loop threads.
-  // Errors: InvalidArgument for a malformed target, Unavailable when it does not resolve,
-  // Internal when epoll or eventfd cannot be created.
+  // Errors: InvalidArgument for a malformed target, Unavailable when it does not resolve. Aborts
+  // when epoll or eventfd cannot be created (a machine that cannot run the benchmark at all).
   static absl::StatusOr<std::unique_ptr<H2Client>> Create(const std::string& target, int threads);
   // Stops the loops and closes every connection still open; streams not ended yet end with
   // CANCELLED (Device::OnStreamEnd). The devices must outlive this.
