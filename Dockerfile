@@ -61,7 +61,8 @@ FROM apt-base AS build
 ARG BUILD_PACKAGES="build-essential cmake ninja-build pkg-config ca-certificates \
 libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
 prometheus-cpp-dev libhiredis-dev libpqxx-dev libpq-dev libsignal-protocol-c-dev libssl-dev \
-libsqlite3-dev libsqlcipher-dev libgtest-dev libgmock-dev libbenchmark-dev"
+libsqlite3-dev libsqlcipher-dev libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev"
+# libnghttp2-dev: configuring the tree configures bench/loadgen, which needs it (not the image).
 RUN apt-install $BUILD_PACKAGES \
     && rm -rf /var/lib/apt/lists/*
 ARG JOBS=2

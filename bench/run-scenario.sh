@@ -28,7 +28,9 @@
 # Environment: RUNS (default 3), PADLOCK_BUILD_DIR (default ./build; its source tree's commit is
 # the one reported), VARIANT (an A/B label for the result's name), KEEP_STACK=1 (leave the
 # stack running), RESULTS_DIR (default bench/results), TLS=1 (the scenario over TLS: see below),
-# and whatever scripts/padlock reads.
+# TRANSPORT=h2|grpc (the generator's device-stream transport, --transport; in the result's name
+# when set; default h2, and grpc under TLS=1 since h2 is plaintext only), and whatever
+# scripts/padlock reads.
 #
 # TLS=1: the local stack serves plaintext, so the script starts a second gateway on 127.0.0.1:7401
 # (metrics 9401) with PADLOCK_TLS=on, a self-signed ECDSA P-256 certificate for
@@ -71,6 +73,15 @@ case "$SCENARIO" in
   *) die "unknown scenario '$SCENARIO' (chat-1k chat-100 chat-10k open-10k open-1k sparse-10k group-256 backlog idle-conns claims smoke)" ;;
 esac
 FLAGS+=("$@")
+TRANSPORT="${TRANSPORT:-}"
+case "$TRANSPORT" in
+  "") ;;
+  h2|grpc) FLAGS+=("--transport=$TRANSPORT") ;;
+  *) die "TRANSPORT: h2 or grpc, not '$TRANSPORT'" ;;
+esac
+if [ "${TLS:-0}" = 1 ] && [ "$TRANSPORT" = h2 ]; then
+  die "TLS=1 needs TRANSPORT=grpc (the h2 transport is plaintext only)"
+fi
 
 # Every gateway stream is a descriptor: let the stack (and the generator) use the hard limit.
 ulimit -n "$(ulimit -Hn)"
@@ -159,6 +170,8 @@ if [ "${TLS:-0}" = 1 ]; then
   for _ in $(seq 300); do port_open 7401 && break; sleep 0.1; done
   port_open 7401 || die "the TLS gateway did not start (see $STATE_DIR/logs/gateway-tls.log)"
   log "TLS gateway (pid $tls_gateway_pid) on 127.0.0.1:7401"
+  # The generator's h2 transport is plaintext only: TLS streams go through the gRPC client.
+  FLAGS+=(--transport=grpc)
   FLAGS+=(--target=127.0.0.1:7401 "--tls-ca=$tls_dir/cert.pem" --tls-server-name=padlock-gateway
           "--watch=gateway:7401,presence:7410,message-queue:7420,key-directory:7430,redis:7379:tree,\
 postgres:7432:tree")
@@ -180,6 +193,7 @@ commit="$(git -C "$src_dir" rev-parse --short=12 HEAD 2>/dev/null || echo unknow
 if [ -n "$(git -C "$src_dir" status --porcelain 2>/dev/null | grep -v '^??' || true)" ]; then
   commit="$commit (+ uncommitted changes)"
 fi
+if [ -n "$TRANSPORT" ]; then base="$base-$TRANSPORT"; fi
 # VARIANT=name: an A/B label, in the result's name and its header.
 if [ -n "${VARIANT:-}" ]; then base="$base-$VARIANT"; commit="$commit, variant $VARIANT"; fi
 machine="$(nproc) × $(lscpu | sed -n 's/^Model name: *//p' | head -1), \
@@ -201,7 +215,8 @@ done
 
 # ----- the report -----
 python3 - "$base" "$RUNS" "$SCENARIO" "$commit" "$machine" "$build_type" \
-  "$([ "${TLS:-0}" = 1 ] && echo 'TLS=1 ')bench/run-scenario.sh ${SCENARIO%-tls} $*" "${loads[*]}" <<'EOF'
+  "$([ "${TLS:-0}" = 1 ] && echo 'TLS=1 ')$([ -n "$TRANSPORT" ] && echo "TRANSPORT=$TRANSPORT ")\
+bench/run-scenario.sh ${SCENARIO%-tls} $*" "${loads[*]}" <<'EOF'
 import json, statistics, sys
 base, runs, scenario, commit, machine, build_type, command, loads = sys.argv[1:9]
 reports = [json.load(open(f"{base}.run{i}.json")) for i in range(1, int(runs) + 1)]

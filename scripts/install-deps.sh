@@ -13,6 +13,8 @@ PACKAGES=(
   libabsl-dev prometheus-cpp-dev libhiredis-dev libpqxx-dev libpq-dev
   libsignal-protocol-c-dev libssl-dev libsqlite3-dev libsqlcipher-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  # the load generator's h2 device-stream transport (bench/loadgen/h2_transport.h)
+  libnghttp2-dev
   # servers the local stack and the tests start themselves
   redis-server redis-tools postgresql-15 postgresql-client-15
   # runuser (run PostgreSQL unprivileged when invoked as root)

@@ -80,19 +80,15 @@ Device::Device(RunState* run, uint32_t index, DeviceAccount account)
   rng_state_ = (static_cast<uint64_t>(seed()) << 32) ^ seed() ^ index;
 }
 
-void Device::Connect(std::shared_ptr<grpc::Channel> channel) {
-  stub_ = v1::Gateway::NewStub(std::move(channel));
-  context_.AddMetadata("authorization", "Bearer " + account_.token);
-  if (run_->stream_revision >= 2) {
-    context_.AddMetadata("padlock-stream-revision", std::to_string(run_->stream_revision));
-  }
+void Device::Connect(std::unique_ptr<DeviceStream> stream) {
   connect_started_nanos_ = NowNanos();
-  stub_->async()->Connect(&context_, this);
-  // Other threads start writes (a receiver queues its sender's next send; the ack flusher): the
-  // hold keeps OnDone from running under them until Close() or a broken stream releases it.
-  AddHold();
-  StartRead(&read_frame_);
-  StartCall();
+  DeviceStream* started;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stream_ = std::move(stream);
+    started = stream_.get();
+  }
+  started->Start();
 }
 
 void Device::SendTo(uint32_t recipient, uint64_t send_nanos) {
@@ -113,16 +109,17 @@ void Device::Queue(PendingSend send) {
   run_->in_flight.fetch_add(1, std::memory_order_relaxed);
   run_->awaiting_result.fetch_add(1, std::memory_order_relaxed);
   run_->sent.fetch_add(1, std::memory_order_relaxed);
-  bool start = false;
+  DeviceStream* stream;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     pending_.push_back(send);
-    if (!writing_ && !writes_done_ && !hold_released_) start = NextFrameLocked();
+    stream = stream_.get();
   }
-  if (start) StartWrite(&write_frame_);
+  if (stream != nullptr) stream->Wake();
 }
 
-bool Device::NextFrameLocked() {
+const v1::ClientFrame* Device::NextFrame(FrameScratch& scratch) {
+  std::lock_guard<std::mutex> lock(mutex_);
   if (ack_due_ && !ack_up_to_.empty() && ack_up_to_ == last_acked_) {
     ack_due_ = false;  // already acknowledged (must not happen: counted to prove it)
     run_->repeated_acks.fetch_add(1, std::memory_order_relaxed);
@@ -134,11 +131,9 @@ bool Device::NextFrameLocked() {
     // due: nothing is left unacknowledged (else the flusher would ack the same id again).
     unacked_ = 0;
     last_acked_ = ack_up_to_;
-    write_frame_.Clear();
-    write_frame_.mutable_ack()->set_up_to_server_id(ack_up_to_);
+    scratch.ack.mutable_ack()->set_up_to_server_id(ack_up_to_);
     ack_due_ = false;
-    writing_ = true;
-    return true;
+    return &scratch.ack;
   }
   if (!pending_.empty()) {
     const PendingSend send = pending_.front();
@@ -148,11 +143,11 @@ bool Device::NextFrameLocked() {
       unacked_ = 0;
       ack_due_ = false;
       last_acked_ = ack_up_to_;
-      write_frame_.mutable_acks()->set_up_to_server_id(ack_up_to_);
+      scratch.send.mutable_acks()->set_up_to_server_id(ack_up_to_);
     } else {
-      write_frame_.clear_acks();
+      scratch.send.clear_acks();
     }
-    v1::SendRequest* request = write_frame_.mutable_send();  // reuses the previous frame's memory
+    v1::SendRequest* request = scratch.send.mutable_send();  // reuses the previous send's memory
     request->set_request_id(send.sequence);
     v1::OutgoingMessage* message = request->mutable_message();
     std::string* id = message->mutable_message_id();
@@ -173,11 +168,15 @@ bool Device::NextFrameLocked() {
         r->mutable_device()->set_user_id(m.user_id);
         r->mutable_device()->set_device_id(m.device_id);
         r->set_registration_id(m.registration_id);
+        r->clear_type();  // left by a 1:1 send in this frame's memory
+        r->clear_ciphertext();
       }
       message->set_shared_type(v1::ENVELOPE_TYPE_SENDER_KEY_MESSAGE);
       EncodePayload(index_, send.sequence, send.send_nanos, run_->payload_bytes,
                     *message->mutable_shared_ciphertext());
     } else {
+      message->clear_shared_type();  // left by a group send in this frame's memory
+      message->clear_shared_ciphertext();
       while (message->recipients_size() > 1) message->mutable_recipients()->RemoveLast();
       v1::Recipient* r =
           message->recipients_size() == 1 ? message->mutable_recipients(0) : message->add_recipients();
@@ -189,76 +188,46 @@ bool Device::NextFrameLocked() {
       EncodePayload(index_, send.sequence, send.send_nanos, run_->payload_bytes,
                     *r->mutable_ciphertext());
     }
-    writing_ = true;
-    return true;
+    return &scratch.send;
   }
-  if (close_requested_ && !writes_done_) {
-    writes_done_ = true;
-    writing_ = true;
-    StartWritesDone();  // safe under our lock: it only queues the half-close
-    return false;
-  }
-  return false;
+  return nullptr;
 }
-
-void Device::OnWriteDone(bool ok) {
-  bool start = false;
-  {
-    std::lock_guard<std::mutex> lock(mutex_);
-    writing_ = false;
-    if (!ok) {
-      writes_done_ = true;  // the stream is broken; OnDone will say why
-      return;
-    }
-    start = NextFrameLocked();
-  }
-  if (start) StartWrite(&write_frame_);
-}
-
-void Device::OnWritesDoneDone(bool /*ok*/) {}
 
 void Device::FlushAck() {
-  bool start = false;
+  DeviceStream* stream = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (unacked_ > 0) {
       unacked_ = 0;
       ack_due_ = true;
-      if (!writing_ && !writes_done_ && !hold_released_) start = NextFrameLocked();
+      stream = stream_.get();
     }
   }
-  if (start) StartWrite(&write_frame_);
+  if (stream != nullptr) stream->Wake();
 }
 
 void Device::Close() {
-  bool start = false;
-  bool release = false;
+  DeviceStream* stream;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    close_requested_ = true;
     if (unacked_ > 0) {
       unacked_ = 0;
       ack_due_ = true;
     }
-    // What is left (acks, then the half-close) is written by the OnWriteDone chain.
-    if (!writing_ && !writes_done_ && !hold_released_) start = NextFrameLocked();
-    release = !hold_released_;
-    hold_released_ = true;
+    stream = stream_.get();
   }
-  if (start) StartWrite(&write_frame_);
-  if (release) RemoveHold();
+  // The transport writes what is left (acks), then the half-close.
+  if (stream != nullptr) stream->Close();
 }
 
-void Device::ReleaseHold() {
+void Device::Cancel() {
+  DeviceStream* stream;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (hold_released_) return;
-    hold_released_ = true;
+    stream = stream_.get();
   }
-  RemoveHold();
+  if (stream != nullptr) stream->Cancel();
 }
-
-void Device::Cancel() { context_.TryCancel(); }
 
 void Device::Settle(bool ready) {
   if (settled_) return;
@@ -267,16 +236,12 @@ void Device::Settle(bool ready) {
   run_->Signal(run_->settled);
 }
 
-void Device::OnReadDone(bool ok) {
-  if (!ok) {
-    ReleaseHold();  // the stream is over; OnDone follows once nothing else is in flight
-    return;
-  }
+void Device::OnFrame(const v1::ServerFrame& frame) {
   // Revision 2: outcomes ride on any frame.
-  for (const v1::SendResult& result : read_frame_.send_results()) HandleSendResult(result);
-  switch (read_frame_.frame_case()) {
+  for (const v1::SendResult& result : frame.send_results()) HandleSendResult(result);
+  switch (frame.frame_case()) {
     case v1::ServerFrame::kConnected:
-      if (read_frame_.connected().stream_revision() >= 2) {
+      if (frame.connected().stream_revision() >= 2) {
         std::lock_guard<std::mutex> lock(mutex_);
         riding_acks_ = true;
       }
@@ -287,14 +252,14 @@ void Device::OnReadDone(bool ok) {
       Settle(true);
       break;
     case v1::ServerFrame::kDeliver:
-      HandleDeliver(read_frame_.deliver());
+      HandleDeliver(frame.deliver());
       break;
     case v1::ServerFrame::kSendResult:
-      HandleSendResult(read_frame_.send_result());
+      HandleSendResult(frame.send_result());
       break;
     case v1::ServerFrame::kError: {
       run_->stream_errors.fetch_add(1, std::memory_order_relaxed);
-      const v1::StreamError& e = read_frame_.error();
+      const v1::StreamError& e = frame.error();
       run_->NoteFailure(absl::StrCat(account_.user_id, ": stream error ", e.code(), " ",
                                      e.message()));
       if (e.request_id() != 0) {
@@ -311,12 +276,11 @@ void Device::OnReadDone(bool ok) {
     case v1::ServerFrame::kDisplaced:
     case v1::ServerFrame::kClosing:
       run_->NoteFailure(absl::StrCat(account_.user_id, ": server closed the stream (",
-                                     read_frame_.frame_case(), ")"));
+                                     frame.frame_case(), ")"));
       break;
     default:
       break;  // pong, presence, prekeys_low: not part of the benchmark
   }
-  StartRead(&read_frame_);
 }
 
 void Device::HandleDeliver(const v1::Deliver& deliver) {
@@ -364,7 +328,7 @@ void Device::HandleDeliver(const v1::Deliver& deliver) {
   }
   if (gaps > 0) run_->inbox_gaps.fetch_add(gaps, std::memory_order_relaxed);
 
-  bool start = false;
+  DeviceStream* wake = nullptr;
   if (n > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     ack_up_to_ = deliver.envelopes(deliver.envelopes_size() - 1).server_id();
@@ -372,10 +336,10 @@ void Device::HandleDeliver(const v1::Deliver& deliver) {
     if (unacked_ >= run_->ack_every) {
       unacked_ = 0;
       ack_due_ = true;
-      if (!writing_ && !writes_done_ && !hold_released_) start = NextFrameLocked();
+      wake = stream_.get();
     }
   }
-  if (start) StartWrite(&write_frame_);
+  if (wake != nullptr) wake->Wake();
   // Our lock is released: the senders' next sends take only their own locks.
   for (Device* sender : completed_senders) sender->SlotFreed();
 }
@@ -458,15 +422,138 @@ uint64_t Device::CountLosses() {
   return lost;
 }
 
-void Device::OnDone(const grpc::Status& status) {
+void Device::OnStreamEnd(int code, const std::string& message) {
+  if (ended_) return;
+  ended_ = true;
   if (!settled_) Settle(false);
   if (!run_->shutting_down.load()) {
     run_->stream_failures.fetch_add(1, std::memory_order_relaxed);
-    run_->NoteFailure(absl::StrCat(account_.user_id, ": stream ended: code ",
-                                   static_cast<int>(status.error_code()), " ",
-                                   status.error_message()));
+    run_->NoteFailure(absl::StrCat(account_.user_id, ": stream ended: code ", code, " ", message));
   }
   run_->Signal(run_->done);
+}
+
+namespace {
+
+// Write state of one stream: at most one write in flight (`writing_`); the frames come from
+// Device::NextFrame. A hold keeps OnDone from running while other threads may still start
+// writes (a receiver queues its sender's next send; the ack flusher) until Close() or a broken
+// stream releases it.
+class GrpcDeviceStream final : public DeviceStream,
+                               public grpc::ClientBidiReactor<v1::ClientFrame, v1::ServerFrame> {
+ public:
+  GrpcDeviceStream(Device* device, std::shared_ptr<grpc::Channel> channel)
+      : device_(device), stub_(v1::Gateway::NewStub(std::move(channel))) {}
+
+  void Start() override {
+    context_.AddMetadata("authorization", "Bearer " + device_->account().token);
+    if (device_->stream_revision() >= 2) {
+      context_.AddMetadata("padlock-stream-revision", std::to_string(device_->stream_revision()));
+    }
+    stub_->async()->Connect(&context_, this);
+    AddHold();
+    StartRead(&read_frame_);
+    StartCall();
+  }
+
+  void Wake() override {
+    bool start = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!writing_ && !writes_done_ && !hold_released_) start = NextLocked();
+    }
+    if (start) StartWrite(write_frame_);
+  }
+
+  void Close() override {
+    bool start = false;
+    bool release = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      close_requested_ = true;
+      // What is left (acks, then the half-close) is written by the OnWriteDone chain.
+      if (!writing_ && !writes_done_ && !hold_released_) start = NextLocked();
+      release = !hold_released_;
+      hold_released_ = true;
+    }
+    if (start) StartWrite(write_frame_);
+    if (release) RemoveHold();
+  }
+
+  void Cancel() override { context_.TryCancel(); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      ReleaseHold();  // the stream is over; OnDone follows once nothing else is in flight
+      return;
+    }
+    device_->OnFrame(read_frame_);
+    StartRead(&read_frame_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool start = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      writing_ = false;
+      if (!ok) {
+        writes_done_ = true;  // the stream is broken; OnDone will say why
+        return;
+      }
+      start = NextLocked();
+    }
+    if (start) StartWrite(write_frame_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    device_->OnStreamEnd(static_cast<int>(status.error_code()), status.error_message());
+  }
+
+ private:
+  // With mutex_ held: the next frame into scratch_ and write_frame_ (true), or, when none is left
+  // and a close was requested, the half-close (safe under the lock: it only queues it).
+  bool NextLocked() {
+    if (const v1::ClientFrame* frame = device_->NextFrame(scratch_)) {
+      write_frame_ = frame;
+      writing_ = true;
+      return true;
+    }
+    if (close_requested_ && !writes_done_) {
+      writes_done_ = true;
+      writing_ = true;
+      StartWritesDone();
+    }
+    return false;
+  }
+
+  // Lets OnDone run (once): no thread outside the reactions starts operations after this.
+  void ReleaseHold() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (hold_released_) return;
+      hold_released_ = true;
+    }
+    RemoveHold();
+  }
+
+  Device* const device_;
+  std::unique_ptr<v1::Gateway::Stub> stub_;
+  grpc::ClientContext context_;
+  v1::ServerFrame read_frame_;
+  FrameScratch scratch_;
+  const v1::ClientFrame* write_frame_ = nullptr;  // in scratch_, being written
+  std::mutex mutex_;
+  bool writing_ = false;
+  bool close_requested_ = false;
+  bool writes_done_ = false;
+  bool hold_released_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<DeviceStream> MakeGrpcDeviceStream(Device* device,
+                                                   std::shared_ptr<grpc::Channel> channel) {
+  return std::make_unique<GrpcDeviceStream>(device, std::move(channel));
 }
 
 }  // namespace padlock::loadgen

@@ -1,12 +1,15 @@
 #pragma once
-// One simulated device: its Gateway.Connect stream (a ClientBidiReactor on its own channel), what
-// it sends (a ledger of its own messages, counted by the receivers) and what it receives (latency,
-// duplicate and gap checks, cumulative acks). RunState is what all devices of one run share.
+// One simulated device: what it sends (a ledger of its own messages, counted by the receivers),
+// what it receives (latency, duplicate and gap checks, cumulative acks), and its Gateway.Connect
+// stream behind a small transport interface (DeviceStream): the gRPC callback client
+// (MakeGrpcDeviceStream, below) or the epoll + nghttp2 client of h2_transport.h. The ledger, ack
+// and latency logic is the same for both. RunState is what all devices of one run share.
 //
-// Threading: gRPC runs the reactions on its callback threads. Each Device guards its stream state
-// with its own mutex and its ledger with another; no code path holds two locks at once (a
-// receiver releases its own lock before it touches the sender's ledger or queues the sender's
-// next send). StartWrite is only called with no write in flight (`writing_`).
+// Threading: transports call the Device from their own threads (gRPC's callback threads, the h2
+// event loops). Each Device guards its stream state with its own mutex and its ledger with
+// another; no code path holds two of a Device's locks at once (a receiver releases its own lock
+// before it touches the sender's ledger or queues the sender's next send), and a Device never
+// calls into its transport with a lock held, so a transport may call NextFrame under its own.
 
 #include <grpcpp/grpcpp.h>
 
@@ -87,12 +90,36 @@ struct RunState {
   void Signal(int& counter);
 };
 
-class Device : public grpc::ClientBidiReactor<v1::ClientFrame, v1::ServerFrame> {
+// Memory that Device::NextFrame builds frames in and reuses: a frame per kind, so that an ack
+// between two sends does not free a send's nested messages only to allocate them again.
+struct FrameScratch {
+  v1::ClientFrame ack;
+  v1::ClientFrame send;
+};
+
+// A device's Gateway.Connect stream, as a transport carries it. The transport pulls what to
+// write from its Device (Device::NextFrame) and hands it what it reads (Device::OnFrame); the
+// Device calls Wake whenever NextFrame may have something new. Start, Wake, Close and Cancel may
+// be called from any thread; the Device owns the stream and outlives it.
+class DeviceStream {
+ public:
+  virtual ~DeviceStream() = default;
+  // Opens the stream with the device's bearer token; `connected` and the rest arrive via OnFrame.
+  virtual void Start() = 0;
+  // Device::NextFrame may return a frame now: write it (and whatever follows) soon.
+  virtual void Wake() = 0;
+  // Half-closes the stream once every frame NextFrame gives is written.
+  virtual void Close() = 0;
+  // Ends the stream now (after Close had its chance).
+  virtual void Cancel() = 0;
+};
+
+class Device {
  public:
   Device(RunState* run, uint32_t index, DeviceAccount account);
 
-  // Opens the stream on `channel` (with the bearer token) and starts reading.
-  void Connect(std::shared_ptr<grpc::Channel> channel);
+  // Opens the device's stream on `stream` (made for this device) and starts reading.
+  void Connect(std::unique_ptr<DeviceStream> stream);
   // Queues one 1:1 send to device `recipient` (chat, open, backlog); `send_nanos` is the time
   // the send counts from.
   void SendTo(uint32_t recipient, uint64_t send_nanos);
@@ -100,10 +127,19 @@ class Device : public grpc::ClientBidiReactor<v1::ClientFrame, v1::ServerFrame> 
   void SendGroup(uint64_t send_nanos);
   // Sends whatever acks are pending (the periodic flush).
   void FlushAck();
-  // Half-closes the stream once the queued frames are written.
+  // Acks what is left, then half-closes the stream.
   void Close();
   // Cancels the stream (after Close had its chance).
   void Cancel();
+
+  // For the transport. Builds the next frame to write (acks first) in `scratch` and returns it,
+  // or returns null when there is none. `scratch` may hold earlier frames of any device of this
+  // run: its memory is reused.
+  const v1::ClientFrame* NextFrame(FrameScratch& scratch);
+  // For the transport: one frame read from the stream, in order, on one thread at a time.
+  void OnFrame(const v1::ServerFrame& frame);
+  // For the transport, once, after the last OnFrame: the stream ended with this gRPC status.
+  void OnStreamEnd(int code, const std::string& message);
 
   // Marks `sequence` of this device's ledger received once; returns true when that completed
   // the message (every addressed device has it).
@@ -112,17 +148,14 @@ class Device : public grpc::ClientBidiReactor<v1::ClientFrame, v1::ServerFrame> 
   uint64_t CountLosses();
 
   const DeviceAccount& account() const { return account_; }
+  // The stream revision to ask for (the `padlock-stream-revision` metadata when ≥ 2).
+  uint32_t stream_revision() const { return run_->stream_revision; }
   uint32_t index() const { return index_; }
   bool connected() const { return connected_at_nanos_.load() != 0; }
   uint64_t connect_started_nanos() const { return connect_started_nanos_; }
   uint64_t received() const { return received_.load(); }
   uint64_t last_receipt_nanos() const { return last_receipt_nanos_.load(); }
   uint64_t queue_empty_nanos() const { return queue_empty_nanos_.load(); }
-
-  void OnReadDone(bool ok) override;
-  void OnWriteDone(bool ok) override;
-  void OnWritesDoneDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override;
 
  private:
   struct PendingSend {
@@ -139,36 +172,26 @@ class Device : public grpc::ClientBidiReactor<v1::ClientFrame, v1::ServerFrame> 
   };
 
   void Queue(PendingSend send);
-  // Fills write_frame_ with the next frame to write (acks first); false when there is none.
-  bool NextFrameLocked();
-  void StartNextWrite();
   void HandleDeliver(const v1::Deliver& deliver);
   void HandleSendResult(const v1::SendResult& result);
   void Settle(bool ready);
-  // Lets OnDone run (once): no thread outside the reactions starts operations after this.
-  void ReleaseHold();
   // A freed window slot (refused, or completed): send again when the loop is closed.
   void SlotFreed();
 
   RunState* const run_;
   const uint32_t index_;
   const DeviceAccount account_;
-  std::unique_ptr<v1::Gateway::Stub> stub_;
-  grpc::ClientContext context_;
-  v1::ServerFrame read_frame_;
-  v1::ClientFrame write_frame_;
   uint64_t connect_started_nanos_ = 0;
   std::atomic<uint64_t> connected_at_nanos_{0};
   std::atomic<uint64_t> queue_empty_nanos_{0};
   std::atomic<uint64_t> last_receipt_nanos_{0};
   std::atomic<uint64_t> received_{0};
-  bool settled_ = false;  // only touched by read reactions
+  bool settled_ = false;  // only touched by the reading transport thread
+  bool ended_ = false;    // likewise: OnStreamEnd ran
 
   std::mutex mutex_;
-  bool writing_ = false;
-  bool close_requested_ = false;
-  bool writes_done_ = false;
-  bool hold_released_ = false;
+  // Set once, by Connect; null before (what is queued then is written once the stream starts).
+  std::unique_ptr<DeviceStream> stream_;
   std::deque<PendingSend> pending_;
   std::string ack_up_to_;
   std::string last_acked_;  // never ack the same id twice (the gateway answers a StreamError)
@@ -181,5 +204,10 @@ class Device : public grpc::ClientBidiReactor<v1::ClientFrame, v1::ServerFrame> 
   std::mutex ledger_mutex_;
   std::vector<SentMessage> ledger_;
 };
+
+// The gRPC callback-API transport (--transport=grpc): a ClientBidiReactor on `channel`, which
+// must be the device's own (one TCP connection per device). Plaintext or TLS, as the channel is.
+std::unique_ptr<DeviceStream> MakeGrpcDeviceStream(Device* device,
+                                                   std::shared_ptr<grpc::Channel> channel);
 
 }  // namespace padlock::loadgen

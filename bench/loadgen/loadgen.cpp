@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "bench/loadgen/device_stream.h"
+#include "bench/loadgen/h2_transport.h"
 #include "services/common/statement/signature.h"
 
 namespace padlock::loadgen {
@@ -112,6 +113,8 @@ class Runner {
   // ready_timeout_seconds, in case a closed loop stalls on a lost envelope).
   void LoadWindow();
   uint32_t RandomOther(uint32_t self);
+  // A stream for device `i` on the chosen transport.
+  std::unique_ptr<DeviceStream> NewStream(size_t i);
 
   const Options& options_;
   Progress progress_;
@@ -126,7 +129,15 @@ class Runner {
   std::atomic<bool> stop_flusher_{false};
   bool torn_down_ = false;
   std::mt19937_64 rng_{std::random_device{}()};
+  // After run_: destroyed (its loops stopped) before the devices its streams belong to.
+  std::unique_ptr<H2Client> h2_;
 };
+
+std::unique_ptr<DeviceStream> Runner::NewStream(size_t i) {
+  Device* device = run_.devices[i].get();
+  if (h2_ != nullptr) return h2_->NewStream(device);
+  return MakeGrpcDeviceStream(device, channels_[i]);
+}
 
 void Runner::LoadWindow() {
   if (options_.count == 0) {
@@ -203,12 +214,22 @@ absl::Status Runner::Setup(int count) {
     run_.devices.push_back(
         std::make_unique<Device>(&run_, static_cast<uint32_t>(i), std::move((*accounts)[i])));
   }
-  // A channel per device with a distinct argument: one TCP connection each.
-  channels_.resize(run_.devices.size());
-  const int64_t salt = static_cast<int64_t>(getpid()) << 32;
-  for (size_t i = 0; i < channels_.size(); ++i) {
-    channels_[i] = DedicatedChannel(options_.target, credentials_, salt + static_cast<int64_t>(i),
-                                    options_.tls_server_name);
+  if (options_.scenario == "claims") {
+    // No device streams.
+  } else if (options_.transport == "h2") {
+    // A connection per device, opened by its stream.
+    absl::StatusOr<std::unique_ptr<H2Client>> h2 =
+        H2Client::Create(options_.target, options_.h2_threads);
+    if (!h2.ok()) return h2.status();
+    h2_ = std::move(*h2);
+  } else {
+    // A channel per device with a distinct argument: one TCP connection each.
+    channels_.resize(run_.devices.size());
+    const int64_t salt = static_cast<int64_t>(getpid()) << 32;
+    for (size_t i = 0; i < channels_.size(); ++i) {
+      channels_[i] = DedicatedChannel(options_.target, credentials_,
+                                      salt + static_cast<int64_t>(i), options_.tls_server_name);
+    }
   }
   report_.setup_seconds = Seconds(NowNanos() - t0);
   return absl::OkStatus();
@@ -232,7 +253,7 @@ absl::Status Runner::ConnectDevices(size_t first, size_t last) {
     const int settled = run_.settled - base_settled;
     while (next < last && static_cast<int>(next - first) - settled < parallel) {
       lock.unlock();
-      run_.devices[next]->Connect(channels_[next]);
+      run_.devices[next]->Connect(NewStream(next));
       ++next;
       lock.lock();
     }
@@ -390,6 +411,8 @@ void Runner::Teardown() {
     lock.lock();
     run_.changed.wait_for(lock, std::chrono::seconds(30), [&] { return run_.done >= started; });
   }
+  lock.unlock();
+  h2_.reset();  // stops its loops; whatever is left ends as CANCELLED (shutting_down: not counted)
 }
 
 void Runner::RunChat() {
@@ -505,7 +528,7 @@ absl::Status Runner::RunBacklog() {
   // The drain: connect the receiver and time until every accepted envelope arrived.
   StartMeasuring();
   Device& receiver = *run_.devices[1];
-  receiver.Connect(channels_[1]);
+  receiver.Connect(NewStream(1));
   const uint64_t expected = run_.accepted.load();
   const uint64_t c0 = NowNanos();
   while (receiver.received() < expected &&
@@ -648,6 +671,7 @@ absl::StatusOr<Report> Runner::Execute() {
   report_.scenario = s;
   report_.target = options_.target;
   report_.tls = !options_.tls_ca_file.empty();
+  report_.transport = options_.transport;
   report_.devices = devices;
   report_.window = options_.window;
   report_.warmup_seconds = options_.warmup_seconds;
@@ -729,6 +753,10 @@ std::string Usage() {
   --target=HOST:PORT        gateway (default 127.0.0.1:7400)
   --tls-ca=FILE             TLS with these PEM roots (default plaintext)
   --tls-server-name=NAME    name to verify in the gateway's certificate
+  --transport=h2|grpc       device streams over epoll + nghttp2 (h2, default; plaintext only)
+                            or the gRPC C++ callback client (grpc; TLS needs it). Unary calls
+                            (register, log in, claims) always use gRPC stubs
+  --h2-threads=T            h2: event-loop threads, each owning devices i mod T (default 1)
   --devices=N               devices, one user and one TCP connection each (default 1000;
                             group: senders + members, e.g. 257; backlog: always 2)
   --window=W                envelopes in flight per device (chat), group sends per sender,
@@ -785,6 +813,8 @@ absl::StatusOr<Options> ParseFlags(int argc, char** argv) {
     else if (name == "target") o.target = value;
     else if (name == "tls-ca") o.tls_ca_file = value;
     else if (name == "tls-server-name") o.tls_server_name = value;
+    else if (name == "transport") o.transport = value;
+    else if (name == "h2-threads") s = number(o.h2_threads);
     else if (name == "devices") s = number(o.devices);
     else if (name == "window") s = number(o.window);
     else if (name == "rate") s = number(o.rate);
@@ -818,6 +848,14 @@ absl::StatusOr<Options> ParseFlags(int argc, char** argv) {
     if (!s.ok()) return s;
   }
   if (o.window < 1) return absl::InvalidArgumentError("--window must be at least 1");
+  if (o.transport != "h2" && o.transport != "grpc") {
+    return absl::InvalidArgumentError("--transport: h2 or grpc, not " + o.transport);
+  }
+  if (o.transport == "h2" && !o.tls_ca_file.empty()) {
+    return absl::InvalidArgumentError("--transport=h2 is plaintext only: use --transport=grpc "
+                                      "with --tls-ca");
+  }
+  if (o.h2_threads < 1) return absl::InvalidArgumentError("--h2-threads must be at least 1");
   if (o.prekeys > 100) return absl::InvalidArgumentError("--prekeys: at most 100 (one upload)");
   return o;
 }
@@ -835,11 +873,11 @@ absl::StatusOr<Report> Run(const Options& options) {
 
 std::string FormatTable(const Report& r) {
   std::string out;
-  absl::StrAppendFormat(&out, "scenario %s: %d devices, window %d%s, target %s%s\n", r.scenario,
-                        r.devices, r.window,
+  absl::StrAppendFormat(&out, "scenario %s: %d devices, window %d%s, target %s%s, transport %s\n",
+                        r.scenario, r.devices, r.window,
                         r.offered_rate > 0 ? absl::StrFormat(", offered %.0f/s", r.offered_rate)
                                            : std::string(),
-                        r.target, r.tls ? " (TLS)" : " (plaintext)");
+                        r.target, r.tls ? " (TLS)" : " (plaintext)", r.transport);
   absl::StrAppendFormat(&out, "set-up %.2fs, warm-up %.1fs, measured %.2fs\n", r.setup_seconds,
                         r.warmup_seconds, r.measured_seconds);
   if (r.scenario == "sparse") {
@@ -942,6 +980,7 @@ std::string FormatJson(const Report& r) {
   field("command", JsonString(r.command));
   field("target", JsonString(r.target));
   field("tls", r.tls ? "true" : "false");
+  field("transport", JsonString(r.transport));
   field("devices", count(static_cast<uint64_t>(r.devices)));
   field("window", count(static_cast<uint64_t>(r.window)));
   field("offered_rate", num(r.offered_rate));

@@ -65,6 +65,10 @@ struct Options {
   // TLS to the gateway: PEM root certificates file (empty: plaintext), and the name to verify.
   std::string tls_ca_file = {};
   std::string tls_server_name = {};
+  // The device streams' transport: "h2" (epoll + nghttp2, h2_transport.h; plaintext only) or
+  // "grpc" (the gRPC C++ callback client; needed for TLS). Unary calls always use gRPC stubs.
+  std::string transport = "h2";
+  int h2_threads = 1;  // h2: event-loop threads
   int devices = 1000;
   int window = 1;
   double rate = 10000;  // open: envelopes per second in total
@@ -128,6 +132,7 @@ struct Report {
   std::string scenario = {};
   std::string target = {};
   bool tls = false;
+  std::string transport = {};
   int devices = 0;
   int window = 0;
   double offered_rate = 0;  // open

@@ -1,8 +1,9 @@
-// padlock-loadgen against the real stack: short chat, group and backlog runs in which every
-// sent envelope must be accepted and counted exactly once at its receiver (zero losses, zero
-// duplicates, no refusals, no stream failures); a short claims run in which every claim must be
-// answered with the target's bundle and a verifying signed prekey; and the /proc measurement must
-// find the gateway by its port. Counts only: no timing assertions (figures belong in bench/).
+// padlock-loadgen against the real stack (its default h2 transport, and one chat run over the
+// gRPC client): short chat, group and backlog runs in which every sent envelope must be accepted
+// and counted exactly once at its receiver (zero losses, zero duplicates, no refusals, no stream
+// failures); a short claims run in which every claim must be answered with the target's bundle
+// and a verifying signed prekey; and the /proc measurement must find the gateway by its port.
+// Counts only: no timing assertions (figures belong in bench/).
 //
 // Every run is bounded by a send count (Options::count), never by a duration: the same work, and
 // so the same verdict, on a fast machine and a slow one. A duration-bounded claims run once made
@@ -88,10 +89,24 @@ TEST_F(LoadgenE2e, ChatRunCountsEverySentEnvelopeOnceAtItsReceiver) {
   ASSERT_TRUE(r.ok()) << r.status() << "\n" << stack_->Logs();
   ExpectEveryEnvelopeOnce(*r, 1);
   EXPECT_EQ(r->sent, 2000u);
+  EXPECT_EQ(r->transport, "h2");  // the default
   EXPECT_GT(r->delivered_in_window, 0u);
   EXPECT_GT(r->latency_ms_p50, 0);
   ASSERT_EQ(r->processes.size(), 1u);
   EXPECT_EQ(r->processes[0].pid, stack_->gateway_pid(0));
+}
+
+// The same over the gRPC callback client (--transport=grpc, what TLS runs use): both transports
+// feed the same device logic, and both must count every envelope once.
+TEST_F(LoadgenE2e, ChatRunOverTheGrpcTransportCountsEverySentEnvelopeOnce) {
+  Options o = Short("chat", 20, 1000);
+  o.window = 4;
+  o.transport = "grpc";
+  absl::StatusOr<Report> r = loadgen::Run(o);
+  ASSERT_TRUE(r.ok()) << r.status() << "\n" << stack_->Logs();
+  ExpectEveryEnvelopeOnce(*r, 1);
+  EXPECT_EQ(r->sent, 1000u);
+  EXPECT_EQ(r->transport, "grpc");
 }
 
 TEST_F(LoadgenE2e, OpenLoopRunCountsEverySentEnvelopeOnce) {

@@ -77,12 +77,37 @@ TEST(LoadgenFlags, ParsesScenarioNumbersAndWatchList) {
 
 TEST(LoadgenFlags, RejectsUnknownFlagsAndBadValues) {
   for (std::string bad : {"--nope=1", "--devices=abc", "--watch=gateway", "--window=0",
-                          "--prekeys=101", "--count=-5"}) {
+                          "--prekeys=101", "--count=-5", "--transport=quic", "--h2-threads=0"}) {
     std::string name = "padlock-loadgen";
     std::vector<char*> argv = {name.data(), bad.data()};
     EXPECT_EQ(ParseFlags(2, argv.data()).status().code(), absl::StatusCode::kInvalidArgument)
         << bad;
   }
+}
+
+TEST(LoadgenFlags, TransportIsH2ByDefaultAndGrpcOnRequest) {
+  std::string name = "padlock-loadgen", grpc = "--transport=grpc", threads = "--h2-threads=2";
+  std::vector<char*> none = {name.data()};
+  absl::StatusOr<Options> o = ParseFlags(1, none.data());
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->transport, "h2");
+  EXPECT_EQ(o->h2_threads, 1);
+  std::vector<char*> args = {name.data(), grpc.data(), threads.data()};
+  o = ParseFlags(3, args.data());
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->transport, "grpc");
+  EXPECT_EQ(o->h2_threads, 2);
+}
+
+TEST(LoadgenFlags, TlsNeedsTheGrpcTransport) {
+  std::string name = "padlock-loadgen", tls = "--tls-ca=/tmp/ca.pem", h2 = "--transport=h2",
+              grpc = "--transport=grpc";
+  std::vector<char*> defaulted = {name.data(), tls.data()};
+  EXPECT_EQ(ParseFlags(2, defaulted.data()).status().code(), absl::StatusCode::kInvalidArgument);
+  std::vector<char*> explicit_h2 = {name.data(), tls.data(), h2.data()};
+  EXPECT_EQ(ParseFlags(3, explicit_h2.data()).status().code(), absl::StatusCode::kInvalidArgument);
+  std::vector<char*> with_grpc = {name.data(), tls.data(), grpc.data()};
+  EXPECT_TRUE(ParseFlags(3, with_grpc.data()).ok());
 }
 
 }  // namespace
