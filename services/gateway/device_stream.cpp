@@ -104,6 +104,18 @@ struct StreamHub::Metrics {
     envelopes_out = counter("padlock_gateway_envelopes_out_total",
                             "Envelopes written to device streams");
     deliver_frames = counter("padlock_gateway_deliver_frames_total", "Deliver frames written");
+    server_frames = counter("padlock_gateway_server_frames_total",
+                            "Frames written to device streams (all kinds)");
+    outcomes_riding = counter("padlock_gateway_send_outcomes_riding_total",
+                              "Send outcomes written in send_results (stream revision 2)");
+    auto& client_family = prometheus::BuildCounter()
+                              .Name("padlock_gateway_client_frames_total")
+                              .Help("Frames read from device streams, by kind; riding_ack counts "
+                                    "acks that came on another frame (stream revision 2)")
+                              .Register(*registry);
+    for (const char* kind : {"send", "ack", "riding_ack", "presence", "ping", "other"}) {
+      client_frames[kind] = &client_family.Add({{"kind", kind}});
+    }
     direct_pushes = counter("padlock_gateway_wakeup_pushes_total",
                             "Envelopes pushed straight from a wake-up (no inbox read)");
     gap_fills = counter("padlock_gateway_gap_fills_total",
@@ -145,6 +157,9 @@ struct StreamHub::Metrics {
   prometheus::Counter* envelopes_in;
   prometheus::Counter* envelopes_out;
   prometheus::Counter* deliver_frames;
+  prometheus::Counter* server_frames;
+  prometheus::Counter* outcomes_riding;
+  std::map<std::string, prometheus::Counter*> client_frames;
   prometheus::Counter* direct_pushes;
   prometheus::Counter* gap_fills;
   prometheus::Counter* inbox_reads;
@@ -839,7 +854,29 @@ void DeviceStream::OnReadDone(bool ok) {
     return;
   }
   // An ack riding on the frame comes first (it may free the unacked window for what follows).
-  if (in_.has_acks()) HandleAck(in_.acks());
+  const StreamHub::Metrics& metrics = *hub_->metrics_;
+  if (in_.has_acks()) {
+    runtime::Increment(metrics.client_frames.at("riding_ack"));
+    HandleAck(in_.acks());
+  }
+  switch (in_.frame_case()) {
+    case v1::ClientFrame::kSend:
+      runtime::Increment(metrics.client_frames.at("send"));
+      break;
+    case v1::ClientFrame::kAck:
+      runtime::Increment(metrics.client_frames.at("ack"));
+      break;
+    case v1::ClientFrame::kSubscribePresence:
+    case v1::ClientFrame::kSetPresenceVisibility:
+      runtime::Increment(metrics.client_frames.at("presence"));
+      break;
+    case v1::ClientFrame::kPing:
+      runtime::Increment(metrics.client_frames.at("ping"));
+      break;
+    case v1::ClientFrame::FRAME_NOT_SET:
+      if (!in_.has_acks()) runtime::Increment(metrics.client_frames.at("other"));
+      break;
+  }
   switch (in_.frame_case()) {
     case v1::ClientFrame::kSend:
       HandleSend(in_.mutable_send());
@@ -1308,6 +1345,8 @@ void DeviceStream::MaybeWriteLocked() {
     for (v1::SendResult& result : results_) writing_.add_send_results()->Swap(&result);
     results_.clear();
   }
+  runtime::Increment(hub_->metrics_->outcomes_riding, writing_.send_results_size());
+  runtime::Increment(hub_->metrics_->server_frames);
   write_pending_ = true;
   StartWrite(&writing_);
 }
