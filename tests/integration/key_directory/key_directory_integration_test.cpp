@@ -309,8 +309,12 @@ class KeyDirectoryIntegration : public ::testing::Test {
     std::vector<std::string> argv{padlock::testing::BuildBinary("services/admin_cli/padlock-admin"),
                                   absl::StrCat("--target=", target_)};
     argv.insert(argv.end(), args.begin(), args.end());
+    // The in-process server is plaintext; mutual TLS with operator certificates is covered by
+    // tests/e2e/internal_trust (real binaries).
     auto process = padlock::testing::Subprocess::Start(
-        {.argv = argv, .log_path = dir.path() + "/admin.log"});
+        {.argv = argv,
+         .env = {{"PADLOCK_INTERNAL_INSECURE", "1"}},
+         .log_path = dir.path() + "/admin.log"});
     EXPECT_TRUE(process.ok()) << process.status();
     if (!process.ok()) return -1;
     auto status = process->Wait(absl::Seconds(20));
