@@ -115,6 +115,11 @@ class ServicesTest : public ::testing::Test {
     s.grpc_port = FreeTcpPort();
     s.metrics_port = FreeTcpPort();
     auto env = BaseEnv(s.grpc_port, s.metrics_port);
+    // The key-directory's admin port defaults to 7431: two replicas (or a running local stack)
+    // would collide.
+    if (binary == PADLOCK_KEY_DIRECTORY_BIN) {
+      env["PADLOCK_ADMIN_PORT"] = absl::StrCat(FreeTcpPort());
+    }
     for (auto& [k, v] : extra) env[k] = v;
     auto process = Subprocess::Start({.argv = {binary},
                                       .env = env,
