@@ -130,22 +130,24 @@ absl::StatusOr<InternalTls> InternalTlsFromDirectory(const std::string& dir) {
 }
 
 std::string PeerIdentity(const grpc::AuthContext& context) {
+  std::string identity;
   for (const grpc::string_ref& san : context.FindPropertyValues("x509_subject_alternative_name")) {
     std::string_view value(san.data(), san.size());
-    if (value.starts_with(kIdentityUriPrefix)) {
-      value.remove_prefix(kIdentityUriPrefix.size());
-      // "service/<name>" or "operator/<who>", nothing else.
-      const size_t slash = value.find('/');
-      if (slash == std::string_view::npos || slash + 1 == value.size() ||
-          value.find('/', slash + 1) != std::string_view::npos) {
-        continue;
-      }
-      const std::string_view kind = value.substr(0, slash);
-      if (kind != "service" && kind != "operator") continue;
-      return std::string(value);
+    if (!value.starts_with(kIdentityUriPrefix)) continue;
+    value.remove_prefix(kIdentityUriPrefix.size());
+    // "service/<name>" or "operator/<who>", nothing else.
+    const size_t slash = value.find('/');
+    const std::string_view kind = value.substr(0, slash);
+    if (slash == std::string_view::npos || slash + 1 == value.size() ||
+        value.find('/', slash + 1) != std::string_view::npos ||
+        (kind != "service" && kind != "operator")) {
+      return "";  // a malformed identity: trust none of the certificate's
     }
+    // A certificate naming two identities is ambiguous (a service that is also an operator?).
+    if (!identity.empty() && identity != value) return "";
+    identity = std::string(value);
   }
-  return "";
+  return identity;
 }
 
 std::string ServiceIdentity(std::string_view service) {

@@ -64,7 +64,8 @@ InternalTls InternalTlsFromConfig(Config& config);
 absl::StatusOr<InternalTls> InternalTlsFromDirectory(const std::string& dir);
 
 // The identity a certificate's URI SAN names, without the prefix: "service/gateway",
-// "operator/alice". Empty when the peer presented no such SAN (or no certificate).
+// "operator/alice". Empty when the peer presented no such SAN (or no certificate), or when a
+// certificate names a malformed identity under the prefix or two different ones.
 std::string PeerIdentity(const grpc::AuthContext& context);
 
 inline constexpr std::string_view kIdentityUriPrefix = "spiffe://padlock/";

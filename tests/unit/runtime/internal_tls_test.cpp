@@ -5,7 +5,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <grpcpp/security/auth_context.h>
+
 #include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "services/common/runtime/server.h"
 #include "tests/harness/harness.h"
@@ -13,6 +18,58 @@
 namespace padlock::runtime {
 namespace {
 
+
+// The properties gRPC's TLS puts in an AuthContext, for the SANs only.
+class FakeAuthContext final : public grpc::AuthContext {
+ public:
+  explicit FakeAuthContext(std::vector<std::string> sans) : sans_(std::move(sans)) {}
+  bool IsPeerAuthenticated() const override { return true; }
+  std::vector<grpc::string_ref> GetPeerIdentity() const override { return {}; }
+  std::string GetPeerIdentityPropertyName() const override { return ""; }
+  std::vector<grpc::string_ref> FindPropertyValues(const std::string& name) const override {
+    std::vector<grpc::string_ref> values;
+    if (name != "x509_subject_alternative_name") return values;
+    for (const std::string& san : sans_) values.emplace_back(san);
+    return values;
+  }
+  grpc::AuthPropertyIterator begin() const override { return EmptyIterator(); }
+  grpc::AuthPropertyIterator end() const override { return EmptyIterator(); }
+  void AddProperty(const std::string& /*key*/, const grpc::string_ref& /*value*/) override {}
+  bool SetPeerIdentityPropertyName(const std::string& /*name*/) override { return false; }
+
+ private:
+  struct EmptyIterator : grpc::AuthPropertyIterator {
+    EmptyIterator() {}  // the base constructor is protected
+  };
+  std::vector<std::string> sans_;
+};
+
+std::string IdentityOf(std::vector<std::string> sans) {
+  return PeerIdentity(FakeAuthContext(std::move(sans)));
+}
+
+TEST(PeerIdentity, ReadsTheServiceOrOperatorUri) {
+  EXPECT_EQ(IdentityOf({"gateway", "localhost", "spiffe://padlock/service/gateway"}),
+            "service/gateway");
+  EXPECT_EQ(IdentityOf({"spiffe://padlock/operator/alice"}), "operator/alice");
+}
+
+TEST(PeerIdentity, NoneWithoutAPadlockUri) {
+  EXPECT_EQ(IdentityOf({}), "");
+  EXPECT_EQ(IdentityOf({"gateway", "spiffe://other/service/gateway"}), "");
+}
+
+TEST(PeerIdentity, NoneForMalformedOrAmbiguousIdentities) {
+  EXPECT_EQ(IdentityOf({"spiffe://padlock/admin/alice"}), "");
+  EXPECT_EQ(IdentityOf({"spiffe://padlock/service/"}), "");
+  EXPECT_EQ(IdentityOf({"spiffe://padlock/service/a/b"}), "");
+  EXPECT_EQ(IdentityOf({"spiffe://padlock/service/gateway", "spiffe://padlock/operator/eve"}),
+            "");
+  EXPECT_EQ(IdentityOf({"spiffe://padlock/service/gateway", "spiffe://padlock/admin/x"}), "");
+  // The same identity twice is still one identity.
+  EXPECT_EQ(IdentityOf({"spiffe://padlock/service/presence", "spiffe://padlock/service/presence"}),
+            "service/presence");
+}
 
 bool HasError(const Config& config, const std::string& variable, const std::string& text) {
   for (const Config::Error& e : config.errors()) {
