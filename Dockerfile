@@ -1,6 +1,7 @@
 # Padlock container image: one image with every service binary; the command picks the service
 #   docker run padlock/padlock padlock-gateway        (also padlock-presence,
-#   padlock-message-queue, padlock-key-directory, padlock-healthcheck)
+#   padlock-message-queue, padlock-key-directory, padlock-healthcheck, padlock-admin, and
+#   padlock-internal-certs: scripts/lib/internal-certs.sh, the internal CA and certificates)
 #
 # Targets (stages are ordered so that the classic builder, which builds every stage up to the
 # target, never compiles for --target prebuilt):
@@ -25,13 +26,15 @@ FROM apt-base AS runtime-base
 # final stage catches a gap).
 ARG RUNTIME_PACKAGES="libabsl20220623 libgrpc++1.51 libgrpc29 libhiredis0.14 libpqxx-6.4 \
 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 libsignal-protocol-c2.3.2 \
-libssl3 libstdc++6 ca-certificates"
+libssl3 libstdc++6 ca-certificates openssl"
 RUN apt-install $RUNTIME_PACKAGES \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 padlock \
     && useradd --system --uid 10001 --gid padlock --home-dir /nonexistent --no-create-home \
          --shell /usr/sbin/nologin padlock
 COPY deploy/image/padlock-container-healthcheck /usr/local/bin/
+# The internal PKI generator (openssl CLI), for compose's one-shot internal-certs service.
+COPY scripts/lib/internal-certs.sh /usr/local/bin/padlock-internal-certs
 USER 10001:10001
 # Readiness of whichever padlock service runs in the container (its gRPC port is found from
 # PADLOCK_GRPC_ADDRESS / PADLOCK_GRPC_PORT / the service's default port).
@@ -50,7 +53,7 @@ USER root
 RUN set -e; rm -f /usr/local/bin/README.md; \
     if [ "$PREBUILT" = 1 ]; then \
       for b in padlock-gateway padlock-presence padlock-message-queue padlock-key-directory \
-               padlock-healthcheck; do \
+               padlock-healthcheck padlock-admin; do \
         test -x "/usr/local/bin/$b" || { echo "missing $b" >&2; exit 1; }; \
       done; \
       if ldd /usr/local/bin/padlock-* | grep 'not found'; then exit 1; fi; \
@@ -70,11 +73,12 @@ WORKDIR /src
 COPY . /src
 RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
     && cmake --build /build -j "$JOBS" --target padlock-gateway padlock-presence \
-         padlock-message-queue padlock-key-directory padlock-healthcheck \
+         padlock-message-queue padlock-key-directory padlock-healthcheck padlock-admin \
     && mkdir -p /out/bin \
     && find /build -type f -name 'padlock-*' -perm -u+x \
          \( -name padlock-gateway -o -name padlock-presence -o -name padlock-message-queue \
-            -o -name padlock-key-directory -o -name padlock-healthcheck \) \
+            -o -name padlock-key-directory -o -name padlock-healthcheck \
+            -o -name padlock-admin \) \
          -exec install -m 0755 -s {} /out/bin/ \; \
     && ls -l /out/bin
 

@@ -183,12 +183,14 @@ docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=0
 
 build_image_prebuilt() {
   local ctx="$WORK/context" b
-  mkdir -p "$ctx/deploy/prebuilt" "$ctx/deploy/image"
+  mkdir -p "$ctx/deploy/prebuilt" "$ctx/deploy/image" "$ctx/scripts/lib"
   cp "$REPO/Dockerfile" "$ctx/Dockerfile"
   cp "$REPO/deploy/image/padlock-container-healthcheck" "$REPO/deploy/image/apt-install" \
     "$ctx/deploy/image/"
+  cp "$REPO/scripts/lib/internal-certs.sh" "$ctx/scripts/lib/"
   for b in gateway/padlock-gateway presence/padlock-presence message_queue/padlock-message-queue \
-           key_directory/padlock-key-directory common/runtime/padlock-healthcheck; do
+           key_directory/padlock-key-directory common/runtime/padlock-healthcheck \
+           admin_cli/padlock-admin; do
     [ -x "$BUILD_DIR/services/$b" ] || { say "missing $BUILD_DIR/services/$b"; return 1; }
     strip --strip-unneeded -o "$ctx/deploy/prebuilt/${b##*/}" "$BUILD_DIR/services/$b" || return 1
   done
@@ -215,7 +217,8 @@ stack_up() {
   compose up -d --no-build
 }
 
-# Every container of the project healthy (or running, for those without a healthcheck).
+# Every container of the project healthy (or running, for those without a healthcheck; or done
+# with status 0, for the one-shot internal-certs).
 stack_healthy() {
   local deadline=$((SECONDS + STACK_TIMEOUT)) ids id state bad
   while :; do
@@ -224,10 +227,10 @@ stack_healthy() {
     [ -n "$ids" ] || bad="no containers"
     for id in $ids; do
       state="$(docker inspect -f \
-        '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' \
+        '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' \
         "$id")"
       case "$state" in
-        *" running healthy"|*" running none") ;;
+        *" running healthy "*|*" running none "*|*internal-certs*" exited none 0") ;;
         *) bad="$bad ${state}," ;;
       esac
     done

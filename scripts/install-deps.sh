@@ -19,8 +19,11 @@ PACKAGES=(
   redis-server redis-tools postgresql-15 postgresql-client-15
   # runuser (run PostgreSQL unprivileged when invoked as root)
   util-linux
-  # the openssl CLI: the gateway's TLS test makes a throw-away certificate with it
+  # the openssl CLI: the gateway's TLS test makes a throw-away certificate with it, and
+  # scripts/lib/internal-certs.sh the internal CA and certificates (local stack, tests)
   openssl
+  # ss: scripts/padlock checks that the local stack listens on loopback only
+  iproute2
 )
 
 missing=()

@@ -1,14 +1,19 @@
 // padlock-admin: the operator's command line for KeyDirectoryAdmin (docs/KEY_DIRECTORY.md).
 //
-//   padlock-admin [--target=HOST:PORT] invite [--ttl=7d] [--for=USER]
-//   padlock-admin [--target=HOST:PORT] reset USER
-//   padlock-admin [--target=HOST:PORT] ban USER [--reason=TEXT]
-//   padlock-admin [--target=HOST:PORT] unban USER
-//   padlock-admin [--target=HOST:PORT] delete USER
+//   padlock-admin [--target=HOST:PORT] [--tls-dir=DIR] invite [--ttl=7d] [--for=USER]
+//   padlock-admin [--target=HOST:PORT] [--tls-dir=DIR] reset USER
+//   padlock-admin [--target=HOST:PORT] [--tls-dir=DIR] ban USER [--reason=TEXT]
+//   padlock-admin [--target=HOST:PORT] [--tls-dir=DIR] unban USER
+//   padlock-admin [--target=HOST:PORT] [--tls-dir=DIR] delete USER
 //
-// Target: --target, else PADLOCK_ADMIN_TARGET, else 127.0.0.1:7430. Every call has a 10 s
-// deadline. Exit codes: 0 done; 1 the service refused or failed (gRPC code and message on stderr);
-// 2 usage error; 3 service unreachable (UNAVAILABLE / DEADLINE_EXCEEDED).
+// Target: --target, else PADLOCK_ADMIN_TARGET, else 127.0.0.1:7431 (the key-directory's admin
+// port). The call is mutual TLS with an operator certificate: --tls-dir, else
+// PADLOCK_ADMIN_TLS_DIR, names a directory holding tls.crt, tls.key and ca.crt (what
+// scripts/lib/internal-certs.sh writes for `operator`, or a cert-manager Secret); the server must
+// present a certificate for `key-directory`. Plaintext only with PADLOCK_INTERNAL_INSECURE=1
+// (tests). Every call has a 10 s deadline. Exit codes: 0 done; 1 the service refused or failed
+// (gRPC code and message on stderr); 2 usage error (also: no certificate); 3 service unreachable
+// (UNAVAILABLE / DEADLINE_EXCEEDED).
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -19,18 +24,21 @@
 #include <vector>
 
 #include "padlock/v1/key_directory.grpc.pb.h"
+#include "services/common/runtime/internal_tls.h"
 
 namespace {
 
 constexpr char kUsage[] =
-    "usage: padlock-admin [--target=HOST:PORT] COMMAND\n"
+    "usage: padlock-admin [--target=HOST:PORT] [--tls-dir=DIR] COMMAND\n"
     "  invite [--ttl=DURATION] [--for=USER]   print a single-use registration invite token\n"
     "                                          (DURATION: 30m, 12h, 7d; default 7d)\n"
     "  reset USER                             remove USER's devices and keys, keep the id\n"
     "  ban USER [--reason=TEXT]               ban USER (the reason is not stored)\n"
     "  unban USER                             lift a ban\n"
     "  delete USER                            delete USER's account for good\n"
-    "target: --target, $PADLOCK_ADMIN_TARGET or 127.0.0.1:7430\n";
+    "target: --target, $PADLOCK_ADMIN_TARGET or 127.0.0.1:7431 (the key-directory's admin port)\n"
+    "operator certificate: --tls-dir, $PADLOCK_ADMIN_TLS_DIR (tls.crt, tls.key, ca.crt);\n"
+    "  plaintext only with PADLOCK_INTERNAL_INSECURE=1 (tests)\n";
 
 int Usage(const std::string& problem) {
   std::cerr << "padlock-admin: " << problem << "\n" << kUsage;
@@ -100,7 +108,25 @@ int main(int argc, char** argv) {
     target = it->second;
     flags.erase(it);
   }
-  if (target.empty()) target = "127.0.0.1:7430";
+  if (target.empty()) target = "127.0.0.1:7431";
+  std::string tls_dir;
+  if (const char* env = std::getenv("PADLOCK_ADMIN_TLS_DIR"); env != nullptr) tls_dir = env;
+  if (auto it = flags.find("tls-dir"); it != flags.end()) {
+    tls_dir = it->second;
+    flags.erase(it);
+  }
+  const char* insecure_env = std::getenv("PADLOCK_INTERNAL_INSECURE");
+  const std::string insecure = insecure_env != nullptr ? insecure_env : "";
+  padlock::runtime::InternalTls tls;
+  if (insecure == "1" || insecure == "true") {
+    tls.insecure = true;
+  } else if (tls_dir.empty()) {
+    return Usage("no operator certificate: --tls-dir=DIR or PADLOCK_ADMIN_TLS_DIR");
+  } else {
+    auto loaded = padlock::runtime::InternalTlsFromDirectory(tls_dir);
+    if (!loaded.ok()) return Usage(std::string(loaded.status().message()));
+    tls = *std::move(loaded);
+  }
   if (words.empty()) return Usage("no command");
   const std::string command = words[0];
   auto allow = [&](std::initializer_list<const char*> allowed, size_t args) -> std::string {
@@ -115,8 +141,10 @@ int main(int argc, char** argv) {
     return "";
   };
 
-  auto stub = padlock::v1::KeyDirectoryAdmin::NewStub(
-      grpc::CreateChannel(target, grpc::InsecureChannelCredentials()));
+  grpc::ChannelArguments args;
+  if (!tls.insecure) args.SetSslTargetNameOverride("key-directory");
+  auto stub = padlock::v1::KeyDirectoryAdmin::NewStub(grpc::CreateCustomChannel(
+      target, padlock::runtime::InternalChannelCredentials(tls), args));
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
 

@@ -26,6 +26,8 @@ int main() {
   // The public edge: long-lived device streams, so no max connection age by default.
   runtime::ServerOptions options = runtime::ServerOptionsFromConfig(config, "gateway", 7400, 9400);
   gateway::GatewaySettings settings = gateway::GatewaySettingsFromConfig(config);
+  // The public port is TLS for devices (PADLOCK_TLS); the internal channels are mutual TLS.
+  const runtime::InternalTls internal_tls = runtime::InternalTlsFromConfig(config);
   const std::string key_directory_target =
       wiring::TargetFromConfig(config, "KEY_DIRECTORY", "dns:///127.0.0.1:7430");
   const std::string message_queue_target =
@@ -53,9 +55,11 @@ int main() {
     runtime::LogError("adapter set-up failed", {{"error", redis.status()}});
     return 1;
   }
-  auto key_directory = wiring::MakeInternalChannel(key_directory_target);
-  auto message_queue = wiring::MakeInternalChannel(message_queue_target);
-  auto presence = wiring::MakeInternalChannel(presence_target);
+  auto key_directory =
+      wiring::MakeInternalChannel(key_directory_target, internal_tls, "key-directory");
+  auto message_queue =
+      wiring::MakeInternalChannel(message_queue_target, internal_tls, "message-queue");
+  auto presence = wiring::MakeInternalChannel(presence_target, internal_tls, "presence");
 
   gateway::SessionTokens tokens(settings.token_secret, settings.token_secret_previous);
   gateway::RedisChallengeStore challenges(redis->get());

@@ -26,6 +26,15 @@ int main() {
   runtime::InitLoggingFromConfig(config, "key-directory");
   runtime::ServerOptions options = runtime::ServerOptionsFromConfig(
       config, "key-directory", 7430, 9430, /*default_max_connection_age=*/absl::Minutes(5));
+  // Look-ups from the gateway (relays, token checks) and the message-queue (device lists); the
+  // operator surface only on its own port, only for operator certificates.
+  runtime::AdminPortFromConfig(config, options, 7431);
+  options.internal_tls = runtime::InternalTlsFromConfig(config);
+  options.callers = {{"padlock.v1.KeyDirectory",
+                      {runtime::ServiceIdentity("gateway"),
+                       runtime::ServiceIdentity("message-queue")}}};
+  options.admin_callers = {
+      {"padlock.v1.KeyDirectoryAdmin", {std::string(runtime::kAnyOperator)}}};
   runtime::ServiceRunner runner(options);
   padlock::redis::RedisOptions redis_options =
       padlock::wiring::RedisOptionsFromConfig(config, &runner.metrics());

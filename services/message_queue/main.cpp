@@ -26,6 +26,9 @@ int main() {
   runtime::InitLoggingFromConfig(config, "message-queue");
   runtime::ServerOptions options = runtime::ServerOptionsFromConfig(
       config, "message-queue", 7420, 9420, /*default_max_connection_age=*/absl::Minutes(5));
+  // Only gateways enqueue, read and ack.
+  options.internal_tls = runtime::InternalTlsFromConfig(config);
+  options.callers = {{"padlock.v1.MessageQueue", {runtime::ServiceIdentity("gateway")}}};
   runtime::ServiceRunner runner(options);
   padlock::redis::RedisOptions redis_options =
       padlock::wiring::RedisOptionsFromConfig(config, &runner.metrics());
@@ -46,7 +49,8 @@ int main() {
     runtime::LogError("adapter set-up failed", {{"error", redis.status()}});
     return 1;
   }
-  auto key_directory = padlock::wiring::MakeInternalChannel(key_directory_target);
+  auto key_directory = padlock::wiring::MakeInternalChannel(
+      key_directory_target, *options.internal_tls, "key-directory");
   // Summaries in Redis first; the key-directory only for users without one (it fills them).
   mq::GrpcDeviceDirectory key_directory_lists(key_directory, settings.device_list_deadline);
   mq::RedisDeviceDirectory directory(redis->get(), &key_directory_lists, &runner.metrics());

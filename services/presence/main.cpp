@@ -26,6 +26,9 @@ int main() {
   runtime::InitLoggingFromConfig(config, "presence");
   runtime::ServerOptions options = runtime::ServerOptionsFromConfig(
       config, "presence", 7410, 9410, /*default_max_connection_age=*/absl::Minutes(5));
+  // Only gateways report connections and subscribe.
+  options.internal_tls = runtime::InternalTlsFromConfig(config);
+  options.callers = {{"padlock.v1.Presence", {runtime::ServiceIdentity("gateway")}}};
   runtime::ServiceRunner runner(options);
   padlock::redis::RedisOptions redis_options =
       padlock::wiring::RedisOptionsFromConfig(config, &runner.metrics());

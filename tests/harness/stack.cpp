@@ -2,7 +2,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <sys/wait.h>
+
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -11,6 +14,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "services/common/runtime/health_client.h"
+#include "services/common/runtime/internal_tls.h"
 
 namespace padlock::testing {
 namespace {
@@ -49,6 +53,28 @@ absl::StatusOr<std::unique_ptr<PadlockStack>> PadlockStack::Start(StackOptions o
   if (!db.ok()) return db.status();
   stack->postgres_dsn_ = stack->postgres_->ConnInfo(*db);
 
+  PadlockStack& s = *stack;
+  if (!s.options_.internal_insecure) {
+    s.pki_dir_ = absl::StrCat(s.dir_.path(), "/pki");
+    auto certs = Subprocess::Start(
+        {.argv = {"bash", PADLOCK_SOURCE_DIR "/scripts/lib/internal-certs.sh", s.pki_dir_},
+         .log_path = absl::StrCat(s.dir_.path(), "/internal-certs.log")});
+    if (!certs.ok()) return certs.status();
+    auto done = certs->Wait(absl::Seconds(60));
+    if (!done.ok() || !WIFEXITED(*done) || WEXITSTATUS(*done) != 0) {
+      return absl::InternalError(
+          absl::StrCat("internal-certs.sh failed: ", certs->ReadLog()));
+    }
+  }
+  auto internal_env = [&s](Process& p, const std::string& identity) {
+    if (s.options_.internal_insecure) {
+      p.env["PADLOCK_INTERNAL_INSECURE"] = "1";
+      return;
+    }
+    p.env["PADLOCK_INTERNAL_CA"] = absl::StrCat(s.pki_dir_, "/", identity, "/ca.crt");
+    p.env["PADLOCK_INTERNAL_CERT"] = absl::StrCat(s.pki_dir_, "/", identity, "/tls.crt");
+    p.env["PADLOCK_INTERNAL_KEY"] = absl::StrCat(s.pki_dir_, "/", identity, "/tls.key");
+  };
   auto make = [](std::string name, std::string binary) {
     Process p;
     p.name = std::move(name);
@@ -57,11 +83,15 @@ absl::StatusOr<std::unique_ptr<PadlockStack>> PadlockStack::Start(StackOptions o
     p.metrics_port = FreeTcpPort();
     return p;
   };
-  PadlockStack& s = *stack;
   s.key_directory_ = make("key-directory", PADLOCK_KEY_DIRECTORY_BIN);
   s.presence_ = make("presence", PADLOCK_PRESENCE_BIN);
   s.message_queue_ = make("message-queue", PADLOCK_MESSAGE_QUEUE_BIN);
   s.key_directory_.env["PADLOCK_POSTGRES_DSN"] = s.postgres_dsn_;
+  s.key_directory_admin_port_ = FreeTcpPort();
+  s.key_directory_.env["PADLOCK_ADMIN_PORT"] = absl::StrCat(s.key_directory_admin_port_);
+  internal_env(s.key_directory_, "key-directory");
+  internal_env(s.presence_, "presence");
+  internal_env(s.message_queue_, "message-queue");
   s.message_queue_.env["PADLOCK_KEY_DIRECTORY_TARGET"] = s.key_directory_target();
   for (Process* p : {&s.key_directory_, &s.presence_, &s.message_queue_}) {
     for (const auto& [k, v] : s.options_.service_env) p->env[k] = v;
@@ -76,6 +106,7 @@ absl::StatusOr<std::unique_ptr<PadlockStack>> PadlockStack::Start(StackOptions o
              {"PADLOCK_KEY_DIRECTORY_TARGET", s.key_directory_target()},
              {"PADLOCK_MESSAGE_QUEUE_TARGET", s.message_queue_target()},
              {"PADLOCK_PRESENCE_TARGET", s.presence_target()}};
+    internal_env(g, "gateway");
     for (const auto& [k, v] : s.options_.gateway_env) g.env[k] = v;
     s.gateways_.push_back(std::move(g));
     if (absl::Status st = s.Launch(s.gateways_.back()); !st.ok()) return st;
@@ -106,13 +137,39 @@ std::shared_ptr<grpc::ChannelCredentials> PadlockStack::ChannelCredentials(const
   return grpc::SslCredentials(options);
 }
 
+std::shared_ptr<grpc::Channel> PadlockStack::HealthChannel(const Process& p) const {
+  // Gateways serve devices (PADLOCK_TLS); the others are internal: health is open to every
+  // certificate of the internal CA, so the operator's will do.
+  if (p.binary == PADLOCK_GATEWAY_BIN) {
+    return grpc::CreateChannel(Loopback(p.grpc_port), ChannelCredentials(p));
+  }
+  return InternalChannel(Loopback(p.grpc_port), "operator", p.name);
+}
+
+std::shared_ptr<grpc::Channel> PadlockStack::InternalChannel(const std::string& target,
+                                                             const std::string& identity,
+                                                             const std::string& server_name) const {
+  runtime::InternalTls tls{.insecure = true};
+  grpc::ChannelArguments args;
+  if (!options_.internal_insecure) {
+    auto loaded = runtime::InternalTlsFromDirectory(absl::StrCat(pki_dir_, "/", identity));
+    // A test asking for an identity the stack did not generate is a bug in the test.
+    if (!loaded.ok()) std::abort();
+    tls = *std::move(loaded);
+    args.SetSslTargetNameOverride(server_name);
+  }
+  return grpc::CreateCustomChannel(target, runtime::InternalChannelCredentials(tls), args);
+}
+
 std::shared_ptr<grpc::ChannelCredentials> PadlockStack::gateway_credentials(int i) const {
   return ChannelCredentials(gateways_.at(i));
 }
 
 absl::Status PadlockStack::Launch(Process& p) {
   std::map<std::string, std::string> env = BaseEnv();
-  env["PADLOCK_GRPC_PORT"] = absl::StrCat(p.grpc_port);
+  // Loopback only, as the local stack.
+  env["PADLOCK_GRPC_ADDRESS"] = Loopback(p.grpc_port);
+  env["PADLOCK_METRICS_HOST"] = "127.0.0.1";
   env["PADLOCK_METRICS_PORT"] = absl::StrCat(p.metrics_port);
   for (const auto& [k, v] : p.env) env[k] = v;
   // Append: a restarted process keeps its earlier log for failure messages.
@@ -124,7 +181,7 @@ absl::Status PadlockStack::Launch(Process& p) {
     return absl::DeadlineExceededError(
         absl::StrCat(p.name, " never listened; log:\n", p.process->ReadLog()));
   }
-  auto channel = grpc::CreateChannel(Loopback(p.grpc_port), ChannelCredentials(p));
+  auto channel = HealthChannel(p);
   const bool ready = WaitFor(
       [&] {
         auto state = runtime::CheckHealth(channel, "", absl::Seconds(1));
@@ -151,6 +208,9 @@ std::string PadlockStack::message_queue_target() const {
 std::string PadlockStack::presence_target() const { return Loopback(presence_.grpc_port); }
 std::string PadlockStack::key_directory_target() const {
   return Loopback(key_directory_.grpc_port);
+}
+std::string PadlockStack::key_directory_admin_target() const {
+  return Loopback(key_directory_admin_port_);
 }
 int PadlockStack::message_queue_metrics_port() const { return message_queue_.metrics_port; }
 

@@ -8,6 +8,12 @@
 // Gateways run with PADLOCK_RATE_LIMIT_PROFILE=test (documented in docs/GATEWAY.md) and
 // PADLOCK_TLS=off (plaintext gRPC) unless `gateway_env` overrides them. Logs of each process go to the stack's temporary
 // directory; `Logs()` returns them for failure messages.
+//
+// Internal calls are mutual TLS, as in production: the stack generates a CA, a certificate per
+// service and an operator certificate with scripts/lib/internal-certs.sh in its directory
+// (pki_dir()), and the key-directory serves its admin surface on a port of its own
+// (key_directory_admin_target()). `internal_insecure` runs them with PADLOCK_INTERNAL_INSECURE=1
+// instead. Tests that call an internal service directly use InternalChannel().
 
 #include <sys/types.h>
 
@@ -38,6 +44,8 @@ struct StackOptions {
   std::map<std::string, std::string> service_env = {};
   // How long each process may take to become ready.
   absl::Duration start_timeout = absl::Seconds(60);
+  // Plaintext internal gRPC without caller checks (PADLOCK_INTERNAL_INSECURE=1).
+  bool internal_insecure = false;
 };
 
 class PadlockStack {
@@ -59,6 +67,17 @@ class PadlockStack {
   std::string message_queue_target() const;
   std::string presence_target() const;
   std::string key_directory_target() const;
+  // The key-directory's operator port.
+  std::string key_directory_admin_target() const;
+  // The generated PKI: <pki_dir>/<name>/{tls.crt,tls.key,ca.crt} for key-directory,
+  // message-queue, presence, gateway and operator; <pki_dir>/ca/ the CA. Empty when insecure.
+  std::string pki_dir() const { return pki_dir_; }
+  // A channel to an internal service at `target` that presents the certificate of `identity`
+  // (a name under pki_dir(), e.g. "gateway" or "operator") and expects the server to be
+  // `server_name` ("message-queue"). Plaintext when the stack is insecure.
+  std::shared_ptr<grpc::Channel> InternalChannel(const std::string& target,
+                                                 const std::string& identity,
+                                                 const std::string& server_name) const;
   int message_queue_metrics_port() const;
   // Redis seed address(es) as the services get them ("host:port[,host:port...]").
   std::string redis_addresses() const;
@@ -96,6 +115,7 @@ class PadlockStack {
   explicit PadlockStack(StackOptions options);
   absl::Status Launch(Process& p);
   std::map<std::string, std::string> BaseEnv() const;
+  std::shared_ptr<grpc::Channel> HealthChannel(const Process& p) const;
   static std::shared_ptr<grpc::ChannelCredentials> ChannelCredentials(const Process& p);
 
   StackOptions options_;
@@ -104,6 +124,8 @@ class PadlockStack {
   std::unique_ptr<RedisCluster> cluster_;
   std::unique_ptr<PostgresServer> postgres_;
   std::string postgres_dsn_;
+  std::string pki_dir_;
+  int key_directory_admin_port_ = 0;
   Process key_directory_, presence_, message_queue_;
   std::vector<Process> gateways_;
 };

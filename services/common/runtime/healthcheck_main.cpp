@@ -1,7 +1,11 @@
 // padlock-healthcheck: asks a gRPC server for its grpc.health.v1 status, like grpc_health_probe.
 //
 //   padlock-healthcheck --addr=HOST:PORT [--service=NAME] [--timeout=2s]
-//                       [--tls [--tls-ca=FILE] [--tls-server-name=NAME]]
+//                       [--tls [--tls-ca=FILE] [--tls-server-name=NAME]
+//                              [--tls-cert=FILE --tls-key=FILE]]
+//
+// --tls-cert/--tls-key present a client certificate (mutual TLS): internal services require one
+// from the internal CA (runtime/internal_tls.h); any identity may ask for health.
 //
 // Prints one line on stdout and exits with
 //   0  SERVING
@@ -30,7 +34,8 @@ constexpr int kNoAnswer = 2;
 
 constexpr char kUsage[] =
     "usage: padlock-healthcheck --addr=HOST:PORT [--service=NAME] [--timeout=2s]\n"
-    "                           [--tls [--tls-ca=FILE] [--tls-server-name=NAME]]\n"
+    "                           [--tls [--tls-ca=FILE] [--tls-server-name=NAME]\n"
+    "                                  [--tls-cert=FILE --tls-key=FILE]]\n"
     "exit status: 0 SERVING, 1 NOT_SERVING, 2 unreachable or error\n";
 
 int Usage(std::string_view problem) {
@@ -59,7 +64,8 @@ int main(int argc, char** argv) {
       value = argv[++i];  // "--addr HOST:PORT"
     }
     if (name != "addr" && name != "service" && name != "timeout" && name != "tls" &&
-        name != "tls-ca" && name != "tls-server-name") {
+        name != "tls-ca" && name != "tls-server-name" && name != "tls-cert" &&
+        name != "tls-key") {
       return Usage("unknown flag --" + name);
     }
     flags[name] = value.empty() && name == "tls" ? "true" : value;
@@ -91,12 +97,27 @@ int main(int argc, char** argv) {
       pem << in.rdbuf();
       ssl.pem_root_certs = pem.str();
     }
+    if (flags["tls-cert"].empty() != flags["tls-key"].empty()) {
+      return Usage("--tls-cert and --tls-key go together");
+    }
+    if (!flags["tls-cert"].empty()) {
+      std::ifstream cert(flags["tls-cert"]);
+      std::ifstream key(flags["tls-key"]);
+      if (!cert) return Usage("cannot read --tls-cert " + flags["tls-cert"]);
+      if (!key) return Usage("cannot read --tls-key " + flags["tls-key"]);
+      std::stringstream cert_pem, key_pem;
+      cert_pem << cert.rdbuf();
+      key_pem << key.rdbuf();
+      ssl.pem_cert_chain = cert_pem.str();
+      ssl.pem_private_key = key_pem.str();
+    }
     credentials = grpc::SslCredentials(ssl);
     if (!flags["tls-server-name"].empty()) {
       args.SetSslTargetNameOverride(flags["tls-server-name"]);
     }
-  } else if (!flags["tls-ca"].empty() || !flags["tls-server-name"].empty()) {
-    return Usage("--tls-ca and --tls-server-name need --tls");
+  } else if (!flags["tls-ca"].empty() || !flags["tls-server-name"].empty() ||
+             !flags["tls-cert"].empty() || !flags["tls-key"].empty()) {
+    return Usage("--tls-ca, --tls-server-name, --tls-cert and --tls-key need --tls");
   }
 
   auto channel = grpc::CreateCustomChannel(addr, credentials, args);

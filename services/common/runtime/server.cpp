@@ -178,6 +178,26 @@ ServerOptions ServerOptionsFromConfig(Config& config, std::string service_name,
   return options;
 }
 
+void AdminPortFromConfig(Config& config, ServerOptions& options, int default_admin_port) {
+  const bool has_address = config.Has("PADLOCK_ADMIN_ADDRESS");
+  const bool has_port = config.Has("PADLOCK_ADMIN_PORT");
+  const int port = config.Port("PADLOCK_ADMIN_PORT", default_admin_port);
+  // The gRPC port's host by default, so that one PADLOCK_GRPC_ADDRESS=127.0.0.1:… keeps both
+  // ports on loopback.
+  const size_t colon = options.listen_address.rfind(':');
+  const std::string host =
+      colon == std::string::npos ? "0.0.0.0" : options.listen_address.substr(0, colon);
+  options.admin_listen_address = absl::StrCat(host, ":", port);
+  if (has_address) {
+    options.admin_listen_address =
+        config.HostPort("PADLOCK_ADMIN_ADDRESS", options.admin_listen_address);
+    if (has_port) {
+      config.AddError("PADLOCK_ADMIN_ADDRESS",
+                      "set either PADLOCK_ADMIN_ADDRESS or PADLOCK_ADMIN_PORT, not both");
+    }
+  }
+}
+
 ServiceRunner::ServiceRunner(ServerOptions options)
     : options_(std::move(options)), registry_(std::make_shared<prometheus::Registry>()) {
   // Debian's Abseil is built without NDEBUG, which leaves absl::Mutex's deadlock detector on: a
@@ -276,10 +296,28 @@ absl::Status ServiceRunner::Start() {
   metrics_port_ = metrics_ports.empty() ? options_.metrics_port : metrics_ports.front();
 
   grpc::ServerBuilder& b = *builder_;
-  b.AddListeningPort(options_.listen_address,
-                     options_.credentials != nullptr ? options_.credentials
-                                                     : grpc::InsecureServerCredentials(),
-                     &grpc_port_);
+  std::shared_ptr<grpc::ServerCredentials> credentials =
+      options_.credentials != nullptr ? options_.credentials : grpc::InsecureServerCredentials();
+  if (options_.internal_tls.has_value()) {
+    credentials = InternalServerCredentials(*options_.internal_tls, options_.callers,
+                                            registry_.get(), "grpc");
+    if (options_.internal_tls->insecure) {
+      LogWarn("PADLOCK_INTERNAL_INSECURE=1: internal gRPC is plaintext and accepts every caller "
+              "(tests only)");
+    }
+  }
+  b.AddListeningPort(options_.listen_address, credentials, &grpc_port_);
+  const bool admin = !options_.admin_listen_address.empty();
+  if (admin && !options_.internal_tls.has_value()) {
+    StopMetrics();
+    return absl::FailedPreconditionError("an admin port needs internal_tls (operator checks)");
+  }
+  if (admin) {
+    b.AddListeningPort(options_.admin_listen_address,
+                       InternalServerCredentials(*options_.internal_tls, options_.admin_callers,
+                                                 registry_.get(), "admin"),
+                       &admin_port_);
+  }
   // gRPC sets SO_REUSEPORT by default: a second instance on the same port would start without an
   // error and silently take half of the connections. A port conflict must fail Start instead.
   b.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -297,12 +335,14 @@ absl::Status ServiceRunner::Start() {
       [this](std::vector<std::string> names) { SetServiceNames(std::move(names)); }));
 
   server_ = b.BuildAndStart();
-  if (server_ == nullptr || grpc_port_ == 0) {
+  if (server_ == nullptr || grpc_port_ == 0 || (admin && admin_port_ == 0)) {
     if (server_ != nullptr) server_->Shutdown();
     server_.reset();
     StopMetrics();
-    return absl::UnavailableError(absl::StrCat(
-        "gRPC: cannot listen on ", options_.listen_address, " (address in use or invalid?)"));
+    return absl::UnavailableError(
+        absl::StrCat("gRPC: cannot listen on ", options_.listen_address,
+                     admin ? absl::StrCat(" or ", options_.admin_listen_address) : "",
+                     " (address in use or invalid?)"));
   }
   started_ = true;
   // gRPC's default health service answers SERVING for "" as soon as the server runs; nothing is
@@ -333,7 +373,13 @@ absl::Status ServiceRunner::Start() {
 
   LogInfo("serving", {{"grpc_address", options_.listen_address},
                       {"grpc_port", grpc_port_},
-                      {"metrics_port", metrics_port_}});
+                      {"admin_address", options_.admin_listen_address},
+                      {"admin_port", admin_port_},
+                      {"metrics_address", metrics_address},
+                      {"metrics_port", metrics_port_},
+                      {"internal_tls", !options_.internal_tls.has_value()      ? "none"
+                                       : options_.internal_tls->insecure ? "insecure"
+                                                                         : "mtls"}});
   return absl::OkStatus();
 }
 

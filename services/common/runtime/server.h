@@ -6,6 +6,8 @@
 //   auto config = runtime::Config::FromEnvironment();
 //   runtime::InitLoggingFromConfig(config, "presence");
 //   runtime::ServerOptions options = runtime::ServerOptionsFromConfig(config, "presence", 7410, 9410);
+//   options.internal_tls = runtime::InternalTlsFromConfig(config);       // mutual TLS
+//   options.callers = {{"padlock.v1.Presence", {runtime::ServiceIdentity("gateway")}}};
 //   ... read the service's own variables ...
 //   runtime::ExitIfInvalid(config);
 //   runtime::ServiceRunner runner(options);
@@ -62,6 +64,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "services/common/runtime/config.h"
+#include "services/common/runtime/internal_tls.h"
 
 namespace prometheus {
 class Exposer;
@@ -88,8 +91,20 @@ struct ServerOptions {
   // How long after the drain deadline a stuck shutdown is cut short with _exit(1).
   // Infinite = never.
   absl::Duration hard_exit_margin = absl::Seconds(5);
-  // nullptr = plaintext (internal services, tests); the gateway passes TLS credentials.
+  // nullptr = plaintext (in-process tests); the gateway passes TLS credentials. Ignored when
+  // internal_tls is set.
   std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Internal services: mutual TLS on every port, `callers` deciding who may call what on the
+  // gRPC port (internal_tls.h); plaintext without checks when internal_tls->insecure.
+  std::optional<InternalTls> internal_tls;
+  CallerPolicy callers;
+  // The operator surface on a port of its own ("" = none), e.g. "0.0.0.0:7431"; port 0 picks a
+  // free one. The server is the same (every service answers on both ports): `admin_callers`
+  // decides what the port serves, so a service certificate is refused there and an operator
+  // certificate on the gRPC port. Requires internal_tls; with internal_tls->insecure both ports
+  // serve everything to anybody.
+  std::string admin_listen_address;
+  CallerPolicy admin_callers;
   // Install the SIGTERM/SIGINT handlers in Start. In-process tests turn this off.
   bool handle_signals = true;
 };
@@ -106,6 +121,11 @@ struct ServerOptions {
 ServerOptions ServerOptionsFromConfig(
     Config& config, std::string service_name, int default_grpc_port, int default_metrics_port,
     absl::Duration default_max_connection_age = absl::InfiniteDuration());
+
+// The operator port, into options.admin_listen_address, from
+//   PADLOCK_ADMIN_ADDRESS    host:port (default <host of the gRPC address>:<PADLOCK_ADMIN_PORT>)
+//   PADLOCK_ADMIN_PORT       port (default `default_admin_port`); set one of the two
+void AdminPortFromConfig(Config& config, ServerOptions& options, int default_admin_port);
 
 class ServiceRunner {
  public:
@@ -142,6 +162,7 @@ class ServiceRunner {
   absl::Status Start();
   // The bound ports, after a successful Start.
   int grpc_port() const { return grpc_port_; }
+  int admin_port() const { return admin_port_; }  // 0 without an admin port
   int metrics_port() const { return metrics_port_; }
   // After Start; null before. For in-process channels in tests.
   grpc::Server* server() { return server_.get(); }
@@ -181,6 +202,7 @@ class ServiceRunner {
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<grpc::Server> server_;
   int grpc_port_ = 0;
+  int admin_port_ = 0;
   int metrics_port_ = 0;
   bool started_ = false;
   bool drained_ = false;

@@ -76,13 +76,18 @@ std::string TargetFromConfig(runtime::Config& config, std::string_view name,
   return config.String(absl::StrCat("PADLOCK_", std::string(name), "_TARGET"), default_target);
 }
 
-std::shared_ptr<grpc::Channel> MakeInternalChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> MakeInternalChannel(const std::string& target,
+                                                   const runtime::InternalTls& tls,
+                                                   std::string_view server_name) {
   grpc::ChannelArguments args;
+  // Verify the server by the service it must be, not by the address dialled (an IP from DNS
+  // round-robin, a Kubernetes Service name).
+  if (!tls.insecure) args.SetSslTargetNameOverride(std::string(server_name));
   args.SetLoadBalancingPolicyName("round_robin");
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10'000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(target, runtime::InternalChannelCredentials(tls), args);
 }
 
 absl::Status CheckRedis(redis::RedisClient& client) {

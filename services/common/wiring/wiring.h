@@ -27,6 +27,7 @@
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/redis_options.h"
 #include "services/common/runtime/config.h"
+#include "services/common/runtime/internal_tls.h"
 
 namespace prometheus {
 class Registry;
@@ -55,10 +56,14 @@ PostgresSettings PostgresSettingsFromConfig(runtime::Config& config,
 std::string TargetFromConfig(runtime::Config& config, std::string_view name,
                              std::string_view default_target);
 
-// A plaintext channel to an internal service with client-side round-robin over every address the
-// target resolves to (headless Services on Kubernetes) and keepalives, so that a replica that
-// vanishes is noticed and new replicas get traffic after their max connection age.
-std::shared_ptr<grpc::Channel> MakeInternalChannel(const std::string& target);
+// A channel to an internal service with client-side round-robin over every address the target
+// resolves to (headless Services on Kubernetes) and keepalives, so that a replica that vanishes
+// is noticed and new replicas get traffic after their max connection age. Mutual TLS with `tls`
+// (runtime/internal_tls.h): the server's certificate must name `server_name` ("key-directory")
+// as a DNS SAN, whatever address the target resolves to. Plaintext when tls.insecure.
+std::shared_ptr<grpc::Channel> MakeInternalChannel(const std::string& target,
+                                                   const runtime::InternalTls& tls,
+                                                   std::string_view server_name);
 
 // Readiness: every Redis master answers PING with PONG within the client's command timeout (an
 // error reply such as LOADING, while Redis reads its AOF, is Unavailable).

@@ -85,8 +85,8 @@ class GatewayE2eTest : public ::testing::TestWithParam<bool> {
     return out;
   }
   uint64_t InboxDepth(const Account& account, uint32_t device) {
-    auto mq = pb::MessageQueue::NewStub(grpc::CreateChannel(stack_->message_queue_target(),
-                                                            grpc::InsecureChannelCredentials()));
+    auto mq = pb::MessageQueue::NewStub(
+        stack_->InternalChannel(stack_->message_queue_target(), "gateway", "message-queue"));
     pb::GetInboxInfoRequest request;
     request.mutable_device()->set_user_id(account.user);
     request.mutable_device()->set_device_id(device);

@@ -116,7 +116,9 @@ class GatewayStack {
         limiter_(redis),
         key_directory_(wiring::MakeInternalChannel(config.key_directory_target.empty()
                                                        ? key_directory_target
-                                                       : config.key_directory_target),
+                                                       : config.key_directory_target,
+                                                   runtime::InternalTls{.insecure = true},
+                                                   "key-directory"),
                        config.key_directory_deadline),
         executor_("gw-test", config.workers, config.queue) {
     runtime::ServerOptions options;

@@ -309,8 +309,12 @@ class KeyDirectoryIntegration : public ::testing::Test {
     std::vector<std::string> argv{padlock::testing::BuildBinary("services/admin_cli/padlock-admin"),
                                   absl::StrCat("--target=", target_)};
     argv.insert(argv.end(), args.begin(), args.end());
+    // The in-process server is plaintext; mutual TLS with operator certificates is covered by
+    // tests/e2e/internal_trust (real binaries).
     auto process = padlock::testing::Subprocess::Start(
-        {.argv = argv, .log_path = dir.path() + "/admin.log"});
+        {.argv = argv,
+         .env = {{"PADLOCK_INTERNAL_INSECURE", "1"}},
+         .log_path = dir.path() + "/admin.log"});
     EXPECT_TRUE(process.ok()) << process.status();
     if (!process.ok()) return -1;
     auto status = process->Wait(absl::Seconds(20));
@@ -581,6 +585,7 @@ TEST_F(KeyDirectoryIntegration, AdminActionsThroughTheCli) {
       {.argv = {padlock::testing::BuildBinary("services/admin_cli/padlock-admin"),
                 absl::StrCat("--target=127.0.0.1:", padlock::testing::FreeTcpPort()), "unban",
                 "x12"},
+       .env = {{"PADLOCK_INTERNAL_INSECURE", "1"}},
        .log_path = dir.path() + "/log"});
   ASSERT_TRUE(process.ok());
   auto exit = process->Wait(absl::Seconds(20));
@@ -642,6 +647,9 @@ TEST(KeyDirectoryBinary, ServesAndRejectsBadConfig) {
       {"PADLOCK_POSTGRES_DSN", g_postgres->ConnInfo(*db)},
       {"PADLOCK_REDIS_ADDRS", g_redis->address()},
       {"PADLOCK_METRICS_PORT", absl::StrCat(padlock::testing::FreeTcpPort())},
+      {"PADLOCK_ADMIN_PORT", absl::StrCat(padlock::testing::FreeTcpPort())},
+      // Plaintext: this test is about configuration and the registration policy.
+      {"PADLOCK_INTERNAL_INSECURE", "1"},
       {"PADLOCK_SHUTDOWN_GRACE", "1s"},
       {"PADLOCK_REGISTRATION_POLICY", "sometimes"}};
   auto bad = padlock::testing::Subprocess::Start(

@@ -97,7 +97,10 @@ class ServicesTest : public ::testing::Test {
   }
 
   std::map<std::string, std::string> BaseEnv(int grpc_port, int metrics_port) const {
-    return {{"PADLOCK_GRPC_PORT", absl::StrCat(grpc_port)},
+    // Plaintext internal gRPC: these tests are about serving, health and configuration; mutual
+    // TLS is tested in tests/e2e/internal_trust.
+    return {{"PADLOCK_INTERNAL_INSECURE", "1"},
+            {"PADLOCK_GRPC_PORT", absl::StrCat(grpc_port)},
             {"PADLOCK_METRICS_PORT", absl::StrCat(metrics_port)},
             {"PADLOCK_REDIS_ADDRS", redis_->address()},
             {"PADLOCK_READINESS_INTERVAL", "100ms"},
@@ -112,6 +115,11 @@ class ServicesTest : public ::testing::Test {
     s.grpc_port = FreeTcpPort();
     s.metrics_port = FreeTcpPort();
     auto env = BaseEnv(s.grpc_port, s.metrics_port);
+    // The key-directory's admin port defaults to 7431: two replicas (or a running local stack)
+    // would collide.
+    if (binary == PADLOCK_KEY_DIRECTORY_BIN) {
+      env["PADLOCK_ADMIN_PORT"] = absl::StrCat(FreeTcpPort());
+    }
     for (auto& [k, v] : extra) env[k] = v;
     auto process = Subprocess::Start({.argv = {binary},
                                       .env = env,
@@ -285,6 +293,33 @@ TEST_F(ServicesTest, BadConfigValueStopsEachServiceNamingTheVariable) {
     EXPECT_THAT(output, HasSubstr("PADLOCK_GRPC_PORT"));
     EXPECT_THAT(output, HasSubstr("not a port number: 'abc'"));
     EXPECT_THAT(output, HasSubstr("PADLOCK_REDIS_MODE"));
+  }
+}
+
+TEST_F(ServicesTest, EachServiceRefusesToStartWithoutInternalCertificates) {
+  const std::vector<std::pair<std::string, std::string>> binaries = {
+      {"key-directory", PADLOCK_KEY_DIRECTORY_BIN},
+      {"message-queue", PADLOCK_MESSAGE_QUEUE_BIN},
+      {"presence", PADLOCK_PRESENCE_BIN},
+      {"gateway", PADLOCK_GATEWAY_BIN}};
+  for (const auto& [name, binary] : binaries) {
+    SCOPED_TRACE(name);
+    auto env = BaseEnv(FreeTcpPort(), FreeTcpPort());
+    env.erase("PADLOCK_INTERNAL_INSECURE");
+    env["PADLOCK_POSTGRES_DSN"] = dsn_;
+    for (auto& [k, v] : GatewayEnv(1, 2, 3)) env[k] = v;
+    env["PADLOCK_INTERNAL_CERT"] = "/nonexistent/tls.crt";
+    const std::string log = absl::StrCat(logs_.path(), "/no-certs-", name, ".log");
+    auto process = Subprocess::Start({.argv = {binary}, .env = env, .log_path = log});
+    ASSERT_TRUE(process.ok());
+    auto status = process->Wait(absl::Seconds(10));
+    ASSERT_TRUE(status.ok()) << "started without internal certificates";
+    ASSERT_TRUE(WIFEXITED(*status));
+    EXPECT_EQ(WEXITSTATUS(*status), 2);
+    const std::string output = process->ReadLog();
+    EXPECT_THAT(output, HasSubstr("PADLOCK_INTERNAL_CA"));
+    EXPECT_THAT(output, HasSubstr("PADLOCK_INTERNAL_INSECURE=1"));
+    EXPECT_THAT(output, HasSubstr("cannot read /nonexistent/tls.crt"));
   }
 }
 
