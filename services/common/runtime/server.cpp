@@ -344,6 +344,14 @@ absl::Status ServiceRunner::Start() {
     }
   }
 
+  if (acceptor_ != nullptr) {
+    // A process that cannot take connections is not ready either (issue #16: padlock_ready
+    // said 1 while nobody could connect).
+    AddReadinessCheck("accept", [this]() -> absl::Status {
+      if (acceptor_->Accepting()) return absl::OkStatus();
+      return absl::UnavailableError("out of descriptors: cannot accept connections");
+    });
+  }
   auto& check_family = prometheus::BuildGauge()
                            .Name("padlock_readiness_check_ok")
                            .Help("1 while the named readiness check passes, else 0.")

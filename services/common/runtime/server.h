@@ -18,7 +18,8 @@
 //   return 0;
 //
 // Health (grpc.health.v1.Health/Check and Watch):
-//   ""                   readiness: SERVING only while every readiness check passes. Checks run at
+//   ""                   readiness: SERVING only while every readiness check passes (with
+//                        admission, also the implicit "accept" check). Checks run at
 //                        Start and then every readiness_poll_interval on a background thread; a
 //                        check going bad logs a warning naming it, and recovery an info line.
 //   "liveness"           SERVING whenever the process answers and (with admission) its accept
