@@ -25,6 +25,8 @@ int main() {
   runtime::InitLoggingFromConfig(config, "gateway");
   // The public edge: long-lived device streams, so no max connection age by default.
   runtime::ServerOptions options = runtime::ServerOptionsFromConfig(config, "gateway", 7400, 9400);
+  // The gateway accepts its connections itself: caps, a handshake deadline, EMFILE recovery.
+  options.admission = runtime::AdmissionOptionsFromConfig(config);
   gateway::GatewaySettings settings = gateway::GatewaySettingsFromConfig(config);
   const std::string key_directory_target =
       wiring::TargetFromConfig(config, "KEY_DIRECTORY", "dns:///127.0.0.1:7430");
