@@ -22,6 +22,9 @@
 // (reason "fd_exhausted": the client sees a close, not a hang), reopens the reserve, and retries
 // after `error_backoff`; other accept errors back off the same way. It never stops by itself.
 //
+// After a flood (256 or more connections closed, down to half of the high-water mark) the sweep
+// calls malloc_trim, so that the memory gRPC held for them leaves the process's RSS.
+//
 // Accepting() is false when the thread has stopped, or when since `stuck_after` no connection
 // was admitted while every attempt failed for lack of descriptors; the runner reports it as
 // liveness, so an orchestrator restarts a gateway that cannot take connections.
@@ -127,6 +130,7 @@ class ConnectionAcceptor {
   void Admit(int fd, std::string address_key);
   void Release(int fd);
   void Sweep();
+  void MaybeReturnMemory();
   void RefuseForDescriptors();
   void NoteAcceptError(int error);
 
@@ -144,6 +148,9 @@ class ConnectionAcceptor {
   absl::flat_hash_map<std::string, int64_t> per_address_;
   absl::Time last_admitted_;
   absl::Time exhausted_since_ = absl::InfiniteFuture();  // first EMFILE/ENFILE since an admission
+  static constexpr int64_t kTrimAfterClosed = 256;
+  int64_t peak_since_trim_ = 0;
+  absl::Time last_trim_ = absl::InfinitePast();
 
   std::atomic<int64_t> open_{0};
   std::atomic<bool> running_{false};
