@@ -355,13 +355,13 @@ void ConnectionAcceptor::Admit(int fd, std::string address_key) {
     refused_max_->Increment();
     return;
   }
-  int64_t& from_address = per_address_[address_key];
-  if (options_.max_connections_per_address > 0 &&
-      from_address >= options_.max_connections_per_address) {
-    if (from_address == 0) per_address_.erase(address_key);
-    ::close(fd);
-    refused_per_address_->Increment();
-    return;
+  if (options_.max_connections_per_address > 0) {
+    auto it = per_address_.find(address_key);
+    if (it != per_address_.end() && it->second >= options_.max_connections_per_address) {
+      ::close(fd);
+      refused_per_address_->Increment();
+      return;
+    }
   }
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -370,7 +370,7 @@ void ConnectionAcceptor::Admit(int fd, std::string address_key) {
   }
   const int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  ++from_address;
+  ++per_address_[address_key];
   tracked_.emplace(fd, Tracked{static_cast<uint64_t>(st.st_ino), std::move(address_key)});
   peak_since_trim_ = std::max(peak_since_trim_, open_.fetch_add(1, std::memory_order_relaxed) + 1);
   open_gauge_->Increment();
