@@ -16,6 +16,7 @@
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/metrics_util.h"
 #include "services/common/runtime/status.h"
+#include "services/common/runtime/upstream_status.h"
 
 namespace padlock::gateway {
 namespace {
@@ -23,6 +24,10 @@ namespace {
 namespace v1 = padlock::v1;
 
 using Reactor = grpc::ServerBidiReactor<v1::ClientFrame, v1::ServerFrame>;
+
+// Set as `ping` in the frame buffer before each read: still there after a failed read only when
+// no frame was parsed (a half-close), see OnReadDone.
+constexpr uint64_t kNoFrameRead = 0xFFFF'FFFF'FFFF'FFF0ULL;
 
 // A stream refused before it started (bad token, cap, draining): finishes at once.
 class RejectedStream final : public Reactor {
@@ -620,6 +625,7 @@ void DeviceStream::Begin() {
   registered_ = true;
   if (hub_->ChannelActive(channel_)) subscribed_ = true;
   read_pending_ = true;
+  in_.set_ping(kNoFrameRead);  // see OnReadDone
   StartRead(&in_);
   std::shared_ptr<DeviceStream> self = self_;
   absl::Status submitted = hub_->executor_->Submit([self] { self->StartUp(); });
@@ -653,9 +659,9 @@ void DeviceStream::StartUp() {
   grpc::Status status = hub_->presence_->Connect(&context, request, &response);
   if (!status.ok()) {
     runtime::Increment(hub_->metrics_->rejected.at("unavailable"));
+    const grpc::Status shown = runtime::PublicUpstreamStatus("presence", status);
     Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                      absl::StrCat("presence unavailable (", status.error_message(),
-                                   "): reconnect with backoff")));
+                      absl::StrCat("connect: ", shown.error_message(), " (reconnect)")));
     return;
   }
   std::lock_guard lock(mu_);
@@ -849,6 +855,15 @@ void DeviceStream::OnReadDone(bool ok) {
     std::lock_guard lock(mu_);
     read_pending_ = false;
     client_done_ = true;
+    // A failed read is a half-close, or a frame gRPC could not parse (garbage, invalid UTF-8 in
+    // a string): gRPC reports both as !ok. Parsing starts by clearing the message, so the marker
+    // set before StartRead survives only a half-close. Garbage ends the stream non-OK, so that a
+    // buggy client does not reconnect and repeat it forever.
+    if (in_.frame_case() != v1::ClientFrame::kPing || in_.ping() != kNoFrameRead) {
+      FinishLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "malformed client frame: not a valid padlock.v1.ClientFrame"));
+      return;
+    }
     // The client half-closed (or went away): answer what it sent, then finish.
     if (!send_in_flight_ && sends_.empty()) FinishLocked(grpc::Status::OK);
     return;
@@ -917,6 +932,7 @@ void DeviceStream::OnReadDone(bool ok) {
     read_paused_ = true;  // resumed when the queued sends drain
     return;
   }
+  in_.set_ping(kNoFrameRead);  // see OnReadDone
   StartRead(&in_);
 }
 
@@ -924,6 +940,7 @@ void DeviceStream::ResumeReadingLocked() {
   if (!read_paused_ || client_done_ || finished_) return;
   read_paused_ = false;
   read_pending_ = true;
+  in_.set_ping(kNoFrameRead);  // see OnReadDone
   StartRead(&in_);
 }
 
@@ -1022,6 +1039,11 @@ std::vector<DeviceStream::PendingSend> DeviceStream::TakeSends(size_t max) {
 bool DeviceStream::OnSendOutcomes(const std::vector<uint64_t>& request_ids,
                                   const grpc::Status& status, const v1::EnqueueResponse* response,
                                   int offset) {
+  // Clean of internal addresses; computed once per batch (it logs the original).
+  const std::string failure =
+      response == nullptr
+          ? runtime::PublicUpstreamStatus("message-queue", status).error_message()
+          : std::string();
   std::lock_guard lock(mu_);
   for (size_t i = 0; i < request_ids.size(); ++i) {
     open_requests_.erase(request_ids[i]);
@@ -1034,8 +1056,7 @@ bool DeviceStream::OnSendOutcomes(const std::vector<uint64_t>& request_ids,
       result->mutable_refused()->set_code(
           static_cast<int32_t>(retryable ? grpc::StatusCode::UNAVAILABLE : status.error_code()));
       result->mutable_refused()->set_message(
-          absl::StrCat("message-queue: ", status.error_message(),
-                       "; send again with the same message_id"));
+          absl::StrCat(failure, "; send again with the same message_id"));
     } else {
       const v1::SendOutcome& outcome = response->outcomes(offset + static_cast<int>(i));
       switch (outcome.outcome_case()) {
@@ -1161,8 +1182,11 @@ void DeviceStream::HandleSubscribePresence(const v1::SubscribePresence& subscrib
     grpc::Status status = self->hub_->presence_->Subscribe(&context, request, &response);
     std::lock_guard lock(self->mu_);
     if (!status.ok()) {
-      self->StreamErrorLocked(status.error_code(),
-                              absl::StrCat("subscribe_presence: ", status.error_message()), 0);
+      self->StreamErrorLocked(
+          status.error_code(),
+          absl::StrCat("subscribe_presence: ",
+                       runtime::PublicUpstreamStatus("presence", status).error_message()),
+          0);
     } else if (self->phase_ == Phase::kLive) {
       for (const v1::PresenceStatus& current : response.current()) {
         v1::ServerFrame frame;
@@ -1192,9 +1216,11 @@ void DeviceStream::HandleVisibility(const v1::SetPresenceVisibility& visibility)
     grpc::Status status = self->hub_->presence_->SetVisibility(&context, request, &response);
     if (!status.ok()) {
       std::lock_guard lock(self->mu_);
-      self->StreamErrorLocked(status.error_code(),
-                              absl::StrCat("set_presence_visibility: ", status.error_message()),
-                              0);
+      self->StreamErrorLocked(
+          status.error_code(),
+          absl::StrCat("set_presence_visibility: ",
+                       runtime::PublicUpstreamStatus("presence", status).error_message()),
+          0);
       self->MaybeWriteLocked();
     }
   });

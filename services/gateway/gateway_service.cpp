@@ -15,6 +15,7 @@
 #include "services/common/runtime/absl_compat.h"
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/status.h"
+#include "services/common/runtime/upstream_status.h"
 #include "services/common/runtime/unary.h"
 #include "services/common/statement/ids.h"
 #include "services/gateway/key_directory_client.h"
@@ -139,7 +140,9 @@ void GatewayService::Relay(grpc::CallbackServerContext* server, grpc::ServerUnar
       server->AddTrailingMetadata(kRetryAfterMetadata,
                                   std::string(it->second.data(), it->second.size()));
     }
-    absl::Status status = runtime::FromGrpcStatus(rpc);
+    // Transport failures name internal addresses: never pass them to the public caller.
+    absl::Status status =
+        runtime::FromGrpcStatus(runtime::PublicUpstreamStatus("key-directory", rpc));
     if (call->then) status = std::move(call->then)(std::move(status));
     delete call;
     if (relays_gauge_ != nullptr) relays_gauge_->Decrement();

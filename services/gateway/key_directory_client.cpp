@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "services/common/runtime/status.h"
+#include "services/common/runtime/upstream_status.h"
 
 namespace padlock::gateway {
 
@@ -22,7 +23,9 @@ absl::StatusOr<IdentityInfo> KeyDirectoryClient::GetIdentityKey(const DeviceRef&
   request.mutable_device()->set_device_id(device.device_id);
   padlock::v1::GetIdentityKeyResponse response;
   grpc::Status status = stub_->GetIdentityKey(&context, request, &response);
-  if (!status.ok()) return runtime::FromGrpcStatus(status);
+  if (!status.ok()) {
+    return runtime::FromGrpcStatus(runtime::PublicUpstreamStatus("key-directory", status));
+  }
   return IdentityInfo{response.identity_key(), response.device_list_version()};
 }
 

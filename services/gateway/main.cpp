@@ -25,6 +25,8 @@ int main() {
   runtime::InitLoggingFromConfig(config, "gateway");
   // The public edge: long-lived device streams, so no max connection age by default.
   runtime::ServerOptions options = runtime::ServerOptionsFromConfig(config, "gateway", 7400, 9400);
+  // The gateway accepts its connections itself: caps, a handshake deadline, EMFILE recovery.
+  options.admission = runtime::AdmissionOptionsFromConfig(config);
   gateway::GatewaySettings settings = gateway::GatewaySettingsFromConfig(config);
   // The public port is TLS for devices (PADLOCK_TLS); the internal channels are mutual TLS.
   const runtime::InternalTls internal_tls = runtime::InternalTlsFromConfig(config);

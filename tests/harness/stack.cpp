@@ -253,6 +253,12 @@ void PadlockStack::KillGateway(int i) {
   if (p) p->Kill();
 }
 
+void PadlockStack::KillService(std::string_view name) {
+  for (Process* p : {&key_directory_, &presence_, &message_queue_}) {
+    if (p->name == name && p->process) p->process->Kill();
+  }
+}
+
 absl::StatusOr<int> PadlockStack::StopGateway(int i, int signal, absl::Duration timeout) {
   auto& p = gateways_.at(i).process;
   if (!p) return absl::FailedPreconditionError("gateway not started");

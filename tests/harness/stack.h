@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -94,6 +95,8 @@ class PadlockStack {
 
   // SIGKILLs gateway `i` (no drain).
   void KillGateway(int i);
+  // SIGKILLs an internal service: "key-directory", "presence" or "message-queue".
+  void KillService(std::string_view name);
   // Sends `signal` to gateway `i` and waits for it to exit; returns the waitpid status.
   absl::StatusOr<int> StopGateway(int i, int signal, absl::Duration timeout = absl::Seconds(30));
   // Starts gateway `i` again on the same ports (after Kill/Stop) and waits until it serves.

@@ -1,6 +1,7 @@
 #include "services/common/runtime/logging.h"
 
 #include <errno.h>
+#include <google/protobuf/stubs/logging.h>
 #include <grpc/support/log.h>
 #include <openssl/evp.h>
 #include <unistd.h>
@@ -16,6 +17,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/runtime/config.h"
+#include "services/common/runtime/log_rate_limiter.h"
 
 namespace padlock::runtime {
 namespace {
@@ -38,6 +40,20 @@ LoggerState& State() {
 }
 
 std::atomic<int> g_min_level{static_cast<int>(LogLevel::kInfo)};
+
+constexpr int kDefaultLinesPerSecond = 10;
+constexpr absl::Duration kWindow = absl::Seconds(1);
+
+// Separate from LoggerState's lock: the sink may be slow, the limiter must not wait for it.
+struct LimiterState {
+  std::mutex mu;
+  LogRateLimiter limiter ABSL_GUARDED_BY(mu){kDefaultLinesPerSecond};
+};
+
+LimiterState& Limiter() {
+  static LimiterState* state = new LimiterState;  // never destroyed, as State()
+  return *state;
+}
 
 // Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not valid (overlong
 // forms, surrogates and code points above U+10FFFF are invalid).
@@ -103,17 +119,58 @@ std::string CurrentService() {
   return state.service;
 }
 
-// gRPC's own log lines (filtered by GRPC_VERBOSITY, default ERROR) in our format.
+void WriteSuppressedReports(absl::Time now, const std::string& service,
+                            const std::vector<LogRateLimiter::Suppressed>& reports) {
+  for (const LogRateLimiter::Suppressed& report : reports) {
+    WriteLine(FormatLogLine(now, report.level, service, "suppressed similar lines",
+                            {{"suppressed_msg", report.key},
+                             {"suppressed_level", LogLevelName(report.level)},
+                             {"suppressed", report.count},
+                             {"window_seconds", absl::ToInt64Seconds(kWindow)}}));
+  }
+}
+
+// Writes one line unless its key is over the rate limit; writes due reports first.
+void Emit(LogLevel level, std::string_view key, std::string_view msg,
+          std::initializer_list<LogField> fields) {
+  const absl::Time now = absl::Now();
+  std::vector<LogRateLimiter::Suppressed> reports;
+  bool admitted;
+  {
+    LimiterState& limiter = Limiter();
+    std::lock_guard<std::mutex> lock(limiter.mu);
+    admitted = limiter.limiter.Admit(key, level, now, &reports);
+  }
+  const std::string service = CurrentService();
+  WriteSuppressedReports(now, service, reports);
+  if (admitted) WriteLine(FormatLogLine(now, level, service, msg, fields));
+}
+
+// gRPC's own log lines (filtered by GRPC_VERBOSITY, default ERROR) in our format, limited per
+// source line (their text varies, e.g. with peer addresses).
 void GprLogToJson(gpr_log_func_args* args) {
   LogLevel level = LogLevel::kError;
   if (args->severity == GPR_LOG_SEVERITY_DEBUG) level = LogLevel::kDebug;
   if (args->severity == GPR_LOG_SEVERITY_INFO) level = LogLevel::kInfo;
   if (!LogEnabled(level)) return;
-  WriteLine(FormatLogLine(absl::Now(), level, CurrentService(),
-                          args->message != nullptr ? args->message : "",
-                          {{"source", "grpc"},
-                           {"file", args->file != nullptr ? args->file : ""},
-                           {"line", args->line}}));
+  const char* file = args->file != nullptr ? args->file : "";
+  Emit(level, absl::StrCat("grpc:", file, ":", args->line),
+       args->message != nullptr ? args->message : "",
+       {{"source", "grpc"}, {"file", file}, {"line", args->line}});
+}
+
+// protobuf's own log lines — e.g. "String field … contains invalid UTF-8 data when parsing a
+// protocol buffer", one per bad request from any client — which protobuf would otherwise print
+// as plain text on stderr.
+void ProtobufLogToJson(google::protobuf::LogLevel pb_level, const char* filename, int line,
+                       const std::string& message) {
+  LogLevel level = LogLevel::kError;
+  if (pb_level == google::protobuf::LOGLEVEL_INFO) level = LogLevel::kInfo;
+  if (pb_level == google::protobuf::LOGLEVEL_WARNING) level = LogLevel::kWarn;
+  if (!LogEnabled(level)) return;
+  const char* file = filename != nullptr ? filename : "";
+  Emit(level, absl::StrCat("protobuf:", file, ":", line), message,
+       {{"source", "protobuf"}, {"file", file}, {"line", line}});
 }
 
 }  // namespace
@@ -246,6 +303,77 @@ void InitLogging(std::string service_name, LogLevel min_level) {
   }
   g_min_level.store(static_cast<int>(min_level), std::memory_order_relaxed);
   gpr_set_log_function(&GprLogToJson);
+  google::protobuf::SetLogHandler(&ProtobufLogToJson);
+}
+
+void SetLogRateLimit(int lines_per_second) {
+  LimiterState& limiter = Limiter();
+  std::lock_guard<std::mutex> lock(limiter.mu);
+  limiter.limiter = LogRateLimiter(lines_per_second);
+}
+
+void FlushSuppressedLogs() {
+  std::vector<LogRateLimiter::Suppressed> reports;
+  {
+    LimiterState& limiter = Limiter();
+    std::lock_guard<std::mutex> lock(limiter.mu);
+    limiter.limiter.Flush(&reports);
+  }
+  WriteSuppressedReports(absl::Now(), CurrentService(), reports);
+}
+
+LogRateLimiter::LogRateLimiter(int lines_per_second, size_t max_keys)
+    : lines_per_second_(lines_per_second), max_keys_(max_keys) {}
+
+bool LogRateLimiter::Admit(std::string_view key, LogLevel level, absl::Time now,
+                           std::vector<Suppressed>* reports) {
+  if (lines_per_second_ <= 0) return true;
+  CollectEnded(now, reports);
+  auto it = windows_.find(key);
+  if (it == windows_.end()) {
+    // Bounded memory: beyond max_keys distinct messages, lines pass unlimited.
+    if (windows_.size() >= max_keys_) return true;
+    it = windows_.emplace(std::string(key), Window{now}).first;
+  }
+  Window& window = it->second;
+  if (now - window.start >= kWindow) {
+    if (window.suppressed > 0) reports->push_back({it->first, window.level, window.suppressed});
+    window = Window{now};
+  }
+  window.level = level;
+  if (window.written < lines_per_second_) {
+    ++window.written;
+    return true;
+  }
+  ++window.suppressed;
+  return false;
+}
+
+void LogRateLimiter::CollectEnded(absl::Time now, std::vector<Suppressed>* reports) {
+  // At most one scan per window: the map is small, but Log is called often.
+  if (now < next_scan_) return;
+  next_scan_ = now + kWindow;
+  for (auto it = windows_.begin(); it != windows_.end();) {
+    Window& window = it->second;
+    const absl::Duration age = now - window.start;
+    if (age >= kWindow && window.suppressed > 0) {
+      reports->push_back({it->first, window.level, window.suppressed});
+      window.suppressed = 0;
+    }
+    // Forget quiet messages, so that the map holds only recent ones.
+    if (age >= 60 * kWindow && window.suppressed == 0) {
+      it = windows_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void LogRateLimiter::Flush(std::vector<Suppressed>* reports) {
+  for (auto& [key, window] : windows_) {
+    if (window.suppressed > 0) reports->push_back({key, window.level, window.suppressed});
+    window.suppressed = 0;
+  }
 }
 
 LogLevel LogLevelFromConfig(Config& config) {
@@ -265,6 +393,8 @@ void InitLoggingFromConfig(Config& config, std::string service_name) {
     std::lock_guard<std::mutex> lock(state.mu);
     state.user_id_salt = std::move(salt);
   }
+  SetLogRateLimit(static_cast<int>(
+      config.Int("PADLOCK_LOG_RATE", kDefaultLinesPerSecond, 0, 1'000'000)));
   InitLogging(std::move(service_name), level);
 }
 
@@ -274,7 +404,7 @@ bool LogEnabled(LogLevel level) {
 
 void Log(LogLevel level, std::string_view msg, std::initializer_list<LogField> fields) {
   if (!LogEnabled(level)) return;
-  WriteLine(FormatLogLine(absl::Now(), level, CurrentService(), msg, fields));
+  Emit(level, msg, msg, fields);
 }
 
 void LogDebug(std::string_view msg, std::initializer_list<LogField> fields) {

@@ -31,7 +31,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "services/common/runtime/grpc_metrics.h"
+#include "services/common/runtime/log_rate_limiter.h"
 #include "services/common/runtime/logging.h"
+#include "services/common/runtime/malformed_request_interceptor.h"
 #include "services/common/runtime/process_metrics.h"
 
 #ifndef PADLOCK_VERSION
@@ -306,11 +308,30 @@ absl::Status ServiceRunner::Start() {
               "(tests only)");
     }
   }
-  b.AddListeningPort(options_.listen_address, credentials, &grpc_port_);
   const bool admin = !options_.admin_listen_address.empty();
   if (admin && !options_.internal_tls.has_value()) {
     StopMetrics();
     return absl::FailedPreconditionError("an admin port needs internal_tls (operator checks)");
+  }
+  std::unique_ptr<grpc::experimental::ExternalConnectionAcceptor> external;
+  if (options_.admission.has_value()) {
+    // Our own accept loop instead of gRPC's (connection_acceptor.h says why).
+    auto acceptor =
+        ConnectionAcceptor::Listen(options_.listen_address, *options_.admission, *registry_);
+    if (!acceptor.ok()) {
+      StopMetrics();
+      return acceptor.status();
+    }
+    acceptor_ = std::move(*acceptor);
+    grpc_port_ = acceptor_->port();
+    external = b.experimental().AddExternalConnectionAcceptor(
+        grpc::ServerBuilder::experimental_type::ExternalConnectionType::FROM_FD, credentials);
+    // Also bounds connections that never send the HTTP/2 preface and SETTINGS (gRPC's timer
+    // "Did not receive HTTP/2 settings before handshake timeout").
+    b.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+                         ClampedMillis(options_.admission->handshake_timeout));
+  } else {
+    b.AddListeningPort(options_.listen_address, credentials, &grpc_port_);
   }
   if (admin) {
     b.AddListeningPort(options_.admin_listen_address,
@@ -329,6 +350,8 @@ absl::Status ServiceRunner::Start() {
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
   for (auto& factory : extra_interceptors_) creators.push_back(std::move(factory));
   extra_interceptors_.clear();
+  // Before the metrics interceptor, which then counts the rewritten code.
+  creators.push_back(NewMalformedRequestInterceptorFactory());
   creators.push_back(grpc_metrics_->NewInterceptorFactory());
   b.experimental().SetInterceptorCreators(std::move(creators));
   b.SetOption(std::make_unique<ServiceListOption>(
@@ -338,12 +361,14 @@ absl::Status ServiceRunner::Start() {
   if (server_ == nullptr || grpc_port_ == 0 || (admin && admin_port_ == 0)) {
     if (server_ != nullptr) server_->Shutdown();
     server_.reset();
+    acceptor_.reset();
     StopMetrics();
     return absl::UnavailableError(
         absl::StrCat("gRPC: cannot listen on ", options_.listen_address,
                      admin ? absl::StrCat(" or ", options_.admin_listen_address) : "",
                      " (address in use or invalid?)"));
   }
+  if (acceptor_ != nullptr) acceptor_->Start(std::move(external));
   started_ = true;
   // gRPC's default health service answers SERVING for "" as soon as the server runs; nothing is
   // ready until the first readiness poll below says so (a slow check must not be preceded by a
@@ -360,6 +385,14 @@ absl::Status ServiceRunner::Start() {
     }
   }
 
+  if (acceptor_ != nullptr) {
+    // A process that cannot take connections is not ready either (issue #16: padlock_ready
+    // said 1 while nobody could connect).
+    AddReadinessCheck("accept", [this]() -> absl::Status {
+      if (acceptor_->Accepting()) return absl::OkStatus();
+      return absl::UnavailableError("out of descriptors: cannot accept connections");
+    });
+  }
   auto& check_family = prometheus::BuildGauge()
                            .Name("padlock_readiness_check_ok")
                            .Help("1 while the named readiness check passes, else 0.")
@@ -406,6 +439,29 @@ void ServiceRunner::PollReadiness() {
     check.gauge->Set(status.ok() ? 1 : 0);
   }
   ready_gauge_->Set(ready ? 1 : 0);
+
+  const bool live = acceptor_ == nullptr || acceptor_->Accepting();
+  if (!last_live_.has_value() || *last_live_ != live) {
+    if (last_live_.has_value()) {
+      if (live) {
+        LogInfo("accepting connections again; liveness SERVING");
+      } else {
+        LogError("cannot accept connections; reporting liveness NOT_SERVING");
+      }
+    }
+    last_live_ = live;
+    not_live_since_ = live ? absl::InfiniteFuture() : absl::Now();
+    if (grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService()) {
+      health->SetServingStatus(kLivenessService, live);
+    }
+  }
+  if (!live && absl::Now() - not_live_since_ >= options_.admission->restart_after &&
+      exit_status_.exchange(1) == 0) {
+    LogError("cannot accept connections for too long; draining and exiting with status 1 so "
+             "that the supervisor restarts the process",
+             {{"not_live_seconds", absl::Now() - not_live_since_}});
+    RequestShutdown();
+  }
 
   // Only on change: the health service sends every update to its Watch streams.
   if (last_ready_.has_value() && *last_ready_ == ready) return;
@@ -523,6 +579,8 @@ void ServiceRunner::Drain(std::string_view reason) {
   }
 
   for (const auto& hook : drain_hooks_) hook(deadline);
+  // No new connections from here on, as gRPC's own listener stops in Shutdown.
+  if (acceptor_ != nullptr) acceptor_->Stop();
   // Stops accepting calls at once; in-flight calls may run until the deadline, then they are
   // cancelled; returns when every call is done.
   server_->Shutdown(absl::ToChronoTime(deadline));
@@ -535,7 +593,9 @@ void ServiceRunner::Drain(std::string_view reason) {
   }
   changed_.notify_all();
   if (watchdog.joinable()) watchdog.join();
+  FlushSuppressedLogs();
   LogInfo("stopped", {{"drain_seconds", absl::Now() - began}});
+  if (const int status = exit_status_.load(); status != 0) _exit(status);
 }
 
 }  // namespace padlock::runtime

@@ -20,10 +20,12 @@
 //   return 0;
 //
 // Health (grpc.health.v1.Health/Check and Watch):
-//   ""                   readiness: SERVING only while every readiness check passes. Checks run at
+//   ""                   readiness: SERVING only while every readiness check passes (with
+//                        admission, also the implicit "accept" check). Checks run at
 //                        Start and then every readiness_poll_interval on a background thread; a
 //                        check going bad logs a warning naming it, and recovery an info line.
-//   "liveness"           SERVING whenever the process answers.
+//   "liveness"           SERVING whenever the process answers and (with admission) its accept
+//                        loop can take connections (ConnectionAcceptor::Accepting).
 //   each added service   by full name (e.g. "padlock.v1.Presence"): the readiness value.
 //   While draining, every name is NOT_SERVING.
 //
@@ -50,6 +52,7 @@
 #include <grpcpp/support/server_interceptor.h>
 #include <prometheus/registry.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -64,6 +67,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "services/common/runtime/config.h"
+#include "services/common/runtime/connection_acceptor.h"
 #include "services/common/runtime/internal_tls.h"
 
 namespace prometheus {
@@ -107,6 +111,10 @@ struct ServerOptions {
   CallerPolicy admin_callers;
   // Install the SIGTERM/SIGINT handlers in Start. In-process tests turn this off.
   bool handle_signals = true;
+  // Set: the runner accepts connections itself (ConnectionAcceptor: caps, handshake deadline,
+  // EMFILE recovery) and hands them to gRPC; liveness then also requires that the accept loop
+  // can take connections. Unset: gRPC's own listener (internal services).
+  std::optional<AdmissionOptions> admission;
 };
 
 // Options from the environment, with these variables (errors are recorded in `config`):
@@ -201,6 +209,10 @@ class ServiceRunner {
 
   std::unique_ptr<prometheus::Exposer> exposer_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<ConnectionAcceptor> acceptor_;  // with options_.admission, after Start
+  std::optional<bool> last_live_;  // touched only by PollReadiness
+  absl::Time not_live_since_ = absl::InfiniteFuture();  // touched only by PollReadiness
+  std::atomic<int> exit_status_{0};  // non-zero: Drain exits the process with it
   int grpc_port_ = 0;
   int admin_port_ = 0;
   int metrics_port_ = 0;

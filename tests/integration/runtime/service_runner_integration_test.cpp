@@ -2,8 +2,14 @@
 // as a child process on free loopback ports; the tests talk gRPC and HTTP to it, signal it, and
 // read its log.
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -75,7 +81,8 @@ class SlowServerTest : public ::testing::Test {
     };
     for (auto& [k, v] : extra_env) env[k] = v;
     Subprocess::Options options;
-    options.argv = {SLOW_SERVER_PATH};
+    options.argv = argv_prefix_;
+    options.argv.push_back(SLOW_SERVER_PATH);
     options.env = env;
     options.log_path = log_path_;
     auto started = Subprocess::Start(std::move(options));
@@ -129,6 +136,7 @@ class SlowServerTest : public ::testing::Test {
     return WEXITSTATUS(*status);
   }
 
+  std::vector<std::string> argv_prefix_;  // e.g. {"prlimit", "--nofile=N:N", "--"}
   TempDir dir_;
   int starts_ = 0;
   int tool_runs_ = 0;
@@ -448,6 +456,206 @@ TEST_F(SlowServerTest, HealthcheckToolExitCodes) {
   EXPECT_THAT(out, HasSubstr("UNREACHABLE"));
   EXPECT_EQ(RunHealthcheck({"--addr=nonsense"}, &out), 2) << out;
   EXPECT_EQ(RunHealthcheck({}, &out), 2) << out;
+}
+
+// ---- Connection admission (ConnectionAcceptor) -------------------------------------------------
+
+// TCP connections from `source` (another loopback address, so that the test's gRPC client on
+// 127.0.0.1 is a different address) that never send a byte: the half-open clients of issue #16.
+// Non-blocking connects, so a full listen queue cannot stall the test.
+class HalfOpenClients {
+ public:
+  ~HalfOpenClients() { CloseAll(); }
+  // Returns how many sockets were created (connects complete in the kernel, asynchronously).
+  int Open(int port, int count, const char* source = "127.0.0.2") {
+    int opened = 0;
+    for (int i = 0; i < count; ++i) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) break;
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      ::inet_pton(AF_INET, source, &from.sin_addr);
+      sockaddr_in to{};
+      to.sin_family = AF_INET;
+      to.sin_port = htons(static_cast<uint16_t>(port));
+      ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0 ||
+          (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0 &&
+           errno != EINPROGRESS)) {
+        ::close(fd);
+        break;
+      }
+      fds_.push_back(fd);
+      ++opened;
+    }
+    return opened;
+  }
+  // How many the server has closed (EOF or reset seen).
+  int ClosedByServer() {
+    std::vector<pollfd> polls;
+    for (int fd : fds_) polls.push_back({fd, POLLIN | POLLRDHUP, 0});
+    ::poll(polls.data(), polls.size(), 0);
+    int closed = 0;
+    for (const pollfd& p : polls) {
+      if ((p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) ++closed;
+    }
+    return closed;
+  }
+  void CloseAll() {
+    for (int fd : fds_) ::close(fd);
+    fds_.clear();
+  }
+  int size() const { return static_cast<int>(fds_.size()); }
+
+ private:
+  std::vector<int> fds_;
+};
+
+class AdmissionTest : public SlowServerTest {
+ protected:
+  // A call on a fresh channel (a new connection), as a client arriving now would make.
+  grpc::Status FreshCall(absl::Duration deadline = absl::Seconds(5)) {
+    auto channel = grpc::CreateCustomChannel(absl::StrCat("127.0.0.1:", grpc_port_),
+                                             grpc::InsecureChannelCredentials(), FreshArgs());
+    auto stub = SlowService::NewStub(channel);
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    SleepRequest request;
+    SleepResponse response;
+    return stub->Sleep(&context, request, &response);
+  }
+  static grpc::ChannelArguments FreshArgs() {
+    grpc::ChannelArguments args;
+    args.SetInt("grpc.padlock_fresh", ++fresh_);  // never share a subchannel
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 200);
+    return args;
+  }
+  static inline int fresh_ = 0;
+};
+
+// Issue #16: one address holding many connections that never speak HTTP/2. Its connections
+// beyond the per-address cap are closed at once, those within it by the handshake deadline; a
+// client from another address is served during and after; the gateway accepts after they
+// close; metrics count it all.
+TEST_F(AdmissionTest, HalfOpenFloodFromOneAddressIsCappedAndTimedOut) {
+  StartServerAndWaitUntilReady({{"PADLOCK_TEST_ADMISSION", "true"},
+                                {"PADLOCK_MAX_CONNECTIONS", "5000"},
+                                {"PADLOCK_MAX_CONNECTIONS_PER_ADDRESS", "200"},
+                                {"PADLOCK_HANDSHAKE_TIMEOUT", "2s"}});
+  HalfOpenClients flood;
+  ASSERT_EQ(flood.Open(grpc_port_, 1000), 1000);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Scrape("padlock_connections_refused_total", {{"reason", "per_address"}}) >= 800;
+      },
+      absl::Seconds(20)))
+      << server_->ReadLog();
+  EXPECT_LE(Scrape("padlock_connections_open", {}), 200 + 2);  // + this test's channels
+  // During: another address is served.
+  EXPECT_TRUE(FreshCall().ok());
+  // The handshake deadline closes the 200 that were admitted and never spoke.
+  ASSERT_TRUE(WaitFor([&] { return flood.ClosedByServer() == 1000; }, absl::Seconds(30)))
+      << flood.ClosedByServer() << " of 1000 closed";
+  ASSERT_TRUE(WaitFor([&] { return Scrape("padlock_connections_open", {}) <= 2; },
+                      absl::Seconds(10)));
+  flood.CloseAll();
+  // After: new connections are accepted, from the flooding address's neighbours as from others.
+  EXPECT_TRUE(FreshCall().ok());
+  EXPECT_GE(Scrape("padlock_connections_accepted_total", {}), 200);
+  EXPECT_EQ(Health("liveness"), HealthState::kServing);
+}
+
+TEST_F(AdmissionTest, GlobalCapRefusesBeyondItAndRecovers) {
+  StartServerAndWaitUntilReady({{"PADLOCK_TEST_ADMISSION", "true"},
+                                {"PADLOCK_MAX_CONNECTIONS", "50"},
+                                {"PADLOCK_MAX_CONNECTIONS_PER_ADDRESS", "0"},
+                                {"PADLOCK_HANDSHAKE_TIMEOUT", "60s"}});
+  HalfOpenClients flood;
+  ASSERT_EQ(flood.Open(grpc_port_, 100), 100);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Scrape("padlock_connections_refused_total", {{"reason", "max_connections"}}) >=
+               50;
+      },
+      absl::Seconds(20)));
+  EXPECT_EQ(Scrape("padlock_connections_max", {}), 50);
+  flood.CloseAll();
+  // The sweep notices the closed connections; new ones are admitted again.
+  ASSERT_TRUE(WaitFor([&] { return FreshCall(absl::Seconds(1)).ok(); }, absl::Seconds(20)));
+}
+
+// gRPC 1.51's own accept loop stops for good on EMFILE. Here the server runs with 128
+// descriptors and room for more connections than that: a flood exhausts the descriptors, the
+// acceptor refuses what waits (instead of leaving it in the queue), liveness goes NOT_SERVING,
+// and once the flood closes, the same process accepts and serves again by itself.
+TEST_F(AdmissionTest, AcceptLoopResumesAfterRunningOutOfDescriptors) {
+  argv_prefix_ = {"prlimit", "--nofile=128:128", "--"};
+  StartServerAndWaitUntilReady({{"PADLOCK_TEST_ADMISSION", "true"},
+                                {"PADLOCK_MAX_CONNECTIONS", "100000"},
+                                {"PADLOCK_MAX_CONNECTIONS_PER_ADDRESS", "0"},
+                                {"PADLOCK_FD_HEADROOM", "0"},
+                                {"PADLOCK_HANDSHAKE_TIMEOUT", "60s"},
+                                {"PADLOCK_ACCEPT_STUCK_AFTER", "300ms"}});
+  const int accepted_before = static_cast<int>(Scrape("padlock_connections_accepted_total", {}));
+  HalfOpenClients flood;
+  ASSERT_EQ(flood.Open(grpc_port_, 300), 300);
+  // Out of descriptors: logged once, the waiting connections are closed rather than left to hang.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return server_->ReadLog().find("accept failed: out of descriptors") != std::string::npos;
+      },
+      absl::Seconds(20)))
+      << server_->ReadLog();
+  ASSERT_TRUE(WaitFor([&] { return flood.ClosedByServer() > 0; }, absl::Seconds(20)));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return server_->ReadLog().find("cannot accept connections; reporting liveness "
+                                       "NOT_SERVING") != std::string::npos;
+      },
+      absl::Seconds(20)))
+      << server_->ReadLog();
+
+  flood.CloseAll();
+  ASSERT_TRUE(WaitFor([&] { return FreshCall(absl::Seconds(1)).ok(); }, absl::Seconds(30)))
+      << server_->ReadLog();
+  EXPECT_TRUE(WaitFor([&] { return Health("liveness") == HealthState::kServing; },
+                      absl::Seconds(10)));
+  EXPECT_GE(Scrape("padlock_accept_errors_total", {{"error", "EMFILE"}}), 1);
+  EXPECT_GE(Scrape("padlock_connections_refused_total", {{"reason", "fd_exhausted"}}), 1);
+  EXPECT_GT(Scrape("padlock_connections_accepted_total", {}), accepted_before + 1);
+  EXPECT_TRUE(server_->running());
+}
+
+// gRPC answers a unary request that does not parse with UNIMPLEMENTED and no message; the
+// runtime turns that into INVALID_ARGUMENT with a reason (every service, admission or not).
+TEST_F(SlowServerTest, GarbageUnaryRequestIsInvalidArgumentWithAReason) {
+  StartServerAndWaitUntilReady();
+  grpc::GenericStub generic(channel_);
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+  grpc::CompletionQueue cq;
+  const std::string garbage = "\xff\xff\xff\xff\x0f garbage";
+  grpc::Slice slice(garbage);
+  grpc::ByteBuffer request(&slice, 1);
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  auto call = generic.PrepareUnaryCall(&context, absl::StrCat("/", kSlowService, "/Sleep"),
+                                       request, &cq);
+  call->StartCall();
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  ASSERT_TRUE(cq.Next(&tag, &ok));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("malformed request"));
+  EXPECT_THAT(status.error_message(), HasSubstr("SlowService/Sleep"));
+  EXPECT_EQ(Scrape("grpc_server_handled_total",
+                   WithCode(Labels(kSlowService, "Sleep", "unary"), "INVALID_ARGUMENT")),
+            1);
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 }  // namespace

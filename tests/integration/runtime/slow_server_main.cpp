@@ -3,7 +3,8 @@
 //
 // Environment: the PADLOCK_* variables of ServerOptionsFromConfig (default ports: 0 = any), and
 // PADLOCK_TEST_IGNORE_CANCEL=true to make Sleep ignore cancellation (a handler that never
-// finishes, to test the shutdown watchdog).
+// finishes, to test the shutdown watchdog), PADLOCK_TEST_ADMISSION=true to accept connections
+// through runtime::ConnectionAcceptor (with the PADLOCK_MAX_CONNECTIONS… variables).
 
 #include <atomic>
 #include <chrono>
@@ -93,6 +94,9 @@ int Main() {
   rt::InitLoggingFromConfig(config, "slow-server");
   rt::ServerOptions options = rt::ServerOptionsFromConfig(config, "slow-server", 0, 0);
   const bool ignore_cancel = config.Bool("PADLOCK_TEST_IGNORE_CANCEL", false);
+  if (config.Bool("PADLOCK_TEST_ADMISSION", false)) {
+    options.admission = rt::AdmissionOptionsFromConfig(config);
+  }
   rt::ExitIfInvalid(config);
 
   rt::BoundedExecutor executor("sleep", 4, 16);

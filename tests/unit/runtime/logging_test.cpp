@@ -12,7 +12,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include <google/protobuf/stubs/logging.h>
 #include "services/common/runtime/config.h"
+#include "services/common/runtime/log_rate_limiter.h"
 #include "tests/harness/harness.h"
 #include "tests/unit/runtime/runtime_test_util.h"
 
@@ -150,6 +152,7 @@ TEST(Logging, ConcurrentLinesNeverInterleave) {
   ASSERT_EQ(::dup2(file, STDERR_FILENO), STDERR_FILENO);
   constexpr int kThreads = 8;
   constexpr int kLines = 200;
+  SetLogRateLimit(0);  // 1 600 lines of one message: the limiter would keep 10
   {
     std::vector<std::thread> threads;
     for (int t = 0; t < kThreads; ++t) {
@@ -164,6 +167,7 @@ TEST(Logging, ConcurrentLinesNeverInterleave) {
   ::dup2(saved, STDERR_FILENO);
   ::close(saved);
   ::close(file);
+  SetLogRateLimit(10);
 
   std::ifstream in(path);
   std::string line;
@@ -174,6 +178,114 @@ TEST(Logging, ConcurrentLinesNeverInterleave) {
     ++count;
   }
   EXPECT_EQ(count, kThreads * kLines);
+}
+
+absl::Time At(int64_t millis) { return absl::FromUnixMillis(1'700'000'000'000 + millis); }
+
+TEST(LogRateLimiter, WritesTheFirstLinesOfAWindowAndCountsTheRest) {
+  LogRateLimiter limiter(3);
+  std::vector<LogRateLimiter::Suppressed> reports;
+  int written = 0;
+  for (int i = 0; i < 100; ++i) {
+    if (limiter.Admit("enqueue batch failed", LogLevel::kWarn, At(i), &reports)) ++written;
+  }
+  EXPECT_EQ(written, 3);
+  EXPECT_TRUE(reports.empty());  // the window has not ended yet
+
+  // The next window: the count of the last one is reported, and lines pass again.
+  EXPECT_TRUE(limiter.Admit("enqueue batch failed", LogLevel::kWarn, At(1000), &reports));
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].key, "enqueue batch failed");
+  EXPECT_EQ(reports[0].level, LogLevel::kWarn);
+  EXPECT_EQ(reports[0].count, 97);
+}
+
+TEST(LogRateLimiter, LimitsEachMessageOnItsOwn) {
+  LogRateLimiter limiter(1);
+  std::vector<LogRateLimiter::Suppressed> reports;
+  EXPECT_TRUE(limiter.Admit("a", LogLevel::kWarn, At(0), &reports));
+  EXPECT_FALSE(limiter.Admit("a", LogLevel::kWarn, At(1), &reports));
+  EXPECT_TRUE(limiter.Admit("b", LogLevel::kWarn, At(2), &reports));
+  EXPECT_FALSE(limiter.Admit("b", LogLevel::kWarn, At(3), &reports));
+}
+
+TEST(LogRateLimiter, ReportsEndedWindowsOnAnyLaterLine) {
+  LogRateLimiter limiter(1);
+  std::vector<LogRateLimiter::Suppressed> reports;
+  limiter.Admit("noisy", LogLevel::kError, At(0), &reports);
+  limiter.Admit("noisy", LogLevel::kError, At(1), &reports);
+  limiter.Admit("noisy", LogLevel::kError, At(2), &reports);
+  // "noisy" falls silent; another message's line after the window carries its report.
+  EXPECT_TRUE(limiter.Admit("other", LogLevel::kInfo, At(1500), &reports));
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].key, "noisy");
+  EXPECT_EQ(reports[0].count, 2);
+  reports.clear();
+  // Reported once only: the next report is the one line of "other" cut at 1600.
+  EXPECT_FALSE(limiter.Admit("other", LogLevel::kInfo, At(1600), &reports));
+  EXPECT_TRUE(limiter.Admit("noisy", LogLevel::kError, At(2600), &reports));
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].key, "other");
+  EXPECT_EQ(reports[0].count, 1);
+}
+
+TEST(LogRateLimiter, FlushReportsPendingCountsAtOnce) {
+  LogRateLimiter limiter(2);
+  std::vector<LogRateLimiter::Suppressed> reports;
+  for (int i = 0; i < 5; ++i) limiter.Admit("x", LogLevel::kWarn, At(i), &reports);
+  limiter.Flush(&reports);
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].count, 3);
+  reports.clear();
+  limiter.Flush(&reports);
+  EXPECT_TRUE(reports.empty());
+}
+
+TEST(LogRateLimiter, ZeroMeansNoLimit) {
+  LogRateLimiter limiter(0);
+  std::vector<LogRateLimiter::Suppressed> reports;
+  for (int i = 0; i < 1000; ++i) EXPECT_TRUE(limiter.Admit("x", LogLevel::kWarn, At(0), &reports));
+}
+
+TEST(LogRateLimiter, NeverSuppressesMessagesBeyondItsKeyBound) {
+  LogRateLimiter limiter(1, /*max_keys=*/1);
+  std::vector<LogRateLimiter::Suppressed> reports;
+  EXPECT_TRUE(limiter.Admit("tracked", LogLevel::kWarn, At(0), &reports));
+  EXPECT_FALSE(limiter.Admit("tracked", LogLevel::kWarn, At(0), &reports));
+  EXPECT_TRUE(limiter.Admit("untracked", LogLevel::kWarn, At(0), &reports));
+  EXPECT_TRUE(limiter.Admit("untracked", LogLevel::kWarn, At(0), &reports));
+}
+
+// Through Log: the lines over the limit are dropped and one JSON line reports how many.
+TEST(Logging, RepeatedLinesAreCutAndCounted) {
+  CapturedLog log;
+  SetLogRateLimit(5);
+  for (int i = 0; i < 50; ++i) LogWarn("enqueue batch failed", {{"i", i}});
+  FlushSuppressedLogs();
+  const std::vector<std::string> lines = log.lines();
+  SetLogRateLimit(10);
+  ASSERT_EQ(lines.size(), 6u);
+  for (size_t i = 0; i < 5; ++i) EXPECT_EQ(ParseJson(lines[i]).at("msg"), "enqueue batch failed");
+  const auto report = ParseJson(lines[5]);
+  EXPECT_EQ(report.at("msg"), "suppressed similar lines");
+  EXPECT_EQ(report.at("suppressed_msg"), "enqueue batch failed");
+  EXPECT_EQ(report.at("suppressed_level"), "warn");
+  EXPECT_EQ(report.at("suppressed"), "45");
+  EXPECT_EQ(report.at("level"), "warn");
+}
+
+// protobuf's own complaint about a string field with invalid UTF-8 (one per bad request from
+// any client) arrives as a JSON line, with the client's bytes escaped.
+TEST(Logging, ProtobufsOwnLinesAreJson) {
+  InitLogging(program_invocation_short_name, LogLevel::kInfo);  // installs protobuf's handler
+  CapturedLog log;
+  GOOGLE_LOG(ERROR) << "String field 'x' contains invalid UTF-8 data: \xff\xfe ÿþ";
+  const std::vector<std::string> lines = log.lines();
+  ASSERT_EQ(lines.size(), 1u);
+  const auto parsed = ParseJson(lines[0]);
+  EXPECT_EQ(parsed.at("source"), "protobuf");
+  EXPECT_EQ(parsed.at("level"), "error");
+  EXPECT_THAT(parsed.at("msg"), HasSubstr("\xEF\xBF\xBD"));
 }
 
 // The JSON checks above are only as good as the parser they use.

@@ -1,6 +1,8 @@
 #include "services/common/runtime/status.h"
+#include "services/common/runtime/upstream_status.h"
 
 #include "absl/strings/cord.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace padlock::runtime {
@@ -62,6 +64,56 @@ TEST(Status, NamesEveryCodeAsGrpcDoes) {
   EXPECT_EQ(GrpcCodeName(grpc::StatusCode::RESOURCE_EXHAUSTED), "RESOURCE_EXHAUSTED");
   EXPECT_EQ(GrpcCodeName(grpc::StatusCode::UNAUTHENTICATED), "UNAUTHENTICATED");
   EXPECT_EQ(GrpcCodeName(static_cast<grpc::StatusCode>(20)), "UNKNOWN");
+}
+
+}  // namespace
+}  // namespace padlock::runtime
+
+namespace padlock::runtime {
+namespace {
+
+TEST(ContainsNetworkAddress, FindsTheAddressesGrpcPutsInItsErrors) {
+  EXPECT_TRUE(ContainsNetworkAddress(
+      "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:17430: Failed to "
+      "connect to remote host: Connection refused"));
+  EXPECT_TRUE(ContainsNetworkAddress("Socket closed by 10.0.0.7"));
+  EXPECT_TRUE(ContainsNetworkAddress("peer [2001:db8::1]:7420 went away"));
+  EXPECT_TRUE(ContainsNetworkAddress("connect to message-queue:7420 failed"));
+  EXPECT_TRUE(ContainsNetworkAddress("unix:/run/padlock.sock"));
+  EXPECT_FALSE(ContainsNetworkAddress("user_id must match [a-z0-9._-]{3,32}"));
+  EXPECT_FALSE(ContainsNetworkAddress("inbox full: retry after 1.5 s"));
+  EXPECT_FALSE(ContainsNetworkAddress("device 2 of alice is not listed (version 3)"));
+}
+
+TEST(PublicUpstreamStatus, ReplacesTransportMessagesAndKeepsTheCode) {
+  const grpc::Status raw(grpc::StatusCode::UNAVAILABLE,
+                         "failed to connect to all addresses; last error: UNKNOWN: "
+                         "ipv4:127.0.0.1:17430: Failed to connect to remote host");
+  const grpc::Status shown = PublicUpstreamStatus("key-directory", raw);
+  EXPECT_EQ(shown.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(shown.error_message(), "key-directory unavailable: retry with backoff");
+
+  for (grpc::StatusCode code :
+       {grpc::StatusCode::DEADLINE_EXCEEDED, grpc::StatusCode::CANCELLED,
+        grpc::StatusCode::UNKNOWN, grpc::StatusCode::INTERNAL, grpc::StatusCode::UNIMPLEMENTED,
+        grpc::StatusCode::DATA_LOSS}) {
+    const grpc::Status s =
+        PublicUpstreamStatus("presence", grpc::Status(code, "Socket closed ipv4:10.1.2.3:7410"));
+    EXPECT_EQ(s.error_code(), code);
+    EXPECT_FALSE(ContainsNetworkAddress(s.error_message())) << s.error_message();
+    EXPECT_THAT(s.error_message(), ::testing::StartsWith("presence "));
+  }
+}
+
+TEST(PublicUpstreamStatus, KeepsOurServicesOwnMessages) {
+  const grpc::Status refused(grpc::StatusCode::INVALID_ARGUMENT, "user_id: not a username");
+  EXPECT_EQ(PublicUpstreamStatus("key-directory", refused).error_message(),
+            "user_id: not a username");
+  const grpc::Status leaky(grpc::StatusCode::FAILED_PRECONDITION, "replica 10.0.0.9 is behind");
+  const grpc::Status shown = PublicUpstreamStatus("key-directory", leaky);
+  EXPECT_EQ(shown.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_FALSE(ContainsNetworkAddress(shown.error_message()));
+  EXPECT_TRUE(PublicUpstreamStatus("presence", grpc::Status::OK).ok());
 }
 
 }  // namespace
