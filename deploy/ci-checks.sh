@@ -230,7 +230,7 @@ stack_healthy() {
         '{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}}' \
         "$id")"
       case "$state" in
-        *" running healthy "*|*" running none "*|*internal-certs*" exited none 0") ;;
+        *" running healthy "*|*" running none "*|*internal-certs*" exited "*" 0") ;;
         *) bad="$bad ${state}," ;;
       esac
     done
