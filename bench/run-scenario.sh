@@ -122,11 +122,11 @@ if [ -z "$gateway_pid" ] || ! kill -0 "$gateway_pid" 2>/dev/null; then
 elif ! tr '\0' '\n' <"/proc/$gateway_pid/environ" | grep -qx 'PADLOCK_RATE_LIMIT_PROFILE=test'; then
   log "restarting the gateway (pid $gateway_pid) with PADLOCK_RATE_LIMIT_PROFILE=test"
   mapfile -t gateway_env < <(tr '\0' '\n' <"/proc/$gateway_pid/environ" \
-    | grep -v '^PADLOCK_RATE_LIMIT_PROFILE=')
+    | grep -v '^PADLOCK_RATE_LIMIT_PROFILE=\|^PADLOCK_MAX_CONNECTIONS_PER_ADDRESS=')
   kill -TERM "$gateway_pid"
   for _ in $(seq 300); do kill -0 "$gateway_pid" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$gateway_pid" 2>/dev/null && die "gateway $gateway_pid did not stop"
-  env -i "${gateway_env[@]}" PADLOCK_RATE_LIMIT_PROFILE=test \
+  env -i "${gateway_env[@]}" PADLOCK_RATE_LIMIT_PROFILE=test PADLOCK_MAX_CONNECTIONS_PER_ADDRESS=0 \
     setsid "$BUILD_DIR/services/gateway/padlock-gateway" >>"$STATE_DIR/logs/gateway.log" 2>&1 \
     </dev/null &
   echo $! >"$STATE_DIR/run/gateway.pid"

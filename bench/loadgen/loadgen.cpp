@@ -283,10 +283,15 @@ void Runner::StartAckFlusher() {
     const int flush_ms = options_.ack_flush_ms >= 0 ? options_.ack_flush_ms
                          : options_.stream_revision >= 2 ? 250
                                                          : 50;
-    const auto period = std::chrono::milliseconds(std::max(1, flush_ms));
-    while (!stop_flusher_.load()) {
-      std::this_thread::sleep_for(period);
-      for (auto& device : run_.devices) device->FlushAck();
+    // Each device is flushed once per period, a tenth of them every tenth of it: flushing all at
+    // once sent a burst of lone acks (one per device) that showed in the tail latency.
+    constexpr size_t kSlices = 10;
+    const auto slice = std::chrono::microseconds(std::max(1, flush_ms) * 1000 / kSlices);
+    for (size_t tick = 0; !stop_flusher_.load(); ++tick) {
+      std::this_thread::sleep_for(slice);
+      for (size_t i = tick % kSlices; i < run_.devices.size(); i += kSlices) {
+        run_.devices[i]->FlushAck();
+      }
     }
   });
 }
