@@ -118,9 +118,13 @@ struct StreamHub::Metrics {
                               .Help("Frames read from device streams, by kind; riding_ack counts "
                                     "acks that came on another frame (stream revision 2)")
                               .Register(*registry);
-    for (const char* kind : {"send", "ack", "riding_ack", "presence", "ping", "other"}) {
-      client_frames[kind] = &client_family.Add({{"kind", kind}});
-    }
+    auto client_frame = [&](const char* kind) { return &client_family.Add({{"kind", kind}}); };
+    frames_send = client_frame("send");
+    frames_ack = client_frame("ack");
+    frames_riding_ack = client_frame("riding_ack");
+    frames_presence = client_frame("presence");
+    frames_ping = client_frame("ping");
+    frames_other = client_frame("other");
     direct_pushes = counter("padlock_gateway_wakeup_pushes_total",
                             "Envelopes pushed straight from a wake-up (no inbox read)");
     gap_fills = counter("padlock_gateway_gap_fills_total",
@@ -164,7 +168,13 @@ struct StreamHub::Metrics {
   prometheus::Counter* deliver_frames;
   prometheus::Counter* server_frames;
   prometheus::Counter* outcomes_riding;
-  std::map<std::string, prometheus::Counter*> client_frames;
+  // padlock_gateway_client_frames_total by kind (fields, not a map: counted on every frame).
+  prometheus::Counter* frames_send;
+  prometheus::Counter* frames_ack;
+  prometheus::Counter* frames_riding_ack;
+  prometheus::Counter* frames_presence;
+  prometheus::Counter* frames_ping;
+  prometheus::Counter* frames_other;
   prometheus::Counter* direct_pushes;
   prometheus::Counter* gap_fills;
   prometheus::Counter* inbox_reads;
@@ -871,41 +881,28 @@ void DeviceStream::OnReadDone(bool ok) {
   // An ack riding on the frame comes first (it may free the unacked window for what follows).
   const StreamHub::Metrics& metrics = *hub_->metrics_;
   if (in_.has_acks()) {
-    runtime::Increment(metrics.client_frames.at("riding_ack"));
+    runtime::Increment(metrics.frames_riding_ack);
     HandleAck(in_.acks());
   }
   switch (in_.frame_case()) {
     case v1::ClientFrame::kSend:
-      runtime::Increment(metrics.client_frames.at("send"));
-      break;
-    case v1::ClientFrame::kAck:
-      runtime::Increment(metrics.client_frames.at("ack"));
-      break;
-    case v1::ClientFrame::kSubscribePresence:
-    case v1::ClientFrame::kSetPresenceVisibility:
-      runtime::Increment(metrics.client_frames.at("presence"));
-      break;
-    case v1::ClientFrame::kPing:
-      runtime::Increment(metrics.client_frames.at("ping"));
-      break;
-    case v1::ClientFrame::FRAME_NOT_SET:
-      if (!in_.has_acks()) runtime::Increment(metrics.client_frames.at("other"));
-      break;
-  }
-  switch (in_.frame_case()) {
-    case v1::ClientFrame::kSend:
+      runtime::Increment(metrics.frames_send);
       HandleSend(in_.mutable_send());
       break;
     case v1::ClientFrame::kAck:
+      runtime::Increment(metrics.frames_ack);
       HandleAck(in_.ack());
       break;
     case v1::ClientFrame::kSubscribePresence:
+      runtime::Increment(metrics.frames_presence);
       HandleSubscribePresence(in_.subscribe_presence());
       break;
     case v1::ClientFrame::kSetPresenceVisibility:
+      runtime::Increment(metrics.frames_presence);
       HandleVisibility(in_.set_presence_visibility());
       break;
     case v1::ClientFrame::kPing: {
+      runtime::Increment(metrics.frames_ping);
       std::lock_guard lock(mu_);
       v1::ServerFrame pong;
       pong.set_pong(in_.ping());
@@ -915,6 +912,7 @@ void DeviceStream::OnReadDone(bool ok) {
     }
     case v1::ClientFrame::FRAME_NOT_SET: {
       if (in_.has_acks()) break;  // a lone riding ack
+      runtime::Increment(metrics.frames_other);
       std::lock_guard lock(mu_);
       StreamErrorLocked(grpc::StatusCode::INVALID_ARGUMENT, "empty or unknown client frame", 0);
       MaybeWriteLocked();
@@ -1047,15 +1045,14 @@ bool DeviceStream::OnSendOutcomes(const std::vector<uint64_t>& request_ids,
   std::lock_guard lock(mu_);
   for (size_t i = 0; i < request_ids.size(); ++i) {
     open_requests_.erase(request_ids[i]);
-    v1::SendResult result_storage;
-    v1::SendResult* result = &result_storage;
-    result->set_request_id(request_ids[i]);
+    v1::SendResult result;
+    result.set_request_id(request_ids[i]);
     if (response == nullptr) {
       const bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                              status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-      result->mutable_refused()->set_code(
+      result.mutable_refused()->set_code(
           static_cast<int32_t>(retryable ? grpc::StatusCode::UNAVAILABLE : status.error_code()));
-      result->mutable_refused()->set_message(
+      result.mutable_refused()->set_message(
           absl::StrCat(failure, "; send again with the same message_id"));
     } else {
       const v1::SendOutcome& outcome = response->outcomes(offset + static_cast<int>(i));
@@ -1063,21 +1060,21 @@ bool DeviceStream::OnSendOutcomes(const std::vector<uint64_t>& request_ids,
         case v1::SendOutcome::kAccepted:
           runtime::Increment(hub_->metrics_->envelopes_in,
                              outcome.accepted().placements_size());
-          *result->mutable_accepted() = outcome.accepted();
+          *result.mutable_accepted() = outcome.accepted();
           break;
         case v1::SendOutcome::kMismatch:
-          *result->mutable_mismatch() = outcome.mismatch();
+          *result.mutable_mismatch() = outcome.mismatch();
           break;
         case v1::SendOutcome::kRefused:
-          *result->mutable_refused() = outcome.refused();
+          *result.mutable_refused() = outcome.refused();
           break;
         case v1::SendOutcome::OUTCOME_NOT_SET:
-          result->mutable_refused()->set_code(static_cast<int32_t>(grpc::StatusCode::INTERNAL));
-          result->mutable_refused()->set_message("message-queue gave no outcome");
+          result.mutable_refused()->set_code(static_cast<int32_t>(grpc::StatusCode::INTERNAL));
+          result.mutable_refused()->set_message("message-queue gave no outcome");
           break;
       }
     }
-    QueueResultLocked(std::move(result_storage));
+    QueueResultLocked(std::move(result));
   }
   send_in_flight_ = false;
   const bool more = !sends_.empty();
