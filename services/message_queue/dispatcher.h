@@ -49,6 +49,8 @@ struct DispatchOptions {
   uint32_t max_read_envelopes = 1024;
   uint32_t default_read_bytes = 1 << 20;
   size_t max_acked_ids = 10'000;  // individual ids in one AckRequest
+  // retry_after_ms on sends the store refused for lack of room (a full inbox, memory admission).
+  absl::Duration refused_retry_after = absl::Seconds(30);
 };
 
 class Dispatcher {
