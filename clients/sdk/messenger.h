@@ -58,6 +58,9 @@ struct MessengerOptions {
   // exactly what the server delivered, ciphertext included).
   std::function<void(const padlock::v1::Envelope&)> on_envelope = {};
 
+  // Pause between two login attempts of CompleteLink (see there).
+  absl::Duration link_poll_interval = absl::Seconds(2);
+
   // ---- Account upkeep and stories (messenger_account.cpp, messenger_stories.cpp) ----
   // Rotate the signed prekey once the current one is older than this (RotateSignedPreKeyIfDue).
   absl::Duration signed_prekey_rotation = absl::Hours(24 * 7);
@@ -172,6 +175,11 @@ class Messenger {
   // On the NEW device: waits (up to `timeout`) until the primary approved, i.e. until this key can
   // log in as one of the account's devices; then stores the device id, verifies the account's list
   // and uploads one-time prekeys. DeadlineExceeded when not approved in time.
+  // It polls with one login attempt (GetChallenge + Login) per `link_poll_interval` (2 s: the
+  // gateway's default per-address login refill, so the address's budget stays nearly full and
+  // `link-approve` from the same address keeps working), trying device id 2 on every other attempt
+  // and 3..16 in turn in between. RESOURCE_EXHAUSTED is waited out (its retry-after, at
+  // least the interval), not returned.
   absl::Status CompleteLink(absl::Duration timeout);
   bool link_pending() const { return pending_link_.has_value(); }
   // FailedPrecondition when not registered.
@@ -330,6 +338,9 @@ class Messenger {
   // Re-addresses a shared-payload entry after a mismatch (see FixMismatch).
   absl::Status FixGroupMismatch(const OutboxEntry& entry, padlock::v1::OutgoingMessage& message,
                                 const padlock::v1::Mismatch& mismatch);
+
+  // Pause between two login attempts of CompleteLink (see there).
+  absl::Duration link_poll_interval = absl::Seconds(2);
 
   // ---- Account upkeep and stories (messenger_account.cpp, messenger_stories.cpp) ----
   absl::Time ClockNow() const;

@@ -23,6 +23,16 @@ constexpr std::string_view kLinkMagic = "PLK1";
 // Device ids a new device tries when it looks for the one the primary gave it.
 constexpr uint32_t kMaxLinkedDeviceId = 16;
 
+// The device id CompleteLink tries on its `attempt`-th login (from 0): the primary gives the next
+// id above the listed ones, so 2 (an account's first linked device) is by far the likeliest: it
+// every other attempt, ids 3..16 in turn in between: 2, 3, 2, 4, 2, 5, ... A login reveals
+// nothing about ids that are not ours (every failure is "login failed"), so each id costs one
+// attempt; trying all 15 every second is what tripped the login limit (issue #17).
+uint32_t CandidateDeviceId(uint64_t attempt) {
+  if (attempt % 2 == 0) return 2;
+  return 3 + static_cast<uint32_t>((attempt / 2) % (kMaxLinkedDeviceId - 2));
+}
+
 void PutU32(std::string& out, uint32_t v) {
   for (int shift = 24; shift >= 0; shift -= 8) {
     out.push_back(static_cast<char>((v >> shift) & 0xff));
@@ -190,40 +200,47 @@ absl::Status Messenger::CompleteLink(absl::Duration timeout) {
   SignalContext* context = context_.get();
   const std::string private_key = identity->private_key;
   const absl::Time deadline = absl::Now() + timeout;
-  for (;;) {
+  for (uint64_t attempt = 0;; ++attempt) {
     // Logging in succeeds only as the device id whose listed key is ours.
-    for (uint32_t id = 2; id <= kMaxLinkedDeviceId; ++id) {
-      padlock::v1::DeviceAddress address;
-      address.set_user_id(pending_link_->user_id);
-      address.set_device_id(id);
-      gateway_->SetDevice(address, [context, private_key](std::string_view statement) {
-        return Sign(*context, private_key, statement);
-      });
-      absl::Status login = gateway_->Login();
-      if (login.ok()) {
-        AccountRecord account = *pending_link_;
-        account.device_id = id;
-        if (absl::Status s = store_->SetAccountDevice(id); !s.ok()) return s;
-        account_ = account;
-        pending_link_.reset();
-        if (absl::Status s = Start(); !s.ok()) return s;
-        absl::StatusOr<padlock::v1::SignedDeviceList> list = RefreshDeviceList(account.user_id);
-        if (!list.ok()) return list.status();
-        const padlock::v1::DeviceListEntry* self = FindDevice(list->list(), id);
-        if (self == nullptr || self->identity_key() != identity->public_key) {
-          return absl::DataLossError("the signed device list does not hold this device's key");
-        }
-        absl::StatusOr<uint32_t> uploaded = ReplenishPreKeys(options_.prekey_batch);
-        if (!uploaded.ok()) return uploaded.status();
-        std::remove((options_.home + "/link-code").c_str());
-        return absl::OkStatus();
+    const uint32_t id = CandidateDeviceId(attempt);
+    padlock::v1::DeviceAddress address;
+    address.set_user_id(pending_link_->user_id);
+    address.set_device_id(id);
+    gateway_->SetDevice(address, [context, private_key](std::string_view statement) {
+      return Sign(*context, private_key, statement);
+    });
+    absl::Status login = gateway_->Login();
+    if (login.ok()) {
+      AccountRecord account = *pending_link_;
+      account.device_id = id;
+      if (absl::Status s = store_->SetAccountDevice(id); !s.ok()) return s;
+      account_ = account;
+      pending_link_.reset();
+      if (absl::Status s = Start(); !s.ok()) return s;
+      absl::StatusOr<padlock::v1::SignedDeviceList> list = RefreshDeviceList(account.user_id);
+      if (!list.ok()) return list.status();
+      const padlock::v1::DeviceListEntry* self = FindDevice(list->list(), id);
+      if (self == nullptr || self->identity_key() != identity->public_key) {
+        return absl::DataLossError("the signed device list does not hold this device's key");
       }
-      if (!absl::IsUnauthenticated(login)) return login;
+      absl::StatusOr<uint32_t> uploaded = ReplenishPreKeys(options_.prekey_batch);
+      if (!uploaded.ok()) return uploaded.status();
+      std::remove((options_.home + "/link-code").c_str());
+      return absl::OkStatus();
     }
-    if (absl::Now() >= deadline) {
+    absl::Duration pause = options_.link_poll_interval;
+    if (absl::IsResourceExhausted(login)) {
+      // The address's login or challenge budget is spent (other clients behind the same
+      // address, or an earlier run): wait as told instead of giving up.
+      pause = std::max(pause, RetryAfter(login).value_or(pause));
+    } else if (!absl::IsUnauthenticated(login)) {
+      return login;
+    }
+    const absl::Time now = absl::Now();
+    if (now >= deadline) {
       return absl::DeadlineExceededError("the primary device has not approved the link yet");
     }
-    absl::SleepFor(absl::Seconds(1));
+    absl::SleepFor(std::min(pause, deadline - now));
   }
 }
 

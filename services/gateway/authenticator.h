@@ -36,12 +36,14 @@ struct DeviceRef {
 class ChallengeStore {
  public:
   virtual ~ChallengeStore() = default;
-  // Remembers `challenge` for `device` with `audience`, for `ttl`. Unavailable when the store is
-  // down.
+  // Remembers `challenge` for `device` with `audience`, for `ttl`, replacing the device's earlier
+  // challenge if one is outstanding (at most one per device, so a device id cannot make the store
+  // grow). Unavailable when the store is down.
   virtual absl::Status Put(const DeviceRef& device, const std::string& challenge,
                            const std::string& audience, absl::Duration ttl) = 0;
   // Removes the challenge atomically and returns its audience; nullopt when it is unknown,
-  // expired or already consumed (so at most one caller ever gets it). Unavailable when down.
+  // expired, replaced by a newer one or already consumed (so at most one caller ever gets it).
+  // Unavailable when down.
   virtual absl::StatusOr<std::optional<std::string>> Consume(const DeviceRef& device,
                                                              const std::string& challenge) = 0;
 };

@@ -688,6 +688,12 @@ void DeviceStream::StartUp() {
     Displace(displaced_by_);
     return;
   }
+  if (closing_reason_ != v1::Closing::REASON_UNSPECIFIED) {  // drained while starting (Close)
+    phase_ = Phase::kClosing;
+    CompleteCloseLocked();
+    MaybeWriteLocked();
+    return;
+  }
   MaybeReadLocked();
   MaybeWriteLocked();
 }
@@ -714,6 +720,13 @@ void DeviceStream::Close(v1::Closing::Reason reason) {
   std::lock_guard lock(mu_);
   if (finish_status_.has_value() || closing_reason_ != v1::Closing::REASON_UNSPECIFIED) return;
   if (phase_ == Phase::kStarting) {
+    if (reason == v1::Closing::REASON_DRAIN) {
+      // Accepted but still starting up: StartUp finishes it as every drained stream ends —
+      // `connected`, then Closing{DRAIN}, then OK — and the drain waits for it (issue #16).
+      closing_reason_ = reason;
+      runtime::Increment(hub_->metrics_->closed.at("drain"));
+      return;
+    }
     FinishLocked(reason == v1::Closing::REASON_REVOKED
                      ? grpc::Status(grpc::StatusCode::UNAUTHENTICATED, kInvalidTokenMessage)
                      : grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -737,6 +750,7 @@ void DeviceStream::Close(v1::Closing::Reason reason) {
 
 void DeviceStream::CompleteCloseLocked() {
   if (closing_reason_ == v1::Closing::REASON_UNSPECIFIED || finish_status_.has_value()) return;
+  if (phase_ == Phase::kStarting) return;  // StartUp completes the close after `connected`
   // A draining stream first answers every send it took (accepted sends are never lost).
   if (send_in_flight_ || !sends_.empty()) return;
   v1::ServerFrame closing;

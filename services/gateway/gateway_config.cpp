@@ -83,6 +83,14 @@ GatewaySettings GatewaySettingsFromConfig(runtime::Config& config) {
       "PADLOCK_LOGIN_REFILL", absl::Seconds(2), absl::Microseconds(1), absl::Hours(24));
   s.limits.login_per_address = {.burst = login_burst,
                                 .per_second = 1.0 / absl::ToDoubleSeconds(login_refill)};
+  // Every login takes one challenge first, so by default the challenge limit is the login limit
+  // (a client within its login budget never meets this one).
+  const double challenge_burst = static_cast<double>(config.Int(
+      "PADLOCK_CHALLENGE_BURST", static_cast<int64_t>(login_burst), 1, 1000000));
+  const absl::Duration challenge_refill = config.Duration(
+      "PADLOCK_CHALLENGE_REFILL", login_refill, absl::Microseconds(1), absl::Hours(24));
+  s.limits.challenge_per_address = {
+      .burst = challenge_burst, .per_second = 1.0 / absl::ToDoubleSeconds(challenge_refill)};
 
   StreamSettings& st = s.streams;
   st.gateway_id = config.String("PADLOCK_GATEWAY_ID", HostName());
@@ -120,6 +128,7 @@ GatewaySettings GatewaySettingsFromConfig(runtime::Config& config) {
     // Tests and benchmarks: many registrations and logins from one address, fast senders.
     s.limits.register_per_address = {.burst = 1e6, .per_second = 1e6};
     s.limits.login_per_address = {.burst = 1e6, .per_second = 1e6};
+    s.limits.challenge_per_address = {.burst = 1e6, .per_second = 1e6};
     if (!config.Has("PADLOCK_SEND_BURST")) st.sends_per_device = {.burst = 1e6, .per_second = 1e6};
   }
   s.turn.secret = config.String("PADLOCK_TURN_SECRET", "");

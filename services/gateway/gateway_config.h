@@ -17,6 +17,8 @@
 //   PADLOCK_TURN_URLS                    comma-separated turn:/turns: URLs
 //   PADLOCK_TURN_TTL                     TURN credential lifetime (default 1h)
 //   PADLOCK_LOGIN_BURST / PADLOCK_LOGIN_REFILL   logins per client address (default 30 / 2s)
+//   PADLOCK_CHALLENGE_BURST / PADLOCK_CHALLENGE_REFILL  GetChallenge calls per client address
+//                                        (default: the login values)
 //   PADLOCK_GATEWAY_ID                   this replica's id in the presence registry (default: host
 //                                        name)
 //   PADLOCK_MAX_STREAMS                  device streams per gateway (default 20000)

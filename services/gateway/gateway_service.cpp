@@ -1,5 +1,6 @@
 #include "services/gateway/gateway_service.h"
 
+#include <prometheus/counter.h>
 #include <prometheus/family.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
@@ -75,6 +76,12 @@ GatewayService::GatewayService(Authenticator* auth, KeyDirectoryClient* key_dire
                          .Help("Key-directory calls started for relays and not yet answered")
                          .Register(*metrics)
                          .Add({});
+    address_limited_ = &prometheus::BuildCounter()
+                            .Name("padlock_gateway_address_limited_total")
+                            .Help("Calls refused by a per-client-address rate limit "
+                                  "(RESOURCE_EXHAUSTED with retry-after-ms), by limit: register, "
+                                  "challenge, login")
+                            .Register(*metrics);
   }
 }
 
@@ -167,6 +174,7 @@ absl::Status GatewayService::TakeAddressToken(grpc::CallbackServerContext* conte
   absl::StatusOr<absl::Duration> wait = limiter_->Take(bucket, limit);
   if (!wait.ok()) return wait.status();
   if (*wait > absl::ZeroDuration()) {
+    if (address_limited_ != nullptr) address_limited_->Add({{"limit", what}}).Increment();
     const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(*wait));
     context->AddTrailingMetadata(kRetryAfterMetadata, absl::StrCat(ms));
     return absl::ResourceExhaustedError(
@@ -198,7 +206,15 @@ grpc::ServerUnaryReactor* GatewayService::GetChallenge(grpc::CallbackServerConte
                                                        v1::GetChallengeResponse* response) {
   absl::StatusOr<DeviceRef> device = ToDevice(request->device(), "device");
   if (!device.ok()) return Reject(context, device.status());
-  return Offload(context, [this, device = *std::move(device), response]() -> absl::Status {
+  // The address's token is taken before anything is stored: a refused call costs Redis one
+  // script run and no memory beyond the address's bucket.
+  return Offload(context, [this, context, device = *std::move(device),
+                           response]() -> absl::Status {
+    if (absl::Status s =
+            TakeAddressToken(context, "challenge", limits_.challenge_per_address);
+        !s.ok()) {
+      return s;
+    }
     absl::StatusOr<Challenge> challenge = auth_->NewChallenge(device);
     if (!challenge.ok()) return challenge.status();
     response->set_challenge(challenge->challenge);

@@ -27,6 +27,7 @@
 #include "services/gateway/turn.h"
 
 namespace prometheus {
+class Counter;
 class Gauge;
 class Histogram;
 class Registry;
@@ -46,6 +47,9 @@ struct GatewayLimits {
   RateLimit register_per_address = {.burst = 5, .per_second = 1.0 / 720};
   // Login calls per client address.
   RateLimit login_per_address = {.burst = 30, .per_second = 0.5};
+  // GetChallenge calls per client address (each one stores a challenge in Redis until it is used
+  // or expires; one per login, so the same budget as login by default).
+  RateLimit challenge_per_address = {.burst = 30, .per_second = 0.5};
   // Key-directory calls in flight at once (all relays of this gateway). Beyond it a relay answers
   // RESOURCE_EXHAUSTED "gateway busy" at once: the bound the executor's queue gave relays before
   // they became async (main.cpp sets it to PADLOCK_GATEWAY_QUEUE).
@@ -122,7 +126,8 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
              absl::AnyInvocable<absl::Status(absl::Status) &&> then = nullptr);
   // The caller's token claims (Unauthenticated, identical message, when missing or invalid).
   absl::StatusOr<SessionClaims> Caller(grpc::CallbackServerContext* context);
-  // A per-address token bucket; ResourceExhausted with `retry-after-ms` when empty.
+  // A per-address token bucket; ResourceExhausted with `retry-after-ms` when empty (counted in
+  // padlock_gateway_address_limited_total{limit=what}).
   absl::Status TakeAddressToken(grpc::CallbackServerContext* context, const char* what,
                                 const RateLimit& limit);
 
@@ -134,6 +139,7 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
   const TurnOptions turn_;
   prometheus::Family<prometheus::Histogram>* relay_latency_ = nullptr;
   prometheus::Gauge* relays_gauge_ = nullptr;
+  prometheus::Family<prometheus::Counter>* address_limited_ = nullptr;
   StreamHub* const streams_;
   std::atomic<size_t> relays_in_flight_{0};
 };

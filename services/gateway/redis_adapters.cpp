@@ -9,20 +9,33 @@
 namespace padlock::gateway {
 namespace {
 
+// KEYS: the device's challenge key. ARGV: the hex challenge. Deletes the key and returns the
+// audience only when the stored challenge is this one; nil otherwise (a wrong guess leaves the
+// device's real challenge in place).
+constexpr char kConsumeLua[] = R"lua(
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return string.sub(v, #ARGV[1] + 1)
+end
+return false
+)lua";
+
 }  // namespace
 
-RedisChallengeStore::RedisChallengeStore(redis::RedisClient* redis) : redis_(redis) {}
+RedisChallengeStore::RedisChallengeStore(redis::RedisClient* redis)
+    : redis_(redis), consume_(kConsumeLua) {}
 
-std::string RedisChallengeStore::Key(const DeviceRef& device, const std::string& challenge) {
-  return absl::StrCat("gateway:challenge:{", device.user_id, ":", device.device_id, "}:",
-                      absl::BytesToHexString(challenge));
+std::string RedisChallengeStore::Key(const DeviceRef& device) {
+  return absl::StrCat("gateway:challenge:{", device.user_id, ":", device.device_id, "}");
 }
 
 absl::Status RedisChallengeStore::Put(const DeviceRef& device, const std::string& challenge,
                                       const std::string& audience, absl::Duration ttl) {
-  // A fixed value under a fresh random key: resending after an unknown outcome is harmless.
+  // Overwrites the device's earlier challenge. Resending after an unknown outcome writes the same
+  // value again: harmless.
   absl::StatusOr<redis::RedisReply> reply = redis_->Execute(redis::Command::Keyed(
-      {"SET", Key(device, challenge), audience, "PX",
+      {"SET", Key(device), absl::StrCat(absl::BytesToHexString(challenge), audience), "PX",
        absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(ttl)))},
       1, /*idempotent=*/true));
   if (!reply.ok()) return reply.status();
@@ -33,12 +46,15 @@ absl::StatusOr<std::optional<std::string>> RedisChallengeStore::Consume(
     const DeviceRef& device, const std::string& challenge) {
   // Not idempotent: a resend after an unknown outcome would find nothing and fail the login,
   // which is the safe direction (the client asks for a new challenge).
-  absl::StatusOr<redis::RedisReply> reply =
-      redis_->Execute(redis::Command::Keyed({"GETDEL", Key(device, challenge)}, 1));
+  // An empty challenge would match any stored one: Authenticator::Login refuses other sizes
+  // before it gets here, and this refuses it again.
+  if (challenge.empty()) return std::optional<std::string>();
+  absl::StatusOr<redis::RedisReply> reply = redis_->Execute(
+      consume_.Call({Key(device)}, {absl::BytesToHexString(challenge)}));
   if (!reply.ok()) return reply.status();
   if (reply->is_error()) return reply->ToStatus();
   if (reply->is_nil()) return std::optional<std::string>();
-  if (!reply->is_string()) return absl::InternalError("challenge GETDEL: unexpected reply");
+  if (!reply->is_string()) return absl::InternalError("challenge consume: unexpected reply");
   return std::optional<std::string>(reply->str());
 }
 

@@ -11,8 +11,10 @@
 
 namespace padlock::gateway {
 
-// Key "gateway:challenge:{<user>:<device>}:<hex challenge>" → audience, PX = ttl. Consumed with
-// GETDEL (Redis ≥ 6.2), so a challenge is handed to at most one Login.
+// Key "gateway:challenge:{<user>:<device>}" → <hex challenge><audience>, PX = ttl: one key per
+// device, so a new challenge replaces the last one and what a device id can make Redis hold is
+// one key of ~150 bytes, however often it asks. Consumed by a script that compares and deletes
+// in one step, so a challenge is handed to at most one Login.
 class RedisChallengeStore final : public ChallengeStore {
  public:
   explicit RedisChallengeStore(redis::RedisClient* redis);
@@ -20,10 +22,11 @@ class RedisChallengeStore final : public ChallengeStore {
                    const std::string& audience, absl::Duration ttl) override;
   absl::StatusOr<std::optional<std::string>> Consume(const DeviceRef& device,
                                                      const std::string& challenge) override;
-  static std::string Key(const DeviceRef& device, const std::string& challenge);
+  static std::string Key(const DeviceRef& device);
 
  private:
   redis::RedisClient* const redis_;
+  const redis::Script consume_;
 };
 
 }  // namespace padlock::gateway

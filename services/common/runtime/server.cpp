@@ -177,6 +177,9 @@ ServerOptions ServerOptionsFromConfig(Config& config, std::string service_name,
   options.readiness_poll_interval =
       config.Duration("PADLOCK_READINESS_INTERVAL", options.readiness_poll_interval,
                       absl::Milliseconds(10), absl::Minutes(10));
+  options.readiness_check_timeout =
+      config.Duration("PADLOCK_READINESS_CHECK_TIMEOUT", options.readiness_check_timeout,
+                      absl::Milliseconds(10), absl::Minutes(1));
   return options;
 }
 
@@ -401,7 +404,11 @@ absl::Status ServiceRunner::Start() {
 
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health != nullptr) health->SetServingStatus(kLivenessService, true);
+  for (size_t i = 0; i < checks_.size(); ++i) RunCheck(i);
   PollReadiness();
+  for (size_t i = 0; i < checks_.size(); ++i) {
+    check_threads_.emplace_back([this, i] { CheckLoop(i); });
+  }
   readiness_thread_ = std::thread([this] { ReadinessLoop(); });
 
   LogInfo("serving", {{"grpc_address", options_.listen_address},
@@ -416,15 +423,56 @@ absl::Status ServiceRunner::Start() {
   return absl::OkStatus();
 }
 
-void ServiceRunner::PollReadiness() {
+void ServiceRunner::RunCheck(size_t i) {
+  ReadinessCheck& check = checks_[i];
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    check.running_since = absl::Now();
+  }
+  absl::Status status;
+  try {
+    status = check.check();
+  } catch (const std::exception& e) {
+    // A check should not throw; treat it as failing rather than terminating the server.
+    status = absl::InternalError(absl::StrCat("readiness check threw: ", e.what()));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    check.last = std::move(status);
+    check.running_since = absl::InfiniteFuture();
+  }
+  changed_.notify_all();
+}
+
+void ServiceRunner::CheckLoop(size_t i) {
+  const auto interval = absl::ToChronoMilliseconds(options_.readiness_poll_interval);
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!changed_.wait_for(lock, interval, [this] { return stop_readiness_; })) {
+    lock.unlock();
+    RunCheck(i);
+    lock.lock();
+  }
+}
+
+absl::Time ServiceRunner::PollReadiness() {
   bool ready = true;
+  const absl::Time now = absl::Now();
+  absl::Time next_overdue = absl::InfiniteFuture();
   for (ReadinessCheck& check : checks_) {
     absl::Status status;
-    try {
-      status = check.check();
-    } catch (const std::exception& e) {
-      // A check should not throw; treat it as failing rather than terminating the server.
-      status = absl::InternalError(absl::StrCat("readiness check threw: ", e.what()));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      status = check.last;
+      const absl::Time overdue = check.running_since + options_.readiness_check_timeout;
+      if (check.running_since != absl::InfiniteFuture()) {
+        if (now >= overdue) {
+          status = absl::DeadlineExceededError(
+              absl::StrCat("no answer within ", absl::FormatDuration(
+                                                    options_.readiness_check_timeout)));
+        } else {
+          next_overdue = std::min(next_overdue, overdue);
+        }
+      }
     }
     if (!status.ok()) {
       ready = false;
@@ -464,23 +512,28 @@ void ServiceRunner::PollReadiness() {
   }
 
   // Only on change: the health service sends every update to its Watch streams.
-  if (last_ready_.has_value() && *last_ready_ == ready) return;
+  if (last_ready_.has_value() && *last_ready_ == ready) return next_overdue;
   last_ready_ = ready;
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
-  if (health == nullptr) return;
+  if (health == nullptr) return next_overdue;
   health->SetServingStatus("", ready);
   std::lock_guard<std::mutex> lock(mu_);
   for (const std::string& name : service_names_) health->SetServingStatus(name, ready);
+  return next_overdue;
 }
 
 void ServiceRunner::ReadinessLoop() {
-  const auto interval = absl::ToChronoMilliseconds(options_.readiness_poll_interval);
+  // Re-evaluates on every answer of a check (they notify changed_), when a running check becomes
+  // overdue, and at least every poll interval (liveness and the restart-after timer).
+  const absl::Duration interval = options_.readiness_poll_interval;
+  absl::Time wake = absl::Now() + interval;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
-    // Waits for the poll interval, or less when the drain begins.
-    if (changed_.wait_for(lock, interval, [this] { return stop_readiness_; })) return;
+    changed_.wait_until(lock, absl::ToChronoTime(wake));
+    if (stop_readiness_) return;
     lock.unlock();
-    PollReadiness();
+    const absl::Time next_overdue = PollReadiness();
+    wake = std::min(absl::Now() + interval, next_overdue);
     lock.lock();
   }
 }
@@ -585,6 +638,10 @@ void ServiceRunner::Drain(std::string_view reason) {
   // cancelled; returns when every call is done.
   server_->Shutdown(absl::ToChronoTime(deadline));
   server_->Wait();
+  // Joined last, so that a check blocked on a frozen dependency (until its own deadline) does
+  // not hold up the drain; they have stopped reporting (nothing reads their answers any more).
+  for (std::thread& t : check_threads_) t.join();
+  check_threads_.clear();
   StopMetrics();
 
   {

@@ -22,8 +22,11 @@
 // Health (grpc.health.v1.Health/Check and Watch):
 //   ""                   readiness: SERVING only while every readiness check passes (with
 //                        admission, also the implicit "accept" check). Checks run at
-//                        Start and then every readiness_poll_interval on a background thread; a
-//                        check going bad logs a warning naming it, and recovery an info line.
+//                        Start and then each on its own thread every readiness_poll_interval
+//                        (100 ms); one that has not answered within readiness_check_timeout
+//                        (150 ms) counts as failing until it does. So readiness follows a
+//                        dependency going down, freezing or coming back within about 250 ms.
+//                        A check going bad logs a warning naming it, and recovery an info line.
 //   "liveness"           SERVING whenever the process answers and (with admission) its accept
 //                        loop can take connections (ConnectionAcceptor::Accepting).
 //   each added service   by full name (e.g. "padlock.v1.Presence"): the readiness value.
@@ -91,7 +94,11 @@ struct ServerOptions {
   // GOAWAY after this age so that clients re-resolve and spread over new replicas; in-flight
   // calls then get grace_period to finish. Infinite = never (public gateway).
   absl::Duration max_connection_age = absl::InfiniteDuration();
-  absl::Duration readiness_poll_interval = absl::Seconds(2);
+  // Each readiness check runs on its own thread, once per interval; readiness is re-evaluated on
+  // every answer. A check still running after readiness_check_timeout counts as failing until it
+  // answers, so a frozen dependency (one that accepts and never answers) flips readiness too.
+  absl::Duration readiness_poll_interval = absl::Milliseconds(100);
+  absl::Duration readiness_check_timeout = absl::Milliseconds(150);
   // How long after the drain deadline a stuck shutdown is cut short with _exit(1).
   // Infinite = never.
   absl::Duration hard_exit_margin = absl::Seconds(5);
@@ -125,7 +132,9 @@ struct ServerOptions {
 //   PADLOCK_SHUTDOWN_GRACE   drain time after SIGTERM (default 20s, at most 1h)
 //   PADLOCK_MAX_CONNECTION_AGE  connection age before GOAWAY (default `default_max_connection_age`;
 //                            "0s" = no limit)
-//   PADLOCK_READINESS_INTERVAL  readiness poll period (default 2s, 10ms..10m)
+//   PADLOCK_READINESS_INTERVAL  readiness poll period (default 100ms, 10ms..10m)
+//   PADLOCK_READINESS_CHECK_TIMEOUT  a check running longer counts as failing (default 150ms,
+//                            10ms..1m)
 ServerOptions ServerOptionsFromConfig(
     Config& config, std::string service_name, int default_grpc_port, int default_metrics_port,
     absl::Duration default_max_connection_age = absl::InfiniteDuration());
@@ -155,9 +164,11 @@ class ServiceRunner {
   // final status. Before Start.
   void AddInterceptorFactory(
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface> factory);
-  // A dependency the service cannot work without ("redis", "postgres"). The check must return
-  // within a readiness interval or so (give its calls a deadline); it runs on a background
-  // thread, never concurrently with itself. Before Start.
+  // A dependency the service cannot work without ("redis", "postgres"). It runs on a thread of
+  // its own, never concurrently with itself, every readiness_poll_interval; it should be cheap
+  // (one round trip) and give its calls a deadline: while it runs longer than
+  // readiness_check_timeout it counts as failing, and the drain waits for its last call to
+  // return. Before Start.
   void AddReadinessCheck(std::string name, std::function<absl::Status()> check);
   // Runs in Wait after health went NOT_SERVING and before the server stops taking calls, in the
   // order added, with the drain deadline (e.g. tell stream clients to reconnect elsewhere).
@@ -187,9 +198,19 @@ class ServiceRunner {
     std::function<absl::Status()> check;
     bool failing = false;  // touched only by PollReadiness
     prometheus::Gauge* gauge = nullptr;
+    // Guarded by mu_ (written by the check's own thread, read by PollReadiness):
+    absl::Status last = absl::OkStatus();                   // the latest answer
+    absl::Time running_since = absl::InfiniteFuture();      // the call in progress, if any
   };
 
-  void PollReadiness();
+  // Runs check `i` once and records its answer (and, meanwhile, that it is running).
+  void RunCheck(size_t i);
+  // Runs check `i` every readiness_poll_interval until the drain (its own thread).
+  void CheckLoop(size_t i);
+  // Readiness from the checks' latest answers (a check running longer than
+  // readiness_check_timeout counts as failing); updates gauges, health and logs on change.
+  // Returns the earliest time a running check would become overdue (InfiniteFuture if none).
+  absl::Time PollReadiness();
   void ReadinessLoop();
   void Drain(std::string_view reason);
   void StopMetrics();
@@ -221,12 +242,14 @@ class ServiceRunner {
   int shutdown_fd_ = -1;  // eventfd written by RequestShutdown
 
   std::mutex mu_;  // std, not absl: see executor.h
-  std::condition_variable changed_;  // stop_readiness_ or drain_done_ changed
+  // stop_readiness_, drain_done_ or a readiness check's answer changed
+  std::condition_variable changed_;
   // Full names of the services added, as the server registered them (set once during Start).
   std::vector<std::string> service_names_ ABSL_GUARDED_BY(mu_);
   bool stop_readiness_ ABSL_GUARDED_BY(mu_) = false;
   bool drain_done_ ABSL_GUARDED_BY(mu_) = false;
   std::thread readiness_thread_;
+  std::vector<std::thread> check_threads_;  // one per readiness check
 };
 
 }  // namespace padlock::runtime

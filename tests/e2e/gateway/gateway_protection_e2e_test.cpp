@@ -5,7 +5,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <iostream>
+#include <mutex>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -15,7 +20,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "tests/e2e/gateway/e2e_client.h"
@@ -400,6 +408,154 @@ TEST(GatewayAddressLimitsTest, RegistrationLoginAndClaimLimitsTripWithRetryAfter
   auto [requester_limited, requester_retry] = claim(*bob, *carol);
   EXPECT_EQ(requester_limited.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_FALSE(requester_retry.empty());
+}
+
+namespace {
+
+// Challenge keys and used_memory of the stack's one redis-server.
+size_t ChallengeKeys(const PadlockStack& stack) {
+  auto keys = stack.AllRedisKeys();
+  EXPECT_TRUE(keys.ok()) << keys.status();
+  if (!keys.ok()) return 0;
+  return static_cast<size_t>(std::count_if(keys->begin(), keys->end(), [](const std::string& k) {
+    return k.rfind("gateway:challenge:", 0) == 0;
+  }));
+}
+
+int64_t RedisUsedMemory(const PadlockStack& stack) {
+  auto info = stack.RedisCliForKey("x", {"INFO", "memory"});
+  EXPECT_TRUE(info.ok()) << info.status();
+  if (!info.ok()) return -1;
+  for (absl::string_view line : absl::StrSplit(*info, '\n')) {
+    if (absl::ConsumePrefix(&line, "used_memory:")) {
+      int64_t bytes = -1;
+      EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(line), &bytes)) << line;
+      return bytes;
+    }
+  }
+  ADD_FAILURE() << "no used_memory in INFO memory";
+  return -1;
+}
+
+}  // namespace
+
+// Issue #16: one process stored 5 700 challenge keys a second. GetChallenge is limited per
+// address (the production limit: 30, then one per 2 s) and a device id holds at most one
+// challenge, so 20 000 calls from one address leave a handful of keys.
+TEST(GatewayAddressLimitsTest, ChallengeFloodFromOneAddressIsLimitedAndRedisStaysSmall) {
+  auto stack = PadlockStack::Start({.gateway_env = {{"PADLOCK_RATE_LIMIT_PROFILE", "production"},
+                                                    {"PADLOCK_CHALLENGE_BURST", "30"},
+                                                    {"PADLOCK_CHALLENGE_REFILL", "2s"}}});
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  PadlockStack& s = **stack;
+  constexpr double kBurst = 30;
+  constexpr double kPerSecond = 0.5;
+  auto channel = grpc::CreateChannel(s.gateway_target(), grpc::InsecureChannelCredentials());
+  auto stub = pb::Gateway::NewStub(channel);
+
+  // One device asking again and again holds one challenge (within the burst: 10 calls).
+  for (int i = 0; i < 10; ++i) {
+    pb::GetChallengeRequest request;
+    request.mutable_device()->set_user_id("same.device");
+    request.mutable_device()->set_device_id(1);
+    pb::GetChallengeResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(20)));
+    ASSERT_TRUE(stub->GetChallenge(&context, request, &response).ok());
+  }
+  EXPECT_EQ(ChallengeKeys(s), 1u);
+
+  const int64_t memory_before = RedisUsedMemory(s);
+  constexpr int kCalls = 20000;
+  constexpr int kInFlight = 256;
+  struct Call {
+    grpc::ClientContext context;
+    pb::GetChallengeRequest request;
+    pb::GetChallengeResponse response;
+  };
+  std::mutex mu;
+  std::condition_variable done_cv;
+  int started = 0, done = 0, accepted = 0, limited = 0, limited_without_retry = 0, other = 0;
+  int64_t min_retry_ms = INT64_MAX, max_retry_ms = 0;
+  std::string other_example;
+  std::function<void()> start_one;
+  start_one = [&] {
+    int index;
+    {
+      std::lock_guard lock(mu);
+      if (started == kCalls) return;
+      index = started++;
+    }
+    auto* call = new Call;
+    // A new device id each call: what an attacker filling Redis would do.
+    call->request.mutable_device()->set_user_id(absl::StrCat("flood.", index));
+    call->request.mutable_device()->set_device_id(1);
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(60)));
+    stub->async()->GetChallenge(
+        &call->context, &call->request, &call->response, [&, call](grpc::Status status) {
+          int64_t retry_ms = -1;
+          const auto& trailers = call->context.GetServerTrailingMetadata();
+          if (auto it = trailers.find("retry-after-ms"); it != trailers.end()) {
+            if (!absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()),
+                                  &retry_ms)) {
+              retry_ms = -1;
+            }
+          }
+          delete call;
+          start_one();
+          // Last: once `done` reaches kCalls the test may return, so nothing of its stack is
+          // touched after this block (notified under the lock, for the same reason).
+          std::lock_guard lock(mu);
+          if (status.ok()) {
+            ++accepted;
+          } else if (status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
+            ++limited;
+            if (retry_ms <= 0) ++limited_without_retry;
+            min_retry_ms = std::min(min_retry_ms, retry_ms);
+            max_retry_ms = std::max(max_retry_ms, retry_ms);
+          } else {
+            ++other;
+            if (other_example.empty()) {
+              other_example = absl::StrCat(status.error_code(), " ", status.error_message());
+            }
+          }
+          ++done;
+          done_cv.notify_all();
+        });
+  };
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < kInFlight; ++i) start_one();
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(done_cv.wait_for(lock, std::chrono::minutes(3), [&] { return done == kCalls; }))
+        << done << " of " << kCalls << " answered";
+  }
+  const double elapsed = absl::ToDoubleSeconds(absl::Now() - start);
+  const size_t keys = ChallengeKeys(s);
+  const int64_t memory_after = RedisUsedMemory(s);
+  std::cout << "challenge flood: calls=" << kCalls << " accepted=" << accepted
+            << " refused=" << limited << " other=" << other << " elapsed_s=" << elapsed
+            << " retry_after_ms=[" << min_retry_ms << "," << max_retry_ms << "]"
+            << " challenge_keys=" << keys << " used_memory_before=" << memory_before
+            << " after=" << memory_after << " delta=" << (memory_after - memory_before)
+            << std::endl;
+
+  EXPECT_EQ(other, 0) << other_example;
+  EXPECT_EQ(accepted + limited, kCalls);
+  // The bucket held at most `burst` (the 10 calls above took some of it) and refilled at 0.5/s.
+  const double allowed = kBurst + kPerSecond * elapsed + 1;
+  EXPECT_LE(accepted, allowed);
+  EXPECT_GE(limited, kCalls - static_cast<int>(allowed));
+  EXPECT_EQ(limited_without_retry, 0);
+  EXPECT_GT(min_retry_ms, 0);
+  // One key per accepted call at most (plus the device above): tens, not thousands.
+  EXPECT_LE(keys, static_cast<size_t>(accepted) + 1);
+  EXPECT_LE(keys, static_cast<size_t>(allowed) + 1);
+  // Before the limit, 20 000 keys of ~150 bytes of data each (several MB with Redis' overhead).
+  EXPECT_LT(memory_after - memory_before, 1 << 20);
+  EXPECT_EQ(ScrapeValue(s.gateway_metrics_port(), "padlock_gateway_address_limited_total",
+                        {{"limit", "challenge"}}),
+            static_cast<double>(limited));
 }
 
 // TLS on the public port with the configured certificate: a client trusting it logs in and

@@ -644,7 +644,7 @@ TEST_F(GatewayIntegration, ExpiredChallengeFails) {
   auto challenge = Challenge("alice", 1);
   ASSERT_TRUE(challenge.ok());
   // Wait until Redis has expired the challenge.
-  const std::string key = RedisChallengeStore::Key({"alice", 1}, challenge->challenge());
+  const std::string key = RedisChallengeStore::Key({"alice", 1});
   ASSERT_TRUE(WaitFor(
       [&] {
         auto reply = redis_->Execute(redis::Command::Keyed({"EXISTS", key}, 1));

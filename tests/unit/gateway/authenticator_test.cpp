@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
@@ -18,7 +19,7 @@
 namespace padlock::gateway {
 namespace {
 
-// Expiry follows the injected clock.
+// Expiry follows the injected clock. One challenge per device, as the Redis store keeps.
 class FakeChallengeStore final : public ChallengeStore {
  public:
   explicit FakeChallengeStore(const absl::Time* now) : now_(now) {}
@@ -26,30 +27,35 @@ class FakeChallengeStore final : public ChallengeStore {
                    const std::string& audience, absl::Duration ttl) override {
     std::lock_guard lock(mu_);
     if (down) return absl::UnavailableError("fake store down");
-    entries_[Key(device, challenge)] = {audience, *now_ + ttl};
+    entries_[Key(device)] = {challenge, audience, *now_ + ttl};
     return absl::OkStatus();
   }
   absl::StatusOr<std::optional<std::string>> Consume(const DeviceRef& device,
                                                      const std::string& challenge) override {
     std::lock_guard lock(mu_);
     if (down) return absl::UnavailableError("fake store down");
-    auto it = entries_.find(Key(device, challenge));
-    if (it == entries_.end()) return std::optional<std::string>();
-    auto [audience, expires] = it->second;
+    auto it = entries_.find(Key(device));
+    if (it == entries_.end() || std::get<0>(it->second) != challenge) {
+      return std::optional<std::string>();
+    }
+    auto [stored, audience, expires] = it->second;
     entries_.erase(it);
     if (*now_ >= expires) return std::optional<std::string>();
     return std::optional<std::string>(audience);
   }
+  size_t size() {
+    std::lock_guard lock(mu_);
+    return entries_.size();
+  }
   bool down = false;
 
  private:
-  static std::tuple<std::string, uint32_t, std::string> Key(const DeviceRef& d,
-                                                            const std::string& c) {
-    return {d.user_id, d.device_id, c};
+  static std::pair<std::string, uint32_t> Key(const DeviceRef& d) {
+    return {d.user_id, d.device_id};
   }
   const absl::Time* now_;
   std::mutex mu_;
-  std::map<std::tuple<std::string, uint32_t, std::string>, std::pair<std::string, absl::Time>>
+  std::map<std::pair<std::string, uint32_t>, std::tuple<std::string, std::string, absl::Time>>
       entries_;
 };
 
@@ -133,6 +139,23 @@ TEST_F(AuthenticatorTest, ChallengeIsFreshAndCarriesAudience) {
   EXPECT_NE(a->challenge, b->challenge);
   EXPECT_EQ(a->audience, "test-aud");
   EXPECT_EQ(a->expires_at, now_ + absl::Seconds(60));
+}
+
+TEST_F(AuthenticatorTest, NewChallengeReplacesTheDevicesEarlierOne) {
+  std::optional<Challenge> first;
+  for (int i = 0; i < 100; ++i) {
+    auto c = auth_->NewChallenge(alice1_);
+    ASSERT_TRUE(c.ok());
+    if (!first) first = *c;
+  }
+  EXPECT_EQ(challenges_.size(), 1u);  // a device id never makes the store hold more than one
+  ExpectLoginFailed(auth_->Login(alice1_, first->challenge,
+                                 SignLogin(alice_, alice1_, first->challenge, first->audience)));
+  auto latest = auth_->NewChallenge(alice1_);
+  ASSERT_TRUE(latest.ok());
+  EXPECT_TRUE(auth_->Login(alice1_, latest->challenge,
+                           SignLogin(alice_, alice1_, latest->challenge, latest->audience))
+                  .ok());
 }
 
 TEST_F(AuthenticatorTest, ChallengeForUnknownDeviceSucceedsToo) {

@@ -161,7 +161,8 @@ TEST(ServerOptionsFromConfig, UsesServiceDefaults) {
   EXPECT_EQ(options.metrics_port, 9410);
   EXPECT_EQ(options.grace_period, absl::Seconds(20));
   EXPECT_EQ(options.max_connection_age, absl::InfiniteDuration());
-  EXPECT_EQ(options.readiness_poll_interval, absl::Seconds(2));
+  EXPECT_EQ(options.readiness_poll_interval, absl::Milliseconds(100));
+  EXPECT_EQ(options.readiness_check_timeout, absl::Milliseconds(150));
   EXPECT_TRUE(config.Validate().ok());
 }
 
@@ -171,7 +172,8 @@ TEST(ServerOptionsFromConfig, ReadsEveryVariable) {
                  {"PADLOCK_METRICS_PORT", "0"},
                  {"PADLOCK_SHUTDOWN_GRACE", "5s"},
                  {"PADLOCK_MAX_CONNECTION_AGE", "5m"},
-                 {"PADLOCK_READINESS_INTERVAL", "250ms"}});
+                 {"PADLOCK_READINESS_INTERVAL", "250ms"},
+                 {"PADLOCK_READINESS_CHECK_TIMEOUT", "400ms"}});
   ServerOptions options = ServerOptionsFromConfig(config, "gateway", 7400, 9400);
   EXPECT_EQ(options.listen_address, "0.0.0.0:1234");
   EXPECT_EQ(options.metrics_host, "127.0.0.1");
@@ -179,6 +181,7 @@ TEST(ServerOptionsFromConfig, ReadsEveryVariable) {
   EXPECT_EQ(options.grace_period, absl::Seconds(5));
   EXPECT_EQ(options.max_connection_age, absl::Minutes(5));
   EXPECT_EQ(options.readiness_poll_interval, absl::Milliseconds(250));
+  EXPECT_EQ(options.readiness_check_timeout, absl::Milliseconds(400));
   EXPECT_TRUE(config.Validate().ok()) << config.Validate();
   EXPECT_TRUE(config.UnusedVariables().empty());
 }

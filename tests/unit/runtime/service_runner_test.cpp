@@ -7,6 +7,8 @@
 #include <prometheus/counter.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <memory>
 #include <thread>
 
@@ -87,6 +89,39 @@ TEST_F(ServiceRunnerTest, FailingCheckFlipsReadinessAndBack) {
   EXPECT_EQ(Health("liveness"), HealthState::kServing);
   ready_.store(true);
   ASSERT_TRUE(WaitFor([&] { return Health("") == HealthState::kServing; }, absl::Seconds(5)));
+}
+
+// A dependency that accepts and never answers: the check blocks. Readiness must not wait for it
+// to time out on its own (issue #16: readiness lagged by seconds).
+TEST_F(ServiceRunnerTest, CheckThatDoesNotAnswerFlipsReadinessAndBack) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool frozen = false;
+  ServerOptions options = LoopbackOptions();
+  options.readiness_check_timeout = absl::Milliseconds(50);
+  runner_ = std::make_unique<ServiceRunner>(options);
+  runner_->AddReadinessCheck("frozen", [&]() -> absl::Status {
+    std::unique_lock lock(mu);
+    // Bounded, as a real check's deadline would be.
+    cv.wait_for(lock, std::chrono::seconds(30), [&] { return !frozen; });
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(runner_->Start().ok());
+  channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", runner_->grpc_port()),
+                                 grpc::InsecureChannelCredentials());
+  ASSERT_EQ(Health(""), HealthState::kServing);
+  {
+    std::lock_guard lock(mu);
+    frozen = true;
+  }
+  ASSERT_TRUE(WaitFor([&] { return Health("") == HealthState::kNotServing; }, absl::Seconds(5)));
+  {
+    std::lock_guard lock(mu);
+    frozen = false;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(WaitFor([&] { return Health("") == HealthState::kServing; }, absl::Seconds(5)));
+  runner_.reset();  // drains (joins the check's thread) while `mu` and `cv` still exist
 }
 
 TEST_F(ServiceRunnerTest, ReadinessIsEvaluatedBeforeStartReturns) {
