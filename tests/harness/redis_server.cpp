@@ -170,6 +170,25 @@ std::string RedisServer::address() const { return absl::StrCat("127.0.0.1:", por
 
 bool RedisServer::running() { return process_ != nullptr && process_->running(); }
 
+pid_t RedisServer::pid() const { return process_ != nullptr ? process_->pid() : -1; }
+
+void RedisServer::Kill() {
+  if (process_ != nullptr) process_->Kill();
+  process_.reset();
+}
+
+absl::Status RedisServer::Freeze() {
+  if (!running()) return absl::FailedPreconditionError("redis-server is not running");
+  if (::kill(process_->pid(), SIGSTOP) != 0) return absl::InternalError("kill(SIGSTOP) failed");
+  return absl::OkStatus();
+}
+
+absl::Status RedisServer::Thaw() {
+  if (!running()) return absl::FailedPreconditionError("redis-server is not running");
+  if (::kill(process_->pid(), SIGCONT) != 0) return absl::InternalError("kill(SIGCONT) failed");
+  return absl::OkStatus();
+}
+
 absl::Status RedisServer::Launch() {
   Subprocess::Options options;
   options.argv = {RedisServerBinary(), "--port", absl::StrCat(port_), "--bind", "127.0.0.1",

@@ -38,6 +38,15 @@ class RedisServer {
   int port() const { return port_; }
   std::string address() const;  // "127.0.0.1:<port>"
   bool running();
+  // The server's pid (-1 when not running).
+  pid_t pid() const;
+
+  // Fault injection (tests/chaos). SIGKILL, no shutdown: what Redis wrote to its AOF survives
+  // (start it with {"--appendonly", "yes"}), the rest is gone. StartAgain brings it back.
+  void Kill();
+  // SIGSTOP: the server holds its connections but answers nothing until Thaw (SIGCONT).
+  absl::Status Freeze();
+  absl::Status Thaw();
 
   // SIGTERM, wait for exit (≤ 10 s). OK when already stopped.
   absl::Status Stop();
