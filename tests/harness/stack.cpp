@@ -277,7 +277,7 @@ absl::Status PadlockStack::RestartService(std::string_view name) {
     if (p->process && p->process->running()) p->process->Kill();
     return Launch(*p);
   }
-  return absl::NotFoundError(absl::StrCat("no internal service named ", name));
+  return absl::NotFoundError(absl::StrCat("no internal service named ", std::string(name)));
 }
 
 pid_t PadlockStack::service_pid(std::string_view name) const {
