@@ -58,6 +58,8 @@ class RedisServer {
   absl::Status FlushAll();
   // redis-cli against this server.
   absl::StatusOr<std::string> Cli(const std::vector<std::string>& args) const;
+  // The server's log so far (every start of it), for failure messages.
+  std::string Log() const;
 
   // Starts a replica of this server (`--replicaof`, no persistence) on a free port; `extra_args`
   // as for Start. Returns once it answers PING; WaitForOnlineReplicas tells when it has synced.
