@@ -54,7 +54,7 @@ class Chaos : public ::testing::Test {
     // Redis loses nothing it accepted and any loss is the services'. With `everysec` (the local
     // stack's setting) a write is normally in the page cache before the reply too, but Redis
     // postpones it by up to 2 s, still replying, while a background fsync lags (docs/
-    // MESSAGE_QUEUE.md "Durability"). With `everysec`, one of sixteen Redis-kill runs on a loaded
+    // MESSAGE_QUEUE.md "Durability"). With `everysec`, one of 41 Redis-kill runs on a loaded
     // machine lost accepted sends, probably that way (docs/OPERATIONS.md "Fault suite").
     // PADLOCK_CHAOS_APPENDFSYNC=everysec runs the suite with the local stack's setting instead.
     const char* fsync = std::getenv("PADLOCK_CHAOS_APPENDFSYNC");
