@@ -32,6 +32,18 @@ uint64_t SplitMix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
+// Reconnect backoff: from 50 ms, doubling to 2 s, each wait jittered to [0.5, 1.5) of it so that
+// a thousand devices cut off at once do not all come back in the same millisecond.
+constexpr uint64_t kFirstBackoffNanos = 50'000'000;
+constexpr uint64_t kMaxBackoffNanos = 2'000'000'000;
+// A retryable refusal without a retry-after: 100 ms, doubling per retry of that send, to 2 s.
+constexpr uint64_t kFirstRetryNanos = 100'000'000;
+
+// google.rpc codes a client retries (the send's outcome is unknown or the server asked to wait):
+// DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, ABORTED, UNAVAILABLE.
+bool Retryable(int code) { return code == 4 || code == 8 || code == 10 || code == 14; }
+constexpr int kUnauthenticated = 16;
+
 }  // namespace
 
 uint64_t NowNanos() {
@@ -78,6 +90,8 @@ Device::Device(RunState* run, uint32_t index, DeviceAccount account)
     : run_(run), index_(index), account_(std::move(account)) {
   std::random_device seed;
   rng_state_ = (static_cast<uint64_t>(seed()) << 32) ^ seed() ^ index;
+  id_seed_ = SplitMix64(rng_state_);
+  backoff_nanos_ = kFirstBackoffNanos;
 }
 
 void Device::Connect(std::unique_ptr<DeviceStream> stream) {
@@ -100,22 +114,149 @@ void Device::SendGroup(uint64_t send_nanos) {
 }
 
 void Device::Queue(PendingSend send) {
+  const uint64_t now = NowNanos();
   {
     std::lock_guard<std::mutex> lock(ledger_mutex_);
     ledger_.push_back(SentMessage{
-        .expected = static_cast<uint16_t>(send.group ? run_->group_members.size() : 1)});
+        .expected = static_cast<uint16_t>(send.group ? run_->group_members.size() : 1),
+        .group = send.group,
+        .recipient = send.recipient,
+        .send_nanos = send.send_nanos,
+        .first_attempt_nanos = now,
+        .attempt_nanos = now});
     send.sequence = ledger_.size();  // 1-based; also the request_id
   }
   run_->in_flight.fetch_add(1, std::memory_order_relaxed);
   run_->awaiting_result.fetch_add(1, std::memory_order_relaxed);
   run_->sent.fetch_add(1, std::memory_order_relaxed);
-  DeviceStream* stream;
+  DeviceStream* stream = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    pending_.push_back(send);
-    stream = stream_.get();
+    // A device without a live stream (resend mode) sends it from its ledger when it reconnects.
+    if (live_) {
+      pending_.push_back(send);
+      stream = stream_.get();
+    }
   }
   if (stream != nullptr) stream->Wake();
+}
+
+bool Device::ResendLocked(uint64_t sequence, uint64_t now, std::vector<PendingSend>& out) {
+  SentMessage& m = ledger_[sequence - 1];
+  if (now - m.first_attempt_nanos > run_->resend_deadline_nanos) {
+    m.state = SentState::kGivenUp;
+    run_->awaiting_result.fetch_sub(1, std::memory_order_relaxed);
+    run_->NoteFailure(absl::StrCat(account_.user_id, ": send ", sequence,
+                                   " not accepted before the resend deadline"));
+    return true;
+  }
+  m.attempt_nanos = now;
+  m.retry_at_nanos = 0;
+  out.push_back(PendingSend{.group = m.group,
+                            .recipient = m.recipient,
+                            .sequence = sequence,
+                            .send_nanos = m.send_nanos});
+  return false;
+}
+
+void Device::Tick(uint64_t now) {
+  bool reconnect = false;
+  bool log_in = false;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!live_ && !close_requested_ && reconnect_at_ != 0 && now >= reconnect_at_) {
+      reconnect = true;
+      log_in = needs_login_;
+      reconnect_at_ = 0;
+    }
+  }
+  if (reconnect) {
+    Reconnect(now, log_in);
+    return;
+  }
+  std::vector<PendingSend> due;
+  int given_up = 0;
+  {
+    std::lock_guard<std::mutex> lock(ledger_mutex_);
+    if (retry_.empty()) return;
+    std::vector<uint64_t> waiting;
+    for (uint64_t sequence : retry_) {
+      SentMessage& m = ledger_[sequence - 1];
+      if (m.state != SentState::kPending || m.retry_at_nanos == 0) continue;  // settled, or resent
+      if (m.retry_at_nanos > now) {
+        waiting.push_back(sequence);
+      } else if (ResendLocked(sequence, now, due)) {
+        ++given_up;
+      }
+    }
+    retry_.swap(waiting);
+  }
+  DeviceStream* stream = nullptr;
+  if (!due.empty()) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Without a live stream they stay pending in the ledger: the reconnect sends them.
+    if (live_) {
+      pending_.insert(pending_.end(), due.begin(), due.end());
+      stream = stream_.get();
+    }
+  }
+  if (stream != nullptr) {
+    run_->resent.fetch_add(due.size(), std::memory_order_relaxed);
+    stream->Wake();
+  }
+  for (int i = 0; i < given_up; ++i) SlotFreed();
+}
+
+void Device::Reconnect(uint64_t now, bool log_in) {
+  if (log_in) {
+    DeviceAccount fresh = account_;
+    if (absl::Status s = run_->log_in(fresh); !s.ok()) {
+      run_->NoteFailure(absl::StrCat(account_.user_id, ": log in again: ", s.ToString()));
+      std::lock_guard<std::mutex> lock(mutex_);
+      reconnect_at_ = now + backoff_nanos_;
+      backoff_nanos_ = std::min(backoff_nanos_ * 2, kMaxBackoffNanos);
+      return;
+    }
+    // No stream of this device is open, so nothing reads the token now.
+    account_.token = fresh.token;
+    run_->relogins.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Every send not accepted yet, in ledger order, with its message id: the queue deduplicates
+  // what it already stored, so resending is safe whatever happened to the first attempt.
+  std::vector<PendingSend> resend;
+  int given_up = 0;
+  {
+    std::lock_guard<std::mutex> lock(ledger_mutex_);
+    for (size_t i = 0; i < ledger_.size(); ++i) {
+      if (ledger_[i].state == SentState::kPending && ResendLocked(i + 1, now, resend)) ++given_up;
+    }
+    retry_.clear();
+  }
+  std::unique_ptr<DeviceStream> stream = run_->new_stream(this);
+  DeviceStream* started = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (!close_requested_) {
+      if (log_in) needs_login_ = false;
+      retired_.push_back(std::move(stream_));
+      stream_ = std::move(stream);
+      started = stream_.get();
+      live_ = true;
+      ended_ = false;
+      pending_.assign(resend.begin(), resend.end());
+      // A new stream: the server redelivers what it has no ack for, and acks start afresh.
+      ack_up_to_.clear();
+      last_acked_.clear();
+      unacked_ = 0;
+      ack_due_ = false;
+      riding_acks_ = false;
+    }
+  }
+  for (int i = 0; i < given_up; ++i) SlotFreed();
+  if (started == nullptr) return;  // closing: the run is over
+  run_->resent.fetch_add(resend.size(), std::memory_order_relaxed);
+  run_->reconnects.fetch_add(1, std::memory_order_relaxed);
+  started->Start();
 }
 
 const v1::ClientFrame* Device::NextFrame(FrameScratch& scratch) {
@@ -152,7 +293,9 @@ const v1::ClientFrame* Device::NextFrame(FrameScratch& scratch) {
     v1::OutgoingMessage* message = request->mutable_message();
     std::string* id = message->mutable_message_id();
     id->resize(16);
-    const uint64_t a = SplitMix64(rng_state_), b = SplitMix64(rng_state_);
+    // Derived from the sequence: a resend of this message carries the same id.
+    uint64_t id_state = id_seed_ ^ (send.sequence * 0xD1B54A32D192ED03ull);
+    const uint64_t a = SplitMix64(id_state), b = SplitMix64(id_state);
     std::memcpy(id->data(), &a, 8);
     std::memcpy(id->data() + 8, &b, 8);
     if (send.group) {
@@ -207,24 +350,32 @@ void Device::FlushAck() {
 }
 
 void Device::Close() {
-  DeviceStream* stream;
+  DeviceStream* stream = nullptr;
+  bool broken = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (unacked_ > 0) {
-      unacked_ = 0;
-      ack_due_ = true;
+    close_requested_ = true;
+    if (!live_) {
+      broken = true;  // resend mode: its stream broke and was not reopened
+    } else {
+      if (unacked_ > 0) {
+        unacked_ = 0;
+        ack_due_ = true;
+      }
+      stream = stream_.get();
     }
-    stream = stream_.get();
   }
+  // A broken stream ended without counting itself done (it was to be reopened): count it now.
+  if (broken) run_->Signal(run_->done);
   // The transport writes what is left (acks), then the half-close.
   if (stream != nullptr) stream->Close();
 }
 
 void Device::Cancel() {
-  DeviceStream* stream;
+  DeviceStream* stream = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    stream = stream_.get();
+    if (live_) stream = stream_.get();
   }
   if (stream != nullptr) stream->Cancel();
 }
@@ -240,13 +391,13 @@ void Device::OnFrame(const v1::ServerFrame& frame) {
   // Revision 2: outcomes ride on any frame.
   for (const v1::SendResult& result : frame.send_results()) HandleSendResult(result);
   switch (frame.frame_case()) {
-    case v1::ServerFrame::kConnected:
-      if (frame.connected().stream_revision() >= 2) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        riding_acks_ = true;
-      }
+    case v1::ServerFrame::kConnected: {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (frame.connected().stream_revision() >= 2) riding_acks_ = true;
+      backoff_nanos_ = kFirstBackoffNanos;  // connected: the next break starts from the bottom
       connected_at_nanos_ = NowNanos();
       break;
+    }
     case v1::ServerFrame::kQueueEmpty:
       queue_empty_nanos_ = NowNanos();
       Settle(true);
@@ -288,31 +439,64 @@ void Device::HandleDeliver(const v1::Deliver& deliver) {
   const bool recording = run_->recording.load(std::memory_order_relaxed);
   std::vector<Device*> completed_senders;
   uint64_t gaps = 0, redelivered = 0;
+  const bool resend = run_->resend;
   for (const v1::Envelope& envelope : deliver.envelopes()) {
-    // Inbox sequence numbers grow by exactly one per stored envelope: a repeat is a redelivery,
-    // a jump a gap (neither happens on a healthy stream within one connection).
-    if (envelope.sequence() != 0) {
-      if (envelope.sequence() <= last_inbox_sequence_) {
-        ++redelivered;
-      } else {
-        if (last_inbox_sequence_ != 0 && envelope.sequence() != last_inbox_sequence_ + 1) ++gaps;
-        last_inbox_sequence_ = envelope.sequence();
-      }
-    }
     uint32_t sender = 0;
     uint64_t sequence = 0, send_nanos = 0;
-    if (!DecodePayload(envelope.ciphertext(), sender, sequence, send_nanos) ||
-        sender >= run_->devices.size()) {
+    const bool parsed = DecodePayload(envelope.ciphertext(), sender, sequence, send_nanos) &&
+                        sender < run_->devices.size();
+    const uint64_t inbox_sequence = envelope.sequence();
+    if (inbox_sequence != 0 && resend) {
+      // An inbox sequence seen before is the same entry again (its ack was lost with a broken
+      // stream): a redelivery, which clients drop by message id. The same sequence with another
+      // message would be the inbox contradicting itself.
+      const std::pair<uint32_t, uint64_t> key(parsed ? sender : UINT32_MAX, sequence);
+      auto [seen, fresh] = inbox_seen_.try_emplace(inbox_sequence, key);
+      if (!fresh) {
+        if (seen->second == key) {
+          ++redelivered;
+        } else {
+          run_->inbox_conflicts.fetch_add(1, std::memory_order_relaxed);
+          run_->duplicates.fetch_add(1, std::memory_order_relaxed);
+          run_->NoteFailure(absl::StrCat(account_.user_id, ": inbox sequence ", inbox_sequence,
+                                         " carried two different messages"));
+        }
+        continue;
+      }
+      if (inbox_sequence > last_inbox_sequence_) {
+        if (last_inbox_sequence_ != 0 && inbox_sequence != last_inbox_sequence_ + 1) ++gaps;
+        last_inbox_sequence_ = inbox_sequence;
+      }
+    } else if (inbox_sequence != 0) {
+      // Inbox sequence numbers grow by exactly one per stored envelope: a repeat is a
+      // redelivery, a jump a gap (neither happens on a healthy stream within one connection).
+      if (inbox_sequence <= last_inbox_sequence_) {
+        ++redelivered;
+      } else {
+        if (last_inbox_sequence_ != 0 && inbox_sequence != last_inbox_sequence_ + 1) ++gaps;
+        last_inbox_sequence_ = inbox_sequence;
+      }
+    }
+    if (!parsed) {
       run_->unparsable.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
     Device* from = run_->devices[sender].get();
     bool duplicate = false;
-    if (from->RecordReceipt(sequence, duplicate)) completed_senders.push_back(from);
+    uint64_t attempt_nanos = 0;
+    if (from->RecordReceipt(sequence, duplicate, attempt_nanos)) completed_senders.push_back(from);
     if (duplicate) {
+      // In resend mode this is a new inbox entry for a message already stored: the server
+      // stored one message twice.
       run_->duplicates.fetch_add(1, std::memory_order_relaxed);
+      if (resend) {
+        run_->NoteFailure(absl::StrCat(account_.user_id, ": message ", sender, "/", sequence,
+                                       " stored twice (inbox sequence ", inbox_sequence, ")"));
+      }
       continue;
     }
+    if (run_->monitor != nullptr) run_->monitor->NoteReceived(1, attempt_nanos, now);
+    if (resend) run_->NoteGap(run_->last_receipt_nanos, run_->longest_receipt_gap, now);
     if (recording) {
       run_->latency.Record(now > send_nanos ? now - send_nanos : 0);
       run_->delivered_in_window.fetch_add(1, std::memory_order_relaxed);
@@ -324,7 +508,8 @@ void Device::HandleDeliver(const v1::Deliver& deliver) {
   last_receipt_nanos_.store(now, std::memory_order_relaxed);
   if (redelivered > 0) {
     run_->redelivered.fetch_add(redelivered, std::memory_order_relaxed);
-    run_->duplicates.fetch_add(redelivered, std::memory_order_relaxed);
+    // Outside resend mode nothing breaks a stream, so a redelivery is a failure too.
+    if (!resend) run_->duplicates.fetch_add(redelivered, std::memory_order_relaxed);
   }
   if (gaps > 0) run_->inbox_gaps.fetch_add(gaps, std::memory_order_relaxed);
 
@@ -344,7 +529,7 @@ void Device::HandleDeliver(const v1::Deliver& deliver) {
   for (Device* sender : completed_senders) sender->SlotFreed();
 }
 
-bool Device::RecordReceipt(uint64_t sequence, bool& duplicate) {
+bool Device::RecordReceipt(uint64_t sequence, bool& duplicate, uint64_t& attempt_nanos) {
   std::lock_guard<std::mutex> lock(ledger_mutex_);
   duplicate = false;
   if (sequence == 0 || sequence > ledger_.size()) {
@@ -352,13 +537,14 @@ bool Device::RecordReceipt(uint64_t sequence, bool& duplicate) {
     return false;
   }
   SentMessage& m = ledger_[sequence - 1];
+  attempt_nanos = m.attempt_nanos;
   if (m.received >= m.expected) {
     duplicate = true;
     return false;
   }
   ++m.received;
   return m.received == m.expected && run_->release == Release::kOnReceipt &&
-         m.state != SentState::kRefused;
+         m.state != SentState::kRefused && m.state != SentState::kGivenUp;
 }
 
 void Device::HandleSendResult(const v1::SendResult& result) {
@@ -369,11 +555,29 @@ void Device::HandleSendResult(const v1::SendResult& result) {
     if (sequence == 0 || sequence > ledger_.size()) return;
     SentMessage& m = ledger_[sequence - 1];
     if (m.state != SentState::kPending) return;
+    if (run_->resend && result.has_refused() && Retryable(result.refused().code())) {
+      // Outcome unknown or "wait": the same message again after the wait (Tick).
+      const uint64_t now = NowNanos();
+      const uint64_t wait =
+          result.refused().retry_after_ms() > 0
+              ? uint64_t{result.refused().retry_after_ms()} * 1'000'000
+              : std::min(kFirstRetryNanos << std::min<uint16_t>(m.retries, 5), kMaxBackoffNanos);
+      ++m.retries;
+      m.retry_at_nanos = now + wait;
+      retry_.push_back(sequence);
+      run_->retried_refusals.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
     run_->awaiting_result.fetch_sub(1, std::memory_order_relaxed);
     if (result.has_accepted()) {
       m.state = SentState::kAccepted;
       run_->accepted.fetch_add(1, std::memory_order_relaxed);
       free_slot = run_->release == Release::kOnAccepted;
+      if (run_->resend || run_->monitor != nullptr) {
+        const uint64_t now = NowNanos();
+        if (run_->monitor != nullptr) run_->monitor->NoteAccepted(m.attempt_nanos, now);
+        run_->NoteGap(run_->last_accept_nanos, run_->longest_accept_gap, now);
+      }
     } else {
       m.state = SentState::kRefused;
       (result.has_mismatch() ? run_->mismatched : run_->refused)
@@ -417,9 +621,22 @@ uint64_t Device::CountLosses() {
   std::lock_guard<std::mutex> lock(ledger_mutex_);
   uint64_t lost = 0;
   for (const SentMessage& m : ledger_) {
-    if (m.state == SentState::kAccepted && m.received < m.expected) lost += m.expected - m.received;
+    // Resend mode: every message sent must end accepted and received (a refusal for good is
+    // counted as refused instead).
+    const bool counted =
+        m.state == SentState::kAccepted || (run_->resend && m.state != SentState::kRefused);
+    if (counted && m.received < m.expected) lost += m.expected - m.received;
   }
   return lost;
+}
+
+uint64_t Device::CountUnaccepted() {
+  std::lock_guard<std::mutex> lock(ledger_mutex_);
+  uint64_t n = 0;
+  for (const SentMessage& m : ledger_) {
+    if (m.state == SentState::kPending || m.state == SentState::kGivenUp) ++n;
+  }
+  return n;
 }
 
 void Device::OnStreamEnd(int code, const std::string& message) {
@@ -429,6 +646,20 @@ void Device::OnStreamEnd(int code, const std::string& message) {
   if (!run_->shutting_down.load()) {
     run_->stream_failures.fetch_add(1, std::memory_order_relaxed);
     run_->NoteFailure(absl::StrCat(account_.user_id, ": stream ended: code ", code, " ", message));
+  }
+  if (run_->resend) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Decided under the lock that Close() takes too, so that exactly one of them counts the
+    // device done: a stream that breaks before Close() is reopened by Tick, or counted by Close.
+    if (!close_requested_ && !run_->shutting_down.load()) {
+      live_ = false;
+      pending_.clear();  // resent from the ledger by Reconnect
+      const uint64_t jitter = SplitMix64(rng_state_) % backoff_nanos_;
+      reconnect_at_ = NowNanos() + backoff_nanos_ / 2 + jitter;
+      backoff_nanos_ = std::min(backoff_nanos_ * 2, kMaxBackoffNanos);
+      if (code == kUnauthenticated) needs_login_ = true;
+      return;
+    }
   }
   run_->Signal(run_->done);
 }

@@ -14,7 +14,9 @@
 // per message.
 //
 // Plaintext only: TLS (--tls-ca) stays on --transport=grpc. What this client does not do, since
-// the gateway does not need it from a benchmark: compression, reconnects, HTTP/1.1 upgrade.
+// the gateway does not need it from a benchmark: compression, reconnects, HTTP/1.1 upgrade. (In
+// reconnect-and-resend mode a Device whose stream broke asks for a new stream, which opens a new
+// connection: the transport itself never reconnects one.)
 
 #include <memory>
 #include <string>

@@ -100,6 +100,8 @@ class Runner {
   void DrainAndCount();
   void Teardown();
   void StartAckFlusher();
+  // Resend mode: the thread that calls Device::Tick (reconnects, timed retries).
+  void StartResender();
   void RunChat();
   void RunOpen();
   // sparse: the idle phase, then RunOpen.
@@ -125,7 +127,9 @@ class Runner {
   Report report_;
   uint64_t window_start_ = 0, window_end_ = 0;
   double self_cpu_start_ = 0;
+  AccountOptions account_options_;
   std::thread flusher_;
+  std::thread resender_;
   std::atomic<bool> stop_flusher_{false};
   bool torn_down_ = false;
   std::mt19937_64 rng_{std::random_device{}()};
@@ -182,7 +186,8 @@ absl::Status Runner::Setup(int count) {
     credentials_ = grpc::InsecureChannelCredentials();
   }
   RaiseDescriptorLimit();
-  AccountOptions account_options{.target = options_.target,
+  AccountOptions& account_options = account_options_;
+  account_options = AccountOptions{.target = options_.target,
                                  .credentials = credentials_,
                                  .tls_server_name = options_.tls_server_name,
                                  .user_prefix = options_.user_prefix.empty() ? RandomPrefix()
@@ -207,6 +212,17 @@ absl::Status Runner::Setup(int count) {
               count, Seconds(NowNanos() - t2));
   }
   run_.ack_every = std::max(1, options_.ack_every);
+  run_.monitor = options_.monitor;
+  run_.resend = options_.reconnect_and_resend;
+  run_.resend_deadline_nanos =
+      static_cast<uint64_t>(std::max(0.0, options_.resend_deadline_seconds) * 1e9);
+  run_.new_stream = [this](Device* device) { return NewStream(device->index()); };
+  run_.log_in = [this](DeviceAccount& account) {
+    std::vector<DeviceAccount> one = {account};
+    absl::Status s = LogIn(account_options_, one);
+    if (s.ok()) account.token = one[0].token;
+    return s;
+  };
   run_.stream_revision = static_cast<uint32_t>(std::max(1, options_.stream_revision));
   run_.payload_bytes = static_cast<size_t>(std::max<int>(options_.payload_bytes,
                                                          static_cast<int>(kPayloadHeader)));
@@ -292,6 +308,18 @@ void Runner::StartAckFlusher() {
       for (size_t i = tick % kSlices; i < run_.devices.size(); i += kSlices) {
         run_.devices[i]->FlushAck();
       }
+    }
+  });
+}
+
+void Runner::StartResender() {
+  if (!run_.resend) return;
+  resender_ = std::thread([this] {
+    // Reconnect backoffs start at 50 ms: a 10 ms tick keeps them within a fifth of that.
+    while (!stop_flusher_.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      const uint64_t now = NowNanos();
+      for (auto& device : run_.devices) device->Tick(now);
     }
   });
 }
@@ -389,7 +417,11 @@ void Runner::DrainAndCount() {
   }
   progress_("drained in %.2fs (%d still in flight)", Seconds(NowNanos() - t0),
             static_cast<int>(run_.in_flight.load()));
-  for (auto& device : run_.devices) report_.losses += device->CountLosses();
+  if (run_.resend) run_.StopGapTracking(NowNanos());
+  for (auto& device : run_.devices) {
+    report_.losses += device->CountLosses();
+    if (run_.resend) report_.unaccepted += device->CountUnaccepted();
+  }
 }
 
 void Runner::Teardown() {
@@ -399,6 +431,8 @@ void Runner::Teardown() {
   run_.shutting_down = true;
   stop_flusher_ = true;
   if (flusher_.joinable()) flusher_.join();
+  // Before the closes: no reconnect may start once they began.
+  if (resender_.joinable()) resender_.join();
   int started = 0;
   for (auto& device : run_.devices) {
     if (device->connect_started_nanos() != 0) {
@@ -623,12 +657,42 @@ void Runner::RunClaims() {
         request.set_user_id(target.user_id);
         request.set_device_id(target.device_id);
         v1::ClaimBundlesResponse response;
-        grpc::ClientContext context;
-        context.AddMetadata("authorization", "Bearer " + requester.token);
-        context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-        const uint64_t t0 = NowNanos();
+        const uint64_t first = NowNanos();
+        uint64_t t0 = first;
         run_.sent.fetch_add(1, std::memory_order_relaxed);
-        const grpc::Status status = stub->ClaimBundles(&context, request, &response);
+        grpc::Status status;
+        // Resend mode: a claim whose outcome is unknown or that was asked to wait is made again,
+        // with backoff (or the server's retry-after), until answered or the deadline.
+        for (int attempt = 0;; ++attempt) {
+          grpc::ClientContext context;
+          context.AddMetadata("authorization", "Bearer " + requester.token);
+          context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+          t0 = NowNanos();
+          response.Clear();
+          status = stub->ClaimBundles(&context, request, &response);
+          const grpc::StatusCode code = status.error_code();
+          const bool retryable = code == grpc::StatusCode::UNAVAILABLE ||
+                                 code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
+                                 code == grpc::StatusCode::DEADLINE_EXCEEDED ||
+                                 code == grpc::StatusCode::ABORTED;
+          if (status.ok() || !run_.resend || !retryable ||
+              NowNanos() - first > run_.resend_deadline_nanos) {
+            break;
+          }
+          run_.retried_refusals.fetch_add(1, std::memory_order_relaxed);
+          run_.resent.fetch_add(1, std::memory_order_relaxed);
+          int64_t wait_ms = std::min<int64_t>(int64_t{100} << std::min(attempt, 4), 2000);
+          const auto& trailers = context.GetServerTrailingMetadata();
+          if (auto it = trailers.find("retry-after-ms"); it != trailers.end()) {
+            int64_t server_ms = 0;
+            if (absl::SimpleAtoi(absl::string_view(it->second.data(), it->second.size()),
+                                 &server_ms) &&
+                server_ms > 0) {
+              wait_ms = server_ms;
+            }
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(wait_ms));
+        }
         const uint64_t t1 = NowNanos();
         if (!status.ok()) {
           run_.refused.fetch_add(1, std::memory_order_relaxed);
@@ -644,6 +708,12 @@ void Runner::RunClaims() {
         }
         run_.accepted.fetch_add(1, std::memory_order_relaxed);
         run_.received.fetch_add(1, std::memory_order_relaxed);
+        if (run_.monitor != nullptr) {
+          run_.monitor->NoteAccepted(t0, t1);
+          run_.monitor->NoteReceived(1, t0, t1);
+        }
+        run_.NoteGap(run_.last_accept_nanos, run_.longest_accept_gap, t1);
+        run_.NoteGap(run_.last_receipt_nanos, run_.longest_receipt_gap, t1);
         if (!response.bundles(0).has_one_time_prekey()) without_prekey.fetch_add(1);
         if (run_.recording.load(std::memory_order_relaxed)) {
           run_.latency.Record(t1 - t0);
@@ -657,6 +727,7 @@ void Runner::RunClaims() {
   LoadWindow();
   stop = true;
   for (std::thread& t : threads) t.join();
+  if (run_.resend) run_.StopGapTracking(NowNanos());
   report_.claims_without_prekey = without_prekey.load();
   if (report_.claims_without_prekey > 0) {
     report_.notes.push_back(absl::StrCat(report_.claims_without_prekey,
@@ -688,6 +759,7 @@ absl::StatusOr<Report> Runner::Execute() {
     if (absl::Status st = RunIdle(); !st.ok()) return st;
   } else if (s == "claims") {
     // No streams: claims are unary calls.
+    if (run_.resend) run_.StartGapTracking(NowNanos());
     RunClaims();
   } else if (s == "backlog") {
     // Only the sender connects now; the receiver connects for the drain.
@@ -698,6 +770,8 @@ absl::StatusOr<Report> Runner::Execute() {
   } else {
     if (absl::Status st = ConnectDevices(0, run_.devices.size()); !st.ok()) return st;
     StartAckFlusher();
+    StartResender();
+    if (run_.resend) run_.StartGapTracking(NowNanos());
     if (s == "chat") RunChat();
     if (s == "open") RunOpen();
     if (s == "sparse") RunSparse();
@@ -714,6 +788,15 @@ absl::StatusOr<Report> Runner::Execute() {
   report_.stream_errors = run_.stream_errors.load();
   report_.unparsable = run_.unparsable.load();
   report_.repeated_acks = run_.repeated_acks.load();
+  report_.reconnect_and_resend = run_.resend;
+  report_.resent = run_.resent.load();
+  report_.retried_refusals = run_.retried_refusals.load();
+  report_.reconnects = run_.reconnects.load();
+  report_.relogins = run_.relogins.load();
+  report_.inbox_conflicts = run_.inbox_conflicts.load();
+  report_.longest_accept_gap_seconds = Seconds(run_.longest_accept_gap.load());
+  report_.longest_delivery_gap_seconds = Seconds(run_.longest_receipt_gap.load());
+  if (options_.monitor != nullptr) report_.recoveries = options_.monitor->Recoveries();
   Teardown();
   // Failures counted only while the run was live (Teardown's own closes are expected).
   report_.stream_failures = run_.stream_failures.load();
@@ -789,6 +872,15 @@ std::string Usage() {
   --watch-pid=name:pid[:tree],... processes to measure by pid
                             (default: gateway:7400,presence:7410,message-queue:7420,
                              key-directory:7430,redis:7379:tree,postgres:7432:tree)
+  --reconnect-and-resend    chat, open, group, claims: behave as a real client under faults:
+                            reconnect broken streams (backoff + jitter, log in again if the
+                            token is refused) and resend every send not yet accepted with the
+                            same message id; retry UNAVAILABLE / RESOURCE_EXHAUSTED (after its
+                            retry-after) / DEADLINE_EXCEEDED / ABORTED. Redeliveries after a
+                            reconnect are counted apart, not as duplicates; every send must end
+                            accepted and received. Reports the longest gaps without accepts and
+                            deliveries (what the fault suite tests/chaos runs)
+  --resend-deadline=S       give a send up when not accepted S seconds after its first try (120)
   --json=FILE               also write the report as JSON
   --quiet                   no progress lines
 )";
@@ -841,6 +933,8 @@ absl::StatusOr<Options> ParseFlags(int argc, char** argv) {
     else if (name == "user-prefix") o.user_prefix = value;
     else if (name == "json") o.json_path = value;
     else if (name == "quiet") o.quiet = ParseBool(value);
+    else if (name == "reconnect-and-resend") o.reconnect_and_resend = ParseBool(value);
+    else if (name == "resend-deadline") s = number(o.resend_deadline_seconds);
     else if (name == "watch" || name == "watch-pid") {
       absl::StatusOr<std::vector<WatchSpec>> specs = ParseWatch(value, name == "watch-pid");
       if (!specs.ok()) return specs.status();
@@ -925,6 +1019,24 @@ std::string FormatTable(const Report& r) {
                         r.sent, r.accepted, r.received, r.losses, r.duplicates, r.redelivered,
                         r.refused, r.mismatched, r.inbox_gaps, r.stream_errors,
                         r.stream_failures, r.unparsable, r.repeated_acks);
+  if (r.reconnect_and_resend) {
+    absl::StrAppendFormat(&out,
+                          "reconnect-and-resend: resent %" PRIu64 ", retried refusals %" PRIu64
+                          ", reconnects %" PRIu64 ", log-ins again %" PRIu64
+                          ", unaccepted %" PRIu64 ", inbox conflicts %" PRIu64
+                          "; longest gap without an accepted send %.3fs, without a delivery "
+                          "%.3fs\n",
+                          r.resent, r.retried_refusals, r.reconnects, r.relogins, r.unaccepted,
+                          r.inbox_conflicts, r.longest_accept_gap_seconds,
+                          r.longest_delivery_gap_seconds);
+  }
+  for (const FaultRecovery& f : r.recoveries) {
+    absl::StrAppendFormat(&out,
+                          "fault %s: restored after %.3fs; first accepted send after %.3fs, first "
+                          "delivery after %.3fs (-1: none)\n",
+                          f.fault, f.restored_after, f.first_accepted_after,
+                          f.first_delivered_after);
+  }
   if (!r.first_failure.empty()) absl::StrAppend(&out, "first failure: ", r.first_failure, "\n");
   absl::StrAppendFormat(&out, "\n%-16s %8s %10s %8s %12s %12s %12s\n", "process", "pid",
                         "cpu s", "cpu %", "µs/envelope", "peak RSS KiB", "RSS KiB");
@@ -1029,6 +1141,23 @@ std::string FormatJson(const Report& r) {
   field("backlog_drain_seconds", num(r.backlog_drain_seconds));
   field("backlog_drain_per_second", num(r.backlog_drain_per_second));
   field("claims_without_prekey", count(r.claims_without_prekey));
+  field("reconnect_and_resend", r.reconnect_and_resend ? "true" : "false");
+  field("resent", count(r.resent));
+  field("retried_refusals", count(r.retried_refusals));
+  field("reconnects", count(r.reconnects));
+  field("relogins", count(r.relogins));
+  field("unaccepted", count(r.unaccepted));
+  field("inbox_conflicts", count(r.inbox_conflicts));
+  field("longest_accept_gap_seconds", num(r.longest_accept_gap_seconds));
+  field("longest_delivery_gap_seconds", num(r.longest_delivery_gap_seconds));
+  std::vector<std::string> recoveries;
+  for (const FaultRecovery& f : r.recoveries) {
+    recoveries.push_back(absl::StrFormat(
+        "{\"fault\": %s, \"restored_after_seconds\": %.4f, "
+        "\"first_accepted_after_seconds\": %.4f, \"first_delivered_after_seconds\": %.4f}",
+        JsonString(f.fault), f.restored_after, f.first_accepted_after, f.first_delivered_after));
+  }
+  field("recoveries", "[" + absl::StrJoin(recoveries, ", ") + "]");
   absl::StrAppend(&out, "  \"notes\": [", absl::StrJoin(notes, ", "), "]\n}\n");
   return out;
 }

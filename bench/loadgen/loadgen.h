@@ -37,6 +37,19 @@
 // unacknowledged also rides on the device's next send (`ClientFrame.acks`), so a lone ack frame
 // is left for devices that sent nothing for `ack_flush_ms`, and send outcomes arrive batched.
 //
+// Reconnect-and-resend mode (--reconnect-and-resend; chat, open, group and claims), what a real
+// client does and what the fault suite (tests/chaos) runs: a device whose stream breaks
+// reconnects with backoff and jitter (logging in again when its token is refused) and sends
+// every send not yet accepted again with the same message id until accepted or
+// `resend_deadline_seconds`; refusals that say retry (UNAVAILABLE, RESOURCE_EXHAUSTED with its
+// retry-after, DEADLINE_EXCEEDED, ABORTED) are retried likewise, claims too. Counting follows
+// what a client sees: a second inbox entry carrying an already stored message is a duplicate (a
+// server failure); the same inbox entry delivered again after a reconnect (its ack was lost
+// with the connection) is a redelivery, counted apart and not a failure; every message sent must
+// end accepted and received, else it is lost. The report gives the longest times without an
+// accepted send and without a delivery, and, when a RunMonitor marked faults, per fault the time
+// to the first accepted send and the first delivery sent after it (bench/loadgen/run_monitor.h).
+//
 // Resource figures come from /proc: CPU seconds in the measured window of every watched process
 // (the four services, redis-server, the postgres process tree), per delivered envelope, their
 // peak RSS, and the generator's own CPU.
@@ -49,6 +62,7 @@
 
 #include "absl/status/statusor.h"
 #include "bench/loadgen/proc_stats.h"
+#include "bench/loadgen/run_monitor.h"
 
 namespace padlock::loadgen {
 
@@ -110,6 +124,12 @@ struct Options {
   // Echoed into the report (the exact command line).
   std::string command = {};
   bool quiet = false;  // no progress lines on stderr
+  // Reconnect after broken streams and resend unanswered sends with the same message id (see
+  // the top of this file); a message not accepted this long after its first send is given up.
+  bool reconnect_and_resend = false;
+  double resend_deadline_seconds = 120;
+  // In-process callers only (no flag): progress and fault marks (tests/chaos). Not owned.
+  RunMonitor* monitor = nullptr;
 };
 
 // Parses --flag=value arguments (see main.cpp's usage text). InvalidArgument on an unknown flag
@@ -180,13 +200,31 @@ struct Report {
   // claims: answered claims whose bundle held no one-time prekey (the device ran out; not an
   // error, X3DH works without one).
   uint64_t claims_without_prekey = 0;
+  // Reconnect-and-resend mode.
+  bool reconnect_and_resend = false;
+  uint64_t resent = 0;            // sends (claims) written again, same message id
+  uint64_t retried_refusals = 0;  // refusals that said retry
+  uint64_t reconnects = 0;        // streams opened again after a break
+  uint64_t relogins = 0;          // logins again after a refused token
+  uint64_t unaccepted = 0;        // messages never accepted (given up at the deadline, or waiting)
+  uint64_t inbox_conflicts = 0;   // one inbox sequence carrying two messages (part of duplicates)
+  // From the start of the load to the end of the drain: the longest time without any accepted
+  // send, and without any envelope received (redeliveries and duplicates aside).
+  double longest_accept_gap_seconds = 0;
+  double longest_delivery_gap_seconds = 0;
+  // Per fault marked on Options::monitor.
+  std::vector<FaultRecovery> recoveries = {};
   std::string command = {};
   std::vector<std::string> notes = {};
 
-  // True when nothing was lost, duplicated, refused or failed.
+  // True when nothing was lost, duplicated, refused or failed. In reconnect-and-resend mode
+  // broken streams and retryable errors are what the faults cause: there every message must end
+  // accepted and received once, and nothing may be refused for good.
   bool Clean() const {
-    return losses == 0 && duplicates == 0 && refused == 0 && mismatched == 0 &&
-           stream_errors == 0 && stream_failures == 0 && unparsable == 0 && repeated_acks == 0;
+    const bool counts = losses == 0 && duplicates == 0 && refused == 0 && mismatched == 0 &&
+                        unparsable == 0 && repeated_acks == 0;
+    if (reconnect_and_resend) return counts && unaccepted == 0;
+    return counts && stream_errors == 0 && stream_failures == 0;
   }
 };
 

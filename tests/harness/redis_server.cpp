@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <map>
 #include <utility>
 
@@ -169,6 +171,32 @@ RedisServer::~RedisServer() = default;  // Subprocess kills the server
 std::string RedisServer::address() const { return absl::StrCat("127.0.0.1:", port_); }
 
 bool RedisServer::running() { return process_ != nullptr && process_->running(); }
+
+std::string RedisServer::Log() const {
+  std::ifstream in(absl::StrCat(dir_.path(), "/redis.log"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+pid_t RedisServer::pid() const { return process_ != nullptr ? process_->pid() : -1; }
+
+void RedisServer::Kill() {
+  if (process_ != nullptr) process_->Kill();
+  process_.reset();
+}
+
+absl::Status RedisServer::Freeze() {
+  if (!running()) return absl::FailedPreconditionError("redis-server is not running");
+  if (::kill(process_->pid(), SIGSTOP) != 0) return absl::InternalError("kill(SIGSTOP) failed");
+  return absl::OkStatus();
+}
+
+absl::Status RedisServer::Thaw() {
+  if (!running()) return absl::FailedPreconditionError("redis-server is not running");
+  if (::kill(process_->pid(), SIGCONT) != 0) return absl::InternalError("kill(SIGCONT) failed");
+  return absl::OkStatus();
+}
 
 absl::Status RedisServer::Launch() {
   Subprocess::Options options;

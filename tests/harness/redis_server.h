@@ -38,6 +38,15 @@ class RedisServer {
   int port() const { return port_; }
   std::string address() const;  // "127.0.0.1:<port>"
   bool running();
+  // The server's pid (-1 when not running).
+  pid_t pid() const;
+
+  // Fault injection (tests/chaos). SIGKILL, no shutdown: what Redis wrote to its AOF survives
+  // (start it with {"--appendonly", "yes"}), the rest is gone. StartAgain brings it back.
+  void Kill();
+  // SIGSTOP: the server holds its connections but answers nothing until Thaw (SIGCONT).
+  absl::Status Freeze();
+  absl::Status Thaw();
 
   // SIGTERM, wait for exit (≤ 10 s). OK when already stopped.
   absl::Status Stop();
@@ -49,6 +58,8 @@ class RedisServer {
   absl::Status FlushAll();
   // redis-cli against this server.
   absl::StatusOr<std::string> Cli(const std::vector<std::string>& args) const;
+  // The server's log so far (every start of it), for failure messages.
+  std::string Log() const;
 
   // Starts a replica of this server (`--replicaof`, no persistence) on a free port; `extra_args`
   // as for Start. Returns once it answers PING; WaitForOnlineReplicas tells when it has synced.

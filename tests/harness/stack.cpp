@@ -42,7 +42,7 @@ absl::StatusOr<std::unique_ptr<PadlockStack>> PadlockStack::Start(StackOptions o
     if (!cluster.ok()) return cluster.status();
     stack->cluster_ = *std::move(cluster);
   } else {
-    auto redis = RedisServer::Start();
+    auto redis = RedisServer::Start(stack->options_.redis_args);
     if (!redis.ok()) return redis.status();
     stack->redis_ = *std::move(redis);
   }
@@ -269,6 +269,22 @@ absl::Status PadlockStack::RestartGateway(int i) {
   Process& g = gateways_.at(i);
   if (g.process && g.process->running()) g.process->Kill();
   return Launch(g);
+}
+
+absl::Status PadlockStack::RestartService(std::string_view name) {
+  for (Process* p : {&key_directory_, &presence_, &message_queue_}) {
+    if (p->name != name) continue;
+    if (p->process && p->process->running()) p->process->Kill();
+    return Launch(*p);
+  }
+  return absl::NotFoundError(absl::StrCat("no internal service named ", std::string(name)));
+}
+
+pid_t PadlockStack::service_pid(std::string_view name) const {
+  for (const Process* p : {&key_directory_, &presence_, &message_queue_}) {
+    if (p->name == name && p->process) return p->process->pid();
+  }
+  return -1;
 }
 
 std::string PadlockStack::Logs() const {

@@ -47,6 +47,9 @@ struct StackOptions {
   absl::Duration start_timeout = absl::Seconds(60);
   // Plaintext internal gRPC without caller checks (PADLOCK_INTERNAL_INSECURE=1).
   bool internal_insecure = false;
+  // Extra redis-server arguments (standalone only), e.g. {"--appendonly", "yes"} for a Redis
+  // that keeps its data across RedisServer::Kill + StartAgain (tests/chaos).
+  std::vector<std::string> redis_args = {};
 };
 
 class PadlockStack {
@@ -101,6 +104,12 @@ class PadlockStack {
   absl::StatusOr<int> StopGateway(int i, int signal, absl::Duration timeout = absl::Seconds(30));
   // Starts gateway `i` again on the same ports (after Kill/Stop) and waits until it serves.
   absl::Status RestartGateway(int i);
+  // Starts an internal service ("key-directory", "presence" or "message-queue") again on the
+  // same ports (after KillService; a running one is killed first) and waits until it serves.
+  // NotFound for another name.
+  absl::Status RestartService(std::string_view name);
+  // The pid of an internal service (-1 when not running or unknown).
+  pid_t service_pid(std::string_view name) const;
 
   // Every process's log, labelled (for failure messages).
   std::string Logs() const;

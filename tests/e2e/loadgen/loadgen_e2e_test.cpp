@@ -109,6 +109,24 @@ TEST_F(LoadgenE2e, ChatRunOverTheGrpcTransportCountsEverySentEnvelopeOnce) {
   EXPECT_EQ(r->transport, "grpc");
 }
 
+// Reconnect-and-resend mode (what tests/chaos runs) on a healthy stack: the same counts, and
+// nothing resent, reconnected or redelivered, since nothing broke.
+TEST_F(LoadgenE2e, ResendModeOnAHealthyStackCountsEveryEnvelopeOnceAndResendsNothing) {
+  Options o = Short("chat", 20, 1000);
+  o.window = 4;
+  o.reconnect_and_resend = true;
+  absl::StatusOr<Report> r = loadgen::Run(o);
+  ASSERT_TRUE(r.ok()) << r.status() << "\n" << stack_->Logs();
+  ExpectEveryEnvelopeOnce(*r, 1);
+  EXPECT_EQ(r->sent, 1000u);
+  EXPECT_TRUE(r->reconnect_and_resend);
+  EXPECT_EQ(r->resent, 0u);
+  EXPECT_EQ(r->retried_refusals, 0u);
+  EXPECT_EQ(r->reconnects, 0u);
+  EXPECT_EQ(r->unaccepted, 0u);
+  EXPECT_TRUE(r->recoveries.empty());
+}
+
 TEST_F(LoadgenE2e, OpenLoopRunCountsEverySentEnvelopeOnce) {
   Options o = Short("open", 10, 400);
   o.rate = 200;

@@ -1,4 +1,5 @@
-// The load generator's pure parts: the payload it counts by, the latency histogram, flag parsing.
+// The load generator's pure parts: the payload it counts by, the latency histogram, flag parsing,
+// the resend-mode verdict and the fault monitor's recovery times.
 #include <gtest/gtest.h>
 
 #include "bench/loadgen/device_stream.h"
@@ -108,6 +109,79 @@ TEST(LoadgenFlags, TlsNeedsTheGrpcTransport) {
   EXPECT_EQ(ParseFlags(3, explicit_h2.data()).status().code(), absl::StatusCode::kInvalidArgument);
   std::vector<char*> with_grpc = {name.data(), tls.data(), grpc.data()};
   EXPECT_TRUE(ParseFlags(3, with_grpc.data()).ok());
+}
+
+TEST(LoadgenFlags, ReconnectAndResendIsOffByDefaultAndTakesADeadline) {
+  std::string name = "padlock-loadgen", resend = "--reconnect-and-resend",
+              deadline = "--resend-deadline=30";
+  std::vector<char*> none = {name.data()};
+  absl::StatusOr<Options> o = ParseFlags(1, none.data());
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_FALSE(o->reconnect_and_resend);
+  EXPECT_EQ(o->resend_deadline_seconds, 120);
+  std::vector<char*> args = {name.data(), resend.data(), deadline.data()};
+  o = ParseFlags(3, args.data());
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_TRUE(o->reconnect_and_resend);
+  EXPECT_EQ(o->resend_deadline_seconds, 30);
+}
+
+// In resend mode broken streams and retryable errors are the faults at work; what still fails a
+// run is a loss, a duplicate, a final refusal or a message never accepted. Redeliveries do not.
+TEST(LoadgenReport, ResendModeToleratesBrokenStreamsAndRedeliveriesButNotLossesOrUnaccepted) {
+  Report r;
+  r.reconnect_and_resend = true;
+  r.stream_failures = 20;
+  r.stream_errors = 3;
+  r.redelivered = 7;
+  EXPECT_TRUE(r.Clean());
+  Report unaccepted = r;
+  unaccepted.unaccepted = 1;
+  EXPECT_FALSE(unaccepted.Clean());
+  Report lost = r;
+  lost.losses = 1;
+  EXPECT_FALSE(lost.Clean());
+  Report duplicated = r;
+  duplicated.duplicates = 1;
+  EXPECT_FALSE(duplicated.Clean());
+  Report default_mode = r;
+  default_mode.reconnect_and_resend = false;
+  EXPECT_FALSE(default_mode.Clean());  // a broken stream fails a plain run
+}
+
+// Recovery counts only sends written after the fault began: an accept or a delivery of a send
+// made before it says nothing about the recovered stack.
+TEST(RunMonitor, RecoveryCountsOnlySendsMadeAfterTheFaultBegan) {
+  RunMonitor monitor;
+  monitor.NoteAccepted(/*attempt_nanos=*/1, /*now=*/2);  // before any fault: progress only
+  EXPECT_EQ(monitor.accepted(), 1u);
+  EXPECT_TRUE(monitor.Recoveries().empty());
+  const uint64_t before = NowNanos();
+  monitor.FaultBegins("gateway kill");
+  const uint64_t after = NowNanos();  // the fault began in [before, after]
+  monitor.NoteAccepted(/*attempt_nanos=*/1, after + 1'000'000);  // sent before the fault
+  monitor.NoteReceived(1, /*attempt_nanos=*/1, after + 1'000'000);
+  std::vector<FaultRecovery> r = monitor.Recoveries();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_EQ(r[0].fault, "gateway kill");
+  EXPECT_EQ(r[0].restored_after, -1);
+  EXPECT_EQ(r[0].first_accepted_after, -1);
+  EXPECT_EQ(r[0].first_delivered_after, -1);
+  monitor.FaultRestored();
+  constexpr uint64_t kSecond = 1'000'000'000;
+  monitor.NoteAccepted(after + 2 * kSecond, after + 3 * kSecond);
+  monitor.NoteAccepted(after + 2 * kSecond, after + 9 * kSecond);  // not the first
+  monitor.NoteReceived(1, after + 2 * kSecond, after + 4 * kSecond);
+  r = monitor.Recoveries();
+  ASSERT_EQ(r.size(), 1u);
+  EXPECT_GE(r[0].restored_after, 0);
+  const double slack = static_cast<double>(after - before) / 1e9;
+  EXPECT_GE(r[0].first_accepted_after, 3.0);
+  EXPECT_LE(r[0].first_accepted_after, 3.0 + slack);
+  EXPECT_GE(r[0].first_delivered_after, 4.0);
+  EXPECT_LE(r[0].first_delivered_after, 4.0 + slack);
+  EXPECT_EQ(monitor.accepted(), 4u);
+  EXPECT_EQ(monitor.received(), 2u);
 }
 
 }  // namespace
