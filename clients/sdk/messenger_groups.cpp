@@ -363,8 +363,10 @@ absl::Status Messenger::DecryptGroupMessage(const padlock::v1::Envelope& envelop
   absl::StatusOr<Content> content = crypto_->GroupDecrypt(
       group_id, sender, Ciphertext{envelope.type(), envelope.ciphertext()});
   if (!content.ok()) return content.status();
-  if (content->format_version != kContentFormatVersion || !IsKnownContentKind(
-                                                              static_cast<uint8_t>(content->kind))) {
+  const std::vector<uint8_t> readable = MessengerCapabilities().kinds;
+  if (content->format_version != kContentFormatVersion ||
+      std::find(readable.begin(), readable.end(), static_cast<uint8_t>(content->kind)) ==
+          readable.end()) {
     // A newer client's group content: reported and answered "unsupported" (HandleDeliver).
     absl::StatusOr<bool> fresh = store_->MarkReceived(sender, envelope.message_id());
     if (!fresh.ok()) return fresh.status();
