@@ -535,6 +535,11 @@ absl::StatusOr<std::string> Messenger::Compose(const std::string& peer, ContentK
       list_of(account_->user_id);
   if (!own_list.ok()) return own_list.status();
   const bool held = !peer_list->has_value() || !own_list->has_value();
+  // Refuse what the server would refuse once padded and encrypted, before any session work
+  // (docs/PROTOCOL.md "Limits"): the same check EncodeContent makes, with the same message.
+  if (body.size() > kMaxContentBodySize) {
+    return EncodeContent(Content{kind, body}).status();
+  }
   absl::StatusOr<std::string> message_id = RandomBytes(16);
   if (!message_id.ok()) return message_id.status();
   const Content content{kind, body};

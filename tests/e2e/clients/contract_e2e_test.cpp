@@ -122,5 +122,27 @@ TEST_F(ContractE2eTest, UnknownContentKindIsAnsweredUnsupportedAndSurfacedToTheS
   for (const MessengerEvent& e : others) EXPECT_NE(e.kind, Kind::kUnsupported);
 }
 
+TEST_F(ContractE2eTest, TextTooLongForTheServerIsRefusedBeforeAnythingIsQueued) {
+  const std::string alice_id = UniqueUser("alice");
+  const std::string bob_id = UniqueUser("bob");
+  std::unique_ptr<Messenger> alice = Join(alice_id);
+  std::unique_ptr<Messenger> bob = Join(bob_id);
+  ASSERT_NE(alice, nullptr);
+  ASSERT_NE(bob, nullptr);
+  // The example: 40 000 bytes would pad to the 64 KiB bucket, which the message-queue
+  // refuses once encrypted (PADLOCK_MAX_CIPHERTEXT_BYTES).
+  absl::StatusOr<std::string> refused = alice->ComposeText(bob_id, std::string(40000, 'x'));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "too long")) << refused.status();
+  EXPECT_EQ(*alice->OutboxSize(), 0u);
+  // The largest text that fits is accepted by the server and arrives whole.
+  const std::string largest(kMaxContentBodySize - 2 - bob_id.size(), 'y');
+  absl::StatusOr<std::string> sent = alice->SendText(bob_id, largest, absl::Seconds(20));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  std::vector<MessengerEvent> texts = Await(*bob, Kind::kMessage, 1);
+  ASSERT_EQ(texts.size(), 1u);
+  EXPECT_EQ(texts[0].text, largest);
+}
+
 }  // namespace
 }  // namespace padlock::client::e2e
