@@ -85,6 +85,7 @@ std::string StatusText(MessageStatus status) {
     case MessageStatus::kDelivered: return "delivered";
     case MessageStatus::kRead: return "read";
     case MessageStatus::kFailed: return "failed";
+    case MessageStatus::kUnsupported: return "not supported by the recipient's app";
   }
   return "unknown";
 }
@@ -235,6 +236,19 @@ void PrintEvent(Context& c, const MessengerEvent& e) {
         line.Str("event", "identity_changed").Str("from", e.peer).Num("device", e.peer_device)
             .Str("detail", e.detail);
         break;
+      case Kind::kUnsupported: {
+        std::string ids = "[";
+        for (size_t i = 0; i < e.message_ids.size(); ++i) {
+          ids += (i ? "," : "") + JsonString(Hex(e.message_ids[i]));
+        }
+        line.Str("event", "unsupported").Str("from", e.peer).Num("device", e.peer_device)
+            .Raw("message_ids", ids + "]").Str("detail", e.detail);
+        break;
+      }
+      case Kind::kUnsupportedContent:
+        line.Str("event", "unsupported_content").Str("from", e.peer).Num("device", e.peer_device)
+            .Str("message_id", Hex(e.message_id)).Str("detail", e.detail);
+        break;
     }
     c.out << line.str() << std::endl;
     return;
@@ -285,6 +299,14 @@ void PrintEvent(Context& c, const MessengerEvent& e) {
       break;
     case Kind::kSendFailed:
       c.out << "! a queued message could not be sent: " << e.detail << std::endl;
+      break;
+    case Kind::kUnsupported:
+      c.out << "! " << e.peer << ":" << e.peer_device << " cannot show " << e.message_ids.size()
+            << " of your message(s): " << e.detail << std::endl;
+      break;
+    case Kind::kUnsupportedContent:
+      c.out << "! " << e.peer << ":" << e.peer_device << " sent something this app cannot show ("
+            << e.detail << "); they were told" << std::endl;
       break;
     case Kind::kDisconnected:
       c.err << "(disconnected: " << e.detail << "; reconnecting)" << std::endl;

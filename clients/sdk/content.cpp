@@ -6,16 +6,14 @@
 namespace padlock::client {
 namespace {
 
-constexpr uint8_t kFormatVersion = 1;
 constexpr size_t kSmallestBucket = 64;
 constexpr size_t kLargeStep = 64 * 1024;
 
-bool ValidKind(uint8_t kind) {
-  return kind >= static_cast<uint8_t>(ContentKind::kText) &&
-         kind <= static_cast<uint8_t>(ContentKind::kStory);
-}
-
 }  // namespace
+
+bool IsKnownContentKind(uint8_t kind) {
+  return kind >= static_cast<uint8_t>(ContentKind::kText) && kind <= kHighestKnownContentKind;
+}
 
 size_t PaddedContentSize(size_t body_size) {
   const size_t needed = kContentHeaderSize + body_size;
@@ -27,14 +25,19 @@ size_t PaddedContentSize(size_t body_size) {
 
 absl::StatusOr<std::string> EncodeContent(const Content& content) {
   if (content.body.size() > kMaxContentBodySize) {
-    return absl::InvalidArgumentError(absl::StrCat("content body of ", content.body.size(),
-                                                   " bytes exceeds ", kMaxContentBodySize));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "message too long: its content body is ", content.body.size(), " bytes, at most ",
+        kMaxContentBodySize, " fit in the server's per-device limit once padded and encrypted"));
+  }
+  if (content.format_version != kContentFormatVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot encode content format version ", content.format_version));
   }
   const uint8_t kind = static_cast<uint8_t>(content.kind);
-  if (!ValidKind(kind)) return absl::InvalidArgumentError("unknown content kind");
+  if (kind == 0) return absl::InvalidArgumentError("content kind 0 is not a kind");
   const uint32_t length = static_cast<uint32_t>(content.body.size());
   std::string out(PaddedContentSize(content.body.size()), '\0');
-  out[0] = static_cast<char>(kFormatVersion);
+  out[0] = static_cast<char>(kContentFormatVersion);
   out[1] = static_cast<char>(kind);
   out[2] = static_cast<char>(length >> 24);
   out[3] = static_cast<char>(length >> 16);
@@ -46,16 +49,18 @@ absl::StatusOr<std::string> EncodeContent(const Content& content) {
 
 absl::StatusOr<Content> DecodeContent(std::string_view padded) {
   if (padded.size() < kContentHeaderSize) return absl::DataLossError("content too short");
-  if (static_cast<uint8_t>(padded[0]) != kFormatVersion) {
-    return absl::DataLossError("unknown content format version");
-  }
+  const uint8_t version = static_cast<uint8_t>(padded[0]);
   const uint8_t kind = static_cast<uint8_t>(padded[1]);
-  if (!ValidKind(kind)) return absl::DataLossError("unknown content kind");
+  if (version == 0) return absl::DataLossError("content format version 0");
+  if (kind == 0) return absl::DataLossError("content kind 0");
+  // A newer format: its layout after byte 1 is not ours to check. The caller answers
+  // "unsupported" (docs/PROTOCOL.md) rather than dropping it as corrupt.
+  if (version > kContentFormatVersion) return Content{static_cast<ContentKind>(kind), "", version};
   const uint32_t length = (uint32_t{static_cast<uint8_t>(padded[2])} << 24) |
                           (uint32_t{static_cast<uint8_t>(padded[3])} << 16) |
                           (uint32_t{static_cast<uint8_t>(padded[4])} << 8) |
                           uint32_t{static_cast<uint8_t>(padded[5])};
-  if (length > kMaxContentBodySize || length > padded.size() - kContentHeaderSize) {
+  if (length > kMaxDecodedContentBodySize || length > padded.size() - kContentHeaderSize) {
     return absl::DataLossError("content length beyond the payload");
   }
   if (padded.size() != PaddedContentSize(length)) {
@@ -64,8 +69,9 @@ absl::StatusOr<Content> DecodeContent(std::string_view padded) {
   for (size_t i = kContentHeaderSize + length; i < padded.size(); ++i) {
     if (padded[i] != '\0') return absl::DataLossError("non-zero content padding");
   }
+  // An unknown kind is returned as is: the caller answers "unsupported".
   return Content{static_cast<ContentKind>(kind),
-                 std::string(padded.substr(kContentHeaderSize, length))};
+                 std::string(padded.substr(kContentHeaderSize, length)), version};
 }
 
 }  // namespace padlock::client

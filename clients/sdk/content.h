@@ -1,6 +1,7 @@
 #pragma once
 // What goes inside every Signal ciphertext: the content kind and the body, padded to a size
-// bucket so that the ciphertext length reveals only the bucket (docs/CLIENT.md "Padding").
+// bucket so that the ciphertext length reveals only the bucket. The normative description is
+// docs/PROTOCOL.md "Message content"; test vectors are docs/vectors/content.json.
 //
 // Format (version 1), before encryption:
 //   byte 0      format version, 1
@@ -9,7 +10,12 @@
 //   bytes 6..   body (L bytes), then zero bytes up to the bucket size
 // The bucket is the smallest of 64, 128, 256, ..., 65536 bytes that holds 6 + L; above 64 KiB the
 // size is rounded up to a multiple of 64 KiB. Bodies longer than kMaxContentBodySize are refused.
-// Decoding checks the version, the kind, the length and that every padding byte is zero.
+// Decoding checks the version, the length, the bucket and that every padding byte is zero.
+//
+// Kinds and versions this client does not know are not errors of the layout: DecodeContent
+// returns them (Content::format_version above kContentFormatVersion, or a kind outside
+// ContentKind) so that the receiver can answer "unsupported" (docs/PROTOCOL.md) instead of
+// dropping the message.
 
 #include <cstddef>
 #include <cstdint>
@@ -32,24 +38,46 @@ enum class ContentKind : uint8_t {
   kStory = 7,
 };
 
+// The highest kind this client understands (sent in "unsupported" receipts as its capability).
+inline constexpr uint8_t kHighestKnownContentKind = static_cast<uint8_t>(ContentKind::kStory);
+// The content format this client writes and reads.
+inline constexpr uint8_t kContentFormatVersion = 1;
+
+// True for the kinds of ContentKind (those this client can read).
+bool IsKnownContentKind(uint8_t kind);
+
 struct Content {
   ContentKind kind = ContentKind::kText;
   std::string body;
+  // Set by DecodeContent: a version above kContentFormatVersion means the layout after byte 1 is
+  // unknown, `kind` is byte 1 as sent and `body` is empty. EncodeContent writes only version 1.
+  uint8_t format_version = kContentFormatVersion;
   bool operator==(const Content&) const = default;
 };
 
 inline constexpr size_t kContentHeaderSize = 6;
-inline constexpr size_t kMaxContentBodySize = 256 * 1024;
+// The largest body this client sends. Chosen so that the padded content (a 32 KiB bucket) plus
+// libsignal's overhead (≈ 150 bytes for a pre-key message) stays below the message-queue's
+// per-device ciphertext limit (PADLOCK_MAX_CIPHERTEXT_BYTES, default 64 KiB); the next bucket,
+// 64 KiB, would not fit once encrypted. docs/PROTOCOL.md "Limits" (checked by
+// tests/unit/contract/limits_test.cpp).
+inline constexpr size_t kMaxContentBodySize = 32 * 1024 - kContentHeaderSize;
+// The largest body DecodeContent accepts (older clients padded up to 256 KiB).
+inline constexpr size_t kMaxDecodedContentBodySize = 256 * 1024;
 
 // The padded size for a body of `body_size` bytes (header included).
 size_t PaddedContentSize(size_t body_size);
 
-// Encodes and pads. InvalidArgument when the body exceeds kMaxContentBodySize or the kind is
-// not one of ContentKind's values.
+// Encodes and pads as format version 1. InvalidArgument when the body exceeds
+// kMaxContentBodySize ("... too long ..."), the kind is 0, or content.format_version is not 1.
+// Kinds this client does not know are encoded as given (a peer may know them; tests use this to
+// play a newer client).
 absl::StatusOr<std::string> EncodeContent(const Content& content);
 
-// Parses what EncodeContent produced. DataLoss when the bytes are malformed (wrong version or
-// kind, length beyond the buffer, non-zero padding, size not a bucket).
+// Parses what EncodeContent produced. DataLoss when the bytes are malformed (version 0, kind 0,
+// length beyond the buffer or above kMaxDecodedContentBodySize, non-zero padding, size not a
+// bucket). A newer format version (only bytes 0 and 1 are read) or an unknown kind is returned,
+// not refused: see the note at the top.
 absl::StatusOr<Content> DecodeContent(std::string_view padded);
 
 }  // namespace padlock::client

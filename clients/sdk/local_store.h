@@ -74,7 +74,17 @@ struct OutboxEntry {
 };
 
 // Delivery state of an outgoing message in history.
-enum class MessageStatus : int { kPending = 0, kSent = 1, kDelivered = 2, kRead = 3, kFailed = 4 };
+// kDelivered, kRead and kUnsupported are also the status byte of receipt bodies on the wire
+// (docs/PROTOCOL.md "Receipt"). kUnsupported: the recipient's client could not show the message
+// (a content kind or format it does not know) and said so.
+enum class MessageStatus : int {
+  kPending = 0,
+  kSent = 1,
+  kDelivered = 2,
+  kRead = 3,
+  kFailed = 4,
+  kUnsupported = 5,
+};
 
 // One message in the local history.
 struct HistoryMessage {

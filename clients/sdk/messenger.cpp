@@ -120,20 +120,95 @@ std::string EncodeReceiptBody(MessageStatus status, const std::vector<std::strin
   return out;
 }
 
+namespace {
+
+// The bytes of an "unsupported" receipt before its message ids (status, version, count, kinds),
+// or 0 when `body` is too short to hold them.
+size_t UnsupportedReceiptPrefix(std::string_view body) {
+  if (body.size() < 3) return 0;
+  const size_t prefix = 3 + static_cast<uint8_t>(body[2]);
+  return body.size() < prefix ? 0 : prefix;
+}
+
+}  // namespace
+
 absl::StatusOr<std::pair<MessageStatus, std::vector<std::string>>> DecodeReceiptBody(
     std::string_view body) {
-  if (body.empty() || (body.size() - 1) % 16 != 0) {
-    return absl::DataLossError("receipt body has a bad length");
-  }
+  if (body.empty()) return absl::DataLossError("receipt body is empty");
   const int status = static_cast<uint8_t>(body[0]);
-  if (status != static_cast<int>(MessageStatus::kDelivered) &&
-      status != static_cast<int>(MessageStatus::kRead)) {
+  size_t first_id = 1;
+  if (status == static_cast<int>(MessageStatus::kUnsupported)) {
+    first_id = UnsupportedReceiptPrefix(body);
+    if (first_id == 0) return absl::DataLossError("unsupported receipt: bad capabilities");
+  } else if (status != static_cast<int>(MessageStatus::kDelivered) &&
+             status != static_cast<int>(MessageStatus::kRead)) {
     return absl::DataLossError("receipt body has an unknown status");
   }
+  if ((body.size() - first_id) % 16 != 0) {
+    return absl::DataLossError("receipt body has a bad length");
+  }
   std::vector<std::string> ids;
-  for (size_t i = 1; i < body.size(); i += 16) ids.emplace_back(body.substr(i, 16));
+  for (size_t i = first_id; i < body.size(); i += 16) ids.emplace_back(body.substr(i, 16));
   return std::make_pair(static_cast<MessageStatus>(status), std::move(ids));
 }
+
+ContentCapabilities MessengerCapabilities() {
+  return ContentCapabilities{
+      kContentFormatVersion,
+      {static_cast<uint8_t>(ContentKind::kText), static_cast<uint8_t>(ContentKind::kReceipt),
+       static_cast<uint8_t>(ContentKind::kTyping),
+       static_cast<uint8_t>(ContentKind::kGroupKeyDistribution),
+       static_cast<uint8_t>(ContentKind::kGroupUpdate), static_cast<uint8_t>(ContentKind::kStory)}};
+}
+
+std::string EncodeUnsupportedReceiptBody(const ContentCapabilities& capabilities,
+                                         const std::vector<std::string>& message_ids) {
+  std::string out;
+  out.push_back(static_cast<char>(MessageStatus::kUnsupported));
+  out.push_back(static_cast<char>(capabilities.format_version));
+  out.push_back(static_cast<char>(capabilities.kinds.size()));
+  for (uint8_t kind : capabilities.kinds) out.push_back(static_cast<char>(kind));
+  for (const std::string& id : message_ids) out.append(id);
+  return out;
+}
+
+absl::StatusOr<ContentCapabilities> DecodeUnsupportedReceiptCapabilities(std::string_view body) {
+  if (body.empty() || static_cast<uint8_t>(body[0]) !=
+                          static_cast<uint8_t>(MessageStatus::kUnsupported)) {
+    return absl::DataLossError("not an unsupported receipt");
+  }
+  const size_t prefix = UnsupportedReceiptPrefix(body);
+  if (prefix == 0) return absl::DataLossError("unsupported receipt: bad capabilities");
+  ContentCapabilities out{static_cast<uint8_t>(body[1]), {}};
+  for (size_t i = 3; i < prefix; ++i) out.kinds.push_back(static_cast<uint8_t>(body[i]));
+  return out;
+}
+
+namespace {
+
+// True when this Messenger handles `content` (format and kind in MessengerCapabilities).
+bool CanShow(const Content& content) {
+  const ContentCapabilities mine = MessengerCapabilities();
+  return content.format_version == mine.format_version &&
+         std::find(mine.kinds.begin(), mine.kinds.end(), static_cast<uint8_t>(content.kind)) !=
+             mine.kinds.end();
+}
+
+// Fills the receiver's event for content it cannot show.
+void MarkUnsupported(const Content& content, MessengerEvent& event) {
+  event.kind = MessengerEvent::Kind::kUnsupportedContent;
+  event.detail = absl::StrCat("content kind ", static_cast<int>(content.kind), " in format ",
+                              static_cast<int>(content.format_version),
+                              " is not supported by this app");
+}
+
+std::string DescribeCapabilities(const ContentCapabilities& c) {
+  std::string kinds;
+  for (uint8_t k : c.kinds) absl::StrAppend(&kinds, kinds.empty() ? "" : ",", k);
+  return absl::StrCat("its app reads content format ", c.format_version, ", kinds ", kinds);
+}
+
+}  // namespace
 
 Messenger::Messenger(MessengerOptions options) : options_(std::move(options)) {}
 
@@ -460,6 +535,11 @@ absl::StatusOr<std::string> Messenger::Compose(const std::string& peer, ContentK
       list_of(account_->user_id);
   if (!own_list.ok()) return own_list.status();
   const bool held = !peer_list->has_value() || !own_list->has_value();
+  // Refuse what the server would refuse once padded and encrypted, before any session work
+  // (docs/PROTOCOL.md "Limits"): the same check EncodeContent makes, with the same message.
+  if (body.size() > kMaxContentBodySize) {
+    return EncodeContent(Content{kind, body}).status();
+  }
   absl::StatusOr<std::string> message_id = RandomBytes(16);
   if (!message_id.ok()) return message_id.status();
   const Content content{kind, body};
@@ -751,6 +831,7 @@ void Messenger::HandleDeliver(const padlock::v1::Deliver& deliver,
                               std::vector<MessengerEvent>& out) {
   std::vector<std::string> acks;
   std::map<std::string, std::vector<std::string>> receipts;  // peer → message ids
+  std::map<std::string, std::vector<std::string>> unsupported;  // peer → message ids
   for (const padlock::v1::Envelope& envelope : deliver.envelopes()) {
     if (options_.on_envelope) options_.on_envelope(envelope);
     const RemoteAddress sender{envelope.sender().user_id(),
@@ -783,6 +864,11 @@ void Messenger::HandleDeliver(const padlock::v1::Deliver& deliver,
       if (!content.ok()) return content.status();
       absl::StatusOr<bool> fresh = store_->MarkReceived(sender, envelope.message_id());
       if (!fresh.ok()) return fresh.status();
+      if (!CanShow(*content)) {
+        // Not dropped silently: reported here, acked, and the sender is told (below).
+        MarkUnsupported(*content, event);
+        return absl::OkStatus();
+      }
       switch (content->kind) {
         case ContentKind::kText: {
           absl::StatusOr<std::pair<std::string, std::string>> text =
@@ -806,6 +892,13 @@ void Messenger::HandleDeliver(const padlock::v1::Deliver& deliver,
           event.kind = MessengerEvent::Kind::kReceipt;
           event.receipt_status = receipt->first;
           event.message_ids = receipt->second;
+          if (receipt->first == MessageStatus::kUnsupported) {
+            absl::StatusOr<ContentCapabilities> capabilities =
+                DecodeUnsupportedReceiptCapabilities(content->body);
+            if (!capabilities.ok()) return capabilities.status();
+            event.kind = MessengerEvent::Kind::kUnsupported;
+            event.detail = DescribeCapabilities(*capabilities);
+          }
           for (const std::string& id : receipt->second) {
             if (absl::Status s = store_->RaiseMessageStatus(id, receipt->first); !s.ok()) {
               return s;
@@ -823,9 +916,8 @@ void Messenger::HandleDeliver(const padlock::v1::Deliver& deliver,
           report = false;  // plumbing, not news
           return ApplyGroupKey(sender, content->body);
         case ContentKind::kStory: return ApplyStory(sender, envelope, content->body, event);
-        default:
-          event.kind = MessengerEvent::Kind::kRejected;
-          event.detail = "content kind not supported by this client yet";
+        default:  // CanShow said yes to every kind it lists
+          MarkUnsupported(*content, event);
           return absl::OkStatus();
       }
     });
@@ -834,6 +926,12 @@ void Messenger::HandleDeliver(const padlock::v1::Deliver& deliver,
       if (event.kind == MessengerEvent::Kind::kMessage && sender.user_id != account_->user_id &&
           !group_message) {
         receipts[sender.user_id].push_back(envelope.message_id());
+      }
+      // Online-only envelopes (no server id: typing-like signals) get no answer: a kind a newer
+      // client sends that way is not worth a stored receipt. Nor do this account's own devices.
+      if (event.kind == MessengerEvent::Kind::kUnsupportedContent &&
+          sender.user_id != account_->user_id && !envelope.server_id().empty()) {
+        unsupported[sender.user_id].push_back(envelope.message_id());
       }
       if (report) out.push_back(std::move(event));
     } else if (absl::IsAlreadyExists(status)) {
@@ -872,6 +970,12 @@ void Messenger::HandleDeliver(const padlock::v1::Deliver& deliver,
     for (const auto& [peer, ids] : receipts) {
       (void)Compose(peer, ContentKind::kReceipt, EncodeReceiptBody(MessageStatus::kDelivered, ids),
                     false, "");
+    }
+  }
+  if (options_.send_unsupported_receipts) {
+    for (const auto& [peer, ids] : unsupported) {
+      (void)Compose(peer, ContentKind::kReceipt,
+                    EncodeUnsupportedReceiptBody(MessengerCapabilities(), ids), false, "");
     }
   }
   (void)FlushOutbox();

@@ -50,6 +50,9 @@ struct MessengerOptions {
   GatewayClientOptions gateway = {};
   // Send a delivery receipt for every text received.
   bool send_receipts = true;
+  // Answer a message this client cannot show (unknown content kind or newer format) with an
+  // "unsupported" receipt, so that the sender learns it was not shown (docs/PROTOCOL.md).
+  bool send_unsupported_receipts = true;
   // Process `deliver` frames (false: leave envelopes in the inbox, e.g. for a send-only run).
   bool receive = true;
   // One-time prekeys generated at registration and per replenishment (≤ 100 per upload).
@@ -94,6 +97,13 @@ struct MessengerEvent {
     // A device of `peer` (peer_device) has a new identity key ("security code changed"; detail
     // says what): messages to `peer` are held in the outbox, not sent, until AcceptIdentity.
     kIdentityChanged,
+    // The peer's device could not show our messages `message_ids` (a content kind or format its
+    // client does not know) and said so with an "unsupported" receipt; detail names what it
+    // reads (docs/PROTOCOL.md "Unsupported content"). Their history status is kUnsupported.
+    kUnsupported,
+    // A message from `peer` (message_id) has a content kind or format this client cannot show
+    // (detail says which). It was acknowledged and the sender was sent an "unsupported" receipt.
+    kUnsupportedContent,
   };
   Kind kind = Kind::kMessage;
   std::string peer = {};     // sender user (kMessage, kReceipt, kRejected)
@@ -117,9 +127,32 @@ struct MessengerEvent {
 std::string EncodeTextBody(std::string_view to_user, std::string_view text);
 absl::StatusOr<std::pair<std::string, std::string>> DecodeTextBody(std::string_view body);
 // A receipt body: one status byte (MessageStatus kDelivered or kRead), then 16-byte message ids.
+// With status kUnsupported the status byte is followed by the receiver's capabilities (below),
+// then the ids. DecodeReceiptBody reads all three statuses (DataLoss for any other).
 std::string EncodeReceiptBody(MessageStatus status, const std::vector<std::string>& message_ids);
 absl::StatusOr<std::pair<MessageStatus, std::vector<std::string>>> DecodeReceiptBody(
     std::string_view body);
+
+// What a client reads: the highest content format version and the content kinds (ascending).
+// Sent in "unsupported" receipts so that the sender knows what the peer's client can show.
+struct ContentCapabilities {
+  uint8_t format_version = kContentFormatVersion;
+  std::vector<uint8_t> kinds = {};
+  bool operator==(const ContentCapabilities&) const = default;
+};
+// This SDK's Messenger: format 1; kinds text, receipt, typing, group key distribution, group
+// update, story (not call signal: no body layout is defined for it yet).
+ContentCapabilities MessengerCapabilities();
+// An "unsupported" receipt: status byte 5, format version byte, kind count byte, the kinds, then
+// 16-byte message ids (at least one).
+std::string EncodeUnsupportedReceiptBody(const ContentCapabilities& capabilities,
+                                         const std::vector<std::string>& message_ids);
+// The capabilities of an "unsupported" receipt body. DataLoss for any other body.
+absl::StatusOr<ContentCapabilities> DecodeUnsupportedReceiptCapabilities(std::string_view body);
+
+// A story body: u32 big-endian time-to-live in seconds (not 0), then the text.
+std::string EncodeStoryBody(uint32_t ttl_seconds, std::string_view text);
+absl::StatusOr<std::pair<uint32_t, std::string>> DecodeStoryBody(std::string_view body);
 
 // A group update body: 16-byte group id, u16 title length, title, u16 member count, then each
 // member as u16 length + user id.

@@ -363,6 +363,19 @@ absl::Status Messenger::DecryptGroupMessage(const padlock::v1::Envelope& envelop
   absl::StatusOr<Content> content = crypto_->GroupDecrypt(
       group_id, sender, Ciphertext{envelope.type(), envelope.ciphertext()});
   if (!content.ok()) return content.status();
+  const std::vector<uint8_t> readable = MessengerCapabilities().kinds;
+  if (content->format_version != kContentFormatVersion ||
+      std::find(readable.begin(), readable.end(), static_cast<uint8_t>(content->kind)) ==
+          readable.end()) {
+    // A newer client's group content: reported and answered "unsupported" (HandleDeliver).
+    absl::StatusOr<bool> fresh = store_->MarkReceived(sender, envelope.message_id());
+    if (!fresh.ok()) return fresh.status();
+    event.kind = MessengerEvent::Kind::kUnsupportedContent;
+    event.detail = absl::StrCat("group content kind ", static_cast<int>(content->kind),
+                                " in format ", static_cast<int>(content->format_version),
+                                " is not supported by this app");
+    return absl::OkStatus();
+  }
   if (content->kind != ContentKind::kText) return absl::DataLossError("unexpected group content");
   absl::StatusOr<std::pair<std::string, std::string>> text = DecodeTextBody(content->body);
   if (!text.ok()) return text.status();

@@ -21,6 +21,8 @@ namespace {
 // (or is held as) a 1:1 conversation.
 constexpr std::string_view kStoryConversation = "story:";
 
+}  // namespace
+
 std::string EncodeStoryBody(uint32_t ttl_seconds, std::string_view text) {
   std::string out;
   for (int shift = 24; shift >= 0; shift -= 8) {
@@ -37,8 +39,6 @@ absl::StatusOr<std::pair<uint32_t, std::string>> DecodeStoryBody(std::string_vie
   if (ttl == 0) return absl::DataLossError("story without a time-to-live");
   return std::make_pair(ttl, std::string(body.substr(4)));
 }
-
-}  // namespace
 
 absl::StatusOr<std::string> Messenger::ComposeStory(const std::vector<std::string>& audience,
                                                     const std::string& text) {

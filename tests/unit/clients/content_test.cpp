@@ -16,7 +16,12 @@ TEST(Content, BucketsArePowersOfTwoFrom64ThenMultiplesOf64KiB) {
   EXPECT_EQ(PaddedContentSize(123), 256u);
   EXPECT_EQ(PaddedContentSize(65536 - 6), 65536u);
   EXPECT_EQ(PaddedContentSize(65536 - 5), 2u * 65536u);
-  EXPECT_EQ(PaddedContentSize(kMaxContentBodySize), 5u * 65536u);
+  EXPECT_EQ(PaddedContentSize(256 * 1024), 5u * 65536u);
+}
+
+TEST(Content, LargestBodyFillsThe32KiBBucket) {
+  EXPECT_EQ(PaddedContentSize(kMaxContentBodySize), 32768u);
+  EXPECT_EQ(PaddedContentSize(kMaxContentBodySize + 1), 65536u);
 }
 
 TEST(Content, RoundTripsEveryKind) {
@@ -49,8 +54,49 @@ TEST(Content, EmptyBodyAndMaximumBody) {
   absl::StatusOr<std::string> max = EncodeContent({ContentKind::kText, big});
   ASSERT_TRUE(max.ok());
   EXPECT_EQ(DecodeContent(*max)->body, big);
-  EXPECT_EQ(EncodeContent({ContentKind::kText, big + "z"}).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  absl::Status too_long = EncodeContent({ContentKind::kText, big + "z"}).status();
+  EXPECT_EQ(too_long.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(too_long.message().find("too long"), std::string::npos) << too_long;
+}
+
+TEST(Content, DecodesBodiesOlderClientsPaddedUpTo256KiB) {
+  // Before the 32 KiB cap a client could send larger bodies (if the server let them through).
+  std::string padded(PaddedContentSize(100000), '\0');
+  padded[0] = 1;
+  padded[1] = 1;
+  padded[2] = 0x00;
+  padded[3] = 0x01;
+  padded[4] = static_cast<char>(0x86);
+  padded[5] = static_cast<char>(0xa0);  // 100000
+  absl::StatusOr<Content> decoded = DecodeContent(padded);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->body.size(), 100000u);
+}
+
+TEST(Content, UnknownKindIsEncodedAndDecodedNotRefused) {
+  absl::StatusOr<std::string> encoded = EncodeContent({static_cast<ContentKind>(0x42), "future"});
+  ASSERT_TRUE(encoded.ok()) << encoded.status();
+  EXPECT_EQ((*encoded)[1], 0x42);
+  absl::StatusOr<Content> decoded = DecodeContent(*encoded);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(static_cast<int>(decoded->kind), 0x42);
+  EXPECT_EQ(decoded->body, "future");
+  EXPECT_FALSE(IsKnownContentKind(0x42));
+  EXPECT_TRUE(IsKnownContentKind(7));
+  EXPECT_FALSE(IsKnownContentKind(8));
+  EXPECT_FALSE(IsKnownContentKind(0));
+}
+
+TEST(Content, NewerFormatVersionIsReturnedWithoutReadingItsLayout) {
+  // Version 2 may lay out the rest differently: only bytes 0 and 1 are read.
+  const std::string future("\x02\x01whatever follows", 18);
+  absl::StatusOr<Content> decoded = DecodeContent(future);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->format_version, 2);
+  EXPECT_EQ(decoded->kind, ContentKind::kText);
+  EXPECT_EQ(decoded->body, "");
+  Content v2{ContentKind::kText, "x", 2};
+  EXPECT_EQ(EncodeContent(v2).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(Content, RejectsMalformed) {
@@ -58,10 +104,10 @@ TEST(Content, RejectsMalformed) {
   ASSERT_TRUE(good.ok());
   auto code = [](std::string bytes) { return DecodeContent(bytes).status().code(); };
   std::string bad = *good;
-  bad[0] = 2;  // version
+  bad[0] = 0;  // version 0
   EXPECT_EQ(code(bad), absl::StatusCode::kDataLoss);
   bad = *good;
-  bad[1] = 9;  // kind
+  bad[1] = 0;  // kind 0
   EXPECT_EQ(code(bad), absl::StatusCode::kDataLoss);
   bad = *good;
   bad[5] = 60;  // length beyond the payload

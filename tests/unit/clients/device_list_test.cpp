@@ -126,6 +126,30 @@ TEST(MessengerBodies, ReceiptBodyRoundTripsAndRejectsBadLengths) {
             absl::StatusCode::kDataLoss);
 }
 
+TEST(MessengerBodies, UnsupportedReceiptCarriesCapabilitiesThenIds) {
+  const std::vector<std::string> ids{std::string(16, 'a')};
+  const ContentCapabilities mine = MessengerCapabilities();
+  EXPECT_EQ(mine.format_version, 1);
+  EXPECT_EQ(mine.kinds, (std::vector<uint8_t>{1, 2, 3, 5, 6, 7}));
+  const std::string body = EncodeUnsupportedReceiptBody(mine, ids);
+  EXPECT_EQ(body.substr(0, 9), std::string("\x05\x01\x06\x01\x02\x03\x05\x06\x07", 9));
+  auto decoded = DecodeReceiptBody(body);
+  ASSERT_TRUE(decoded.ok()) << decoded.status();
+  EXPECT_EQ(decoded->first, MessageStatus::kUnsupported);
+  EXPECT_EQ(decoded->second, ids);
+  auto capabilities = DecodeUnsupportedReceiptCapabilities(body);
+  ASSERT_TRUE(capabilities.ok()) << capabilities.status();
+  EXPECT_EQ(*capabilities, mine);
+  // A kind count beyond the body, ids not a multiple of 16, or another status: corrupt.
+  EXPECT_EQ(DecodeReceiptBody(std::string("\x05\x01\x09\x01", 4)).status().code(),
+            absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeReceiptBody(body + "x").status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeUnsupportedReceiptCapabilities(EncodeReceiptBody(MessageStatus::kRead, ids))
+                .status()
+                .code(),
+            absl::StatusCode::kDataLoss);
+}
+
 TEST(MessengerBodies, GroupUpdateRoundTripsAndRejectsMalformed) {
   const GroupUpdate update{std::string(16, '\x42'), "friends", {"alice", "bob", "carol"}};
   const std::string body = EncodeGroupUpdate(update);
