@@ -317,7 +317,9 @@ TEST_F(ServicesTest, MessageQueueRefusesToStartWithoutAValidDedupeSecret) {
     const std::string output = process->ReadLog();
     EXPECT_THAT(output, HasSubstr("PADLOCK_DEDUPE_SECRET"));
     EXPECT_THAT(output, HasSubstr(secret.empty() ? "required" : "decodes to 31 bytes"));
-    if (!secret.empty()) EXPECT_THAT(output, Not(HasSubstr(secret)));
+    if (!secret.empty()) {
+      EXPECT_THAT(output, Not(HasSubstr(secret)));
+    }
   }
 }
 
