@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -398,10 +399,17 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
       runtime::Increment(expired_, static_cast<double>(result->expired));
     }
     if (failure != nullptr) {
-      Refuse(response.mutable_outcomes(i), failure->code(),
-             failure->code() == absl::StatusCode::kResourceExhausted ? "inbox_full"
-                                                                      : "unavailable",
-             ToStd(failure->message()));
+      const bool exhausted = failure->code() == absl::StatusCode::kResourceExhausted;
+      std::string reason = exhausted ? "inbox_full" : "unavailable";
+      if (auto why = failure->GetPayload(kRefusalPayload); exhausted && why.has_value()) {
+        reason = std::string(*why);
+      }
+      Refuse(response.mutable_outcomes(i), failure->code(), reason, ToStd(failure->message()));
+      if (exhausted) {
+        // The inbox's reader (or the memory it frees by reading) is what the sender waits for.
+        response.mutable_outcomes(i)->mutable_refused()->set_retry_after_ms(static_cast<uint32_t>(
+            std::max<int64_t>(1, absl::ToInt64Milliseconds(options_.refused_retry_after))));
+      }
       continue;
     }
     v1::Accepted* accepted = response.mutable_outcomes(i)->mutable_accepted();

@@ -51,6 +51,8 @@ struct DispatchOptions {
   uint32_t max_read_envelopes = 1024;
   uint32_t default_read_bytes = 1 << 20;
   size_t max_acked_ids = 10'000;  // individual ids in one AckRequest
+  // retry_after_ms on sends the store refused for lack of room (a full inbox, memory admission).
+  absl::Duration refused_retry_after = absl::Seconds(30);
   // Raw bytes (≥ 32) keying the dedupe and shared-payload ids (dedupe_id.h), the same on every
   // replica (PADLOCK_DEDUPE_SECRET, required by the binary). Empty: a random one per Dispatcher.
   std::string dedupe_secret;

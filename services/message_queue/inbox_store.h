@@ -14,6 +14,11 @@
 
 namespace padlock::message_queue {
 
+// The payload (by type URL) on a ResourceExhausted append result: why it was refused —
+// "inbox_full" (the inbox's entry or byte cap), "memory_pressure" (a large inbox while storage
+// memory is under pressure) or "memory_full" (storage memory above the high-water mark).
+inline constexpr char kRefusalPayload[] = "type.padlock.dev/padlock.message_queue.Refusal";
+
 // One device of one account.
 struct DeviceKey {
   std::string user_id;
@@ -110,7 +115,8 @@ class InboxStore {
   // Stores each distinct shared payload once (before any append that refers to it), then
   // appends every request, in order per device (requests of one device are applied in the order
   // given). One result per request: the placement; ResourceExhausted when the inbox is at its
-  // count or byte cap (nothing appended for that request); Unavailable when the store cannot be
+  // count or byte cap or memory admission refused it (nothing appended for that request; the
+  // kRefusalPayload payload says which); Unavailable when the store cannot be
   // reached or the outcome is unknown (a retry with the same dedupe key is safe). No atomicity
   // across requests.
   virtual std::vector<absl::StatusOr<AppendResult>> Append(

@@ -55,9 +55,11 @@ int main() {
   // Summaries in Redis first; the key-directory only for users without one (it fills them).
   mq::GrpcDeviceDirectory key_directory_lists(key_directory, settings.device_list_deadline);
   mq::RedisDeviceDirectory directory(redis->get(), &key_directory_lists, &runner.metrics());
-  mq::RedisInboxStore store(redis->get(), settings.limits);
-  // Early warning before maxmemory + noeviction starts refusing sends.
-  mq::RedisMemoryMonitor memory_monitor(redis->get(), &runner.metrics());
+  // Sends are refused above the memory marks, well before maxmemory + noeviction would refuse
+  // every write (presence, logins, acks); the monitor's polls feed the admission.
+  mq::MemoryAdmission admission(settings.admission);
+  mq::RedisInboxStore store(redis->get(), settings.limits, &admission);
+  mq::RedisMemoryMonitor memory_monitor(redis->get(), &runner.metrics(), &admission);
   memory_monitor.Start(settings.memory_poll_interval);
   mq::SystemClock clock;
   mq::Dispatcher dispatcher(settings.dispatch, &directory, &store, &clock, &runner.metrics());

@@ -50,8 +50,21 @@ MessageQueueSettings MessageQueueSettingsFromConfig(runtime::Config& config) {
   s.limits.durability.timeout = config.Duration("PADLOCK_REDIS_WAIT_TIMEOUT",
                                                 absl::Milliseconds(100), absl::Milliseconds(1),
                                                 absl::Seconds(10));
-  s.memory_poll_interval = config.Duration("PADLOCK_REDIS_MEMORY_POLL", absl::Seconds(5),
-                                           absl::Milliseconds(100), absl::Minutes(10));
+  s.memory_poll_interval = config.Duration("PADLOCK_REDIS_MEMORY_POLL", absl::Milliseconds(250),
+                                           absl::Milliseconds(50), absl::Minutes(10));
+  const int64_t pressure = config.Int("PADLOCK_REDIS_MEMORY_PRESSURE_PERCENT", 60, 1, 99);
+  const int64_t high_water = config.Int("PADLOCK_REDIS_MEMORY_HIGH_WATER_PERCENT", 80, 2, 99);
+  if (high_water <= pressure) {
+    config.AddError("PADLOCK_REDIS_MEMORY_HIGH_WATER_PERCENT",
+                    "must be above PADLOCK_REDIS_MEMORY_PRESSURE_PERCENT");
+  }
+  s.admission.pressure_ratio = static_cast<double>(pressure) / 100.0;
+  s.admission.high_water_ratio = static_cast<double>(high_water) / 100.0;
+  s.admission.pressure_inbox_bytes = static_cast<uint64_t>(
+      config.Int("PADLOCK_INBOX_PRESSURE_BYTES", 4ll << 20, 0, 16ll << 30));
+  s.admission.retry_after = config.Duration("PADLOCK_MEMORY_RETRY_AFTER", absl::Seconds(30),
+                                            absl::Seconds(1), absl::Hours(1));
+  s.dispatch.refused_retry_after = s.admission.retry_after;
   s.workers = static_cast<int>(config.Int("PADLOCK_MESSAGE_QUEUE_WORKERS", 8, 1, 256));
   s.queue = static_cast<size_t>(config.Int("PADLOCK_MESSAGE_QUEUE_QUEUE", 4096, 1, 1'000'000));
   return s;

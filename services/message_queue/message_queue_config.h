@@ -16,7 +16,15 @@
 //                                        it is accepted (default 0: none, AOF only)
 //   PADLOCK_REDIS_WAIT_TIMEOUT           how long WAIT waits for them (default 100ms; must stay
 //                                        below PADLOCK_REDIS_TIMEOUT, checked in main)
-//   PADLOCK_REDIS_MEMORY_POLL            INFO memory poll of every master (default 5s)
+//   PADLOCK_REDIS_MEMORY_POLL            INFO memory poll of every master (default 250ms); it
+//                                        feeds memory admission (memory_admission.h)
+//   PADLOCK_REDIS_MEMORY_PRESSURE_PERCENT  of maxmemory: above it, inboxes holding more than
+//                                        PADLOCK_INBOX_PRESSURE_BYTES take no new entry (60)
+//   PADLOCK_REDIS_MEMORY_HIGH_WATER_PERCENT  of maxmemory: above it, no inbox takes a new entry
+//                                        (80; must be above the pressure mark, below 100)
+//   PADLOCK_INBOX_PRESSURE_BYTES         the inbox size that stops growing under pressure
+//                                        (default 4194304)
+//   PADLOCK_MEMORY_RETRY_AFTER           retry_after_ms of sends refused for lack of room (30s)
 //   PADLOCK_MESSAGE_QUEUE_WORKERS        executor threads (default 8)
 //   PADLOCK_MESSAGE_QUEUE_QUEUE          executor queue bound (default 4096)
 
@@ -25,6 +33,7 @@
 #include "absl/time/time.h"
 #include "services/common/runtime/config.h"
 #include "services/message_queue/dispatcher.h"
+#include "services/message_queue/memory_admission.h"
 #include "services/message_queue/redis_inbox_store.h"
 
 namespace padlock::message_queue {
@@ -33,7 +42,8 @@ struct MessageQueueSettings {
   InboxLimits limits;
   DispatchOptions dispatch;
   absl::Duration device_list_deadline = absl::Seconds(2);
-  absl::Duration memory_poll_interval = absl::Seconds(5);
+  absl::Duration memory_poll_interval = absl::Milliseconds(250);
+  MemoryAdmissionOptions admission;
   int workers = 8;
   size_t queue = 4096;
 };

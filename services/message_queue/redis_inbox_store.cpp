@@ -82,11 +82,15 @@ end
 // KEYS: per device i (0-based), at 6i + 1..6: inbox, sequence, channel, meta, dedupe bucket now,
 //       dedupe bucket before.
 // ARGV: retention_ms, max_entries, max_bytes, inline_wakeup_bytes, bucket number,
-//       dedupe bucket ttl_ms, key ttl_ms, key ttl refresh interval ms; then per device i at
-//       8 + 5i + 1..5: envelope, dedupe key, expires_at_ms, shared payload key ('' for 1:1),
-//       shared payload bytes for the wake-up ('' when too big).
+//       dedupe bucket ttl_ms, key ttl_ms, key ttl refresh interval ms, memory-pressure byte cap
+//       ('' when Redis memory is not under pressure), '1' when Redis memory is above the
+//       high-water mark ('' otherwise); then per device i at 10 + 5i + 1..5: envelope, dedupe key,
+//       expires_at_ms, shared payload key ('' for 1:1), shared payload bytes for the wake-up (''
+//       when too big).
 // Returns one element per device, in order: {duplicate 0|1, sequence, entry id, subscribers,
-// expired}, or an error reply (INBOX_FULL …, or a command's error) for that device alone.
+// expired}, or an error reply (INBOX_FULL, INBOX_PRESSURE or MEMORY_FULL …, or a command's error)
+// for that device alone. The memory refusals come after the dedupe look-up: a retry of a send
+// already stored is answered with its placement whatever the memory.
 // Each device runs under pcall, so an error stops only that device (as it stopped its own call
 // before): the devices before and after it keep their outcomes, and what each reports is exactly
 // what it wrote.
@@ -98,6 +102,7 @@ constexpr char kEnqueueBody[] = R"lua(
 local retention, max_entries, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local inline_bytes, bucket = tonumber(ARGV[4]), ARGV[5]
 local bucket_ttl, key_ttl, refresh_ms = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local pressure_cap, memory_full = tonumber(ARGV[9]), ARGV[10] == '1'
 local bucket_before = string.format('%.0f', tonumber(bucket) - 1)
 local function enqueue(inbox, sequence, channel, meta_key, now_key, before_key,
                        env, dedupe, expires, payload_key, shared)
@@ -128,6 +133,13 @@ local function enqueue(inbox, sequence, channel, meta_key, now_key, before_key,
   local bytes = tonumber(meta[1] or '0') - freed
   if bytes + #env > max_bytes then
     return redis.error_reply('INBOX_FULL inbox at its byte cap')
+  end
+  if memory_full then
+    return redis.error_reply('MEMORY_FULL server storage is nearly full: new messages wait')
+  end
+  if pressure_cap and bytes + #env > pressure_cap then
+    return redis.error_reply('INBOX_PRESSURE recipient has too much unread while server ' ..
+                             'storage is under pressure')
   end
   local seq = redis.call('INCR', sequence)
   local id
@@ -175,7 +187,7 @@ local function enqueue(inbox, sequence, channel, meta_key, now_key, before_key,
 end
 local results = {}
 for i = 0, #KEYS / 6 - 1 do
-  local k, a = 6 * i, 8 + 5 * i
+  local k, a = 6 * i, 10 + 5 * i
   local ok, r = pcall(enqueue, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
                       KEYS[k + 6], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
                       ARGV[a + 5])
@@ -361,8 +373,15 @@ std::string DedupeKey(const DeviceKey& d, int64_t parity) {
 }
 
 absl::Status ReplyError(const RedisReply& reply, std::string_view what) {
-  if (reply.error_code() == "INBOX_FULL") {
-    return absl::ResourceExhaustedError(reply.str());
+  for (std::string_view code : {"INBOX_FULL", "INBOX_PRESSURE", "MEMORY_FULL"}) {
+    if (reply.error_code() == code) {
+      absl::Status refused = absl::ResourceExhaustedError(reply.str());
+      refused.SetPayload(kRefusalPayload,
+                         absl::Cord(code == "INBOX_FULL"       ? "inbox_full"
+                                    : code == "INBOX_PRESSURE" ? "memory_pressure"
+                                                               : "memory_full"));
+      return refused;
+    }
   }
   absl::Status s = reply.ToStatus();
   return absl::Status(s.code(), absl::StrCat(ToAbsl(what), ": ", s.message()));
@@ -395,8 +414,10 @@ absl::StatusOr<AppendResult> ParseAppend(const RedisReply& reply) {
 
 }  // namespace
 
-RedisInboxStore::RedisInboxStore(redis::RedisClient* redis, InboxLimits limits)
+RedisInboxStore::RedisInboxStore(redis::RedisClient* redis, InboxLimits limits,
+                                 MemoryAdmission* admission)
     : redis_(redis),
+      admission_(admission),
       limits_(limits),
       enqueue_(absl::StrCat(kLuaHelpers, kEnqueueBody)),
       read_(absl::StrCat(kLuaHelpers, kReadBody)),
@@ -493,7 +514,7 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
   const std::vector<std::string> common_args = {
       retention_ms, absl::StrCat(limits_.max_entries), absl::StrCat(limits_.max_bytes),
       absl::StrCat(limits_.inline_wakeup_bytes), absl::StrCat(bucket), bucket_ttl_ms, key_ttl_ms,
-      key_ttl_refresh_ms};
+      key_ttl_refresh_ms, std::string(), std::string()};
   for (size_t i = 0; i < requests.size(); ++i) {
     const AppendRequest& r = requests[i];
     const DeviceKey& d = r.device;
@@ -536,6 +557,25 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
              ? r.shared->bytes
              : std::string()});
   }
+  // Memory admission per call (all of a call's keys are on one master).
+  std::vector<std::string> call_nodes(calls.size());
+  if (admission_ != nullptr) {
+    for (size_t c = 0; c < calls.size(); ++c) {
+      absl::StatusOr<std::string> node = redis_->AddressForKey(calls[c].keys.front());
+      if (!node.ok()) continue;  // the call itself will fail the same way
+      call_nodes[c] = *std::move(node);
+      switch (admission_->Level(call_nodes[c])) {
+        case MemoryLevel::kNormal:
+          break;
+        case MemoryLevel::kPressure:
+          calls[c].args[8] = absl::StrCat(admission_->options().pressure_inbox_bytes);
+          break;
+        case MemoryLevel::kFull:
+          calls[c].args[9] = "1";
+          break;
+      }
+    }
+  }
   for (Call& call : calls) {
     commands[call.command] = enqueue_.Call(call.keys, call.args);
     // A short WAIT makes each stored or deduplicated device Unavailable, as it made its own call
@@ -571,6 +611,9 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
         result = Malformed("enqueue");
       } else {
         result = ParseAppend(reply->elements()[at.position]);
+      }
+      if (admission_ != nullptr && result.ok() && !result->duplicate) {
+        admission_->Charge(call_nodes[at.index], r.envelope.size());
       }
       // An unknown outcome (Unavailable, or a reply we cannot read) may have appended: keep its
       // reference (TTL bounds it).

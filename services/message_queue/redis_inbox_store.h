@@ -11,6 +11,7 @@
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/script.h"
 #include "services/message_queue/inbox_store.h"
+#include "services/message_queue/memory_admission.h"
 
 namespace padlock::message_queue {
 
@@ -27,10 +28,12 @@ struct InboxLimits {
   redis::ReplicaWait durability;
 };
 
-// Thread-safe; `redis` must outlive the store.
+// Thread-safe; `redis` and `admission` (optional: none = no memory admission) must outlive the
+// store.
 class RedisInboxStore final : public InboxStore {
  public:
-  RedisInboxStore(redis::RedisClient* redis, InboxLimits limits);
+  RedisInboxStore(redis::RedisClient* redis, InboxLimits limits,
+                  MemoryAdmission* admission = nullptr);
 
   // One EVALSHA per cluster hash slot (one for everything on a standalone Redis) of at most 256
   // devices, plus a SPUBLISH per online_only request, all in one pipeline; per-device results.
@@ -44,6 +47,7 @@ class RedisInboxStore final : public InboxStore {
 
  private:
   redis::RedisClient* const redis_;
+  MemoryAdmission* const admission_;
   const InboxLimits limits_;
   const redis::Script enqueue_;
   const redis::Script read_;

@@ -45,8 +45,10 @@ absl::StatusOr<RedisMemory> ParseInfoMemory(std::string_view info) {
   return memory;
 }
 
-RedisMemoryMonitor::RedisMemoryMonitor(redis::RedisClient* redis, prometheus::Registry* metrics)
+RedisMemoryMonitor::RedisMemoryMonitor(redis::RedisClient* redis, prometheus::Registry* metrics,
+                                       MemoryAdmission* admission)
     : redis_(redis),
+      admission_(admission),
       ratio_(&prometheus::BuildGauge()
                   .Name("padlock_redis_memory_used_ratio")
                   .Help("used_memory / maxmemory of each Redis master (0 when maxmemory is not "
@@ -59,7 +61,14 @@ RedisMemoryMonitor::RedisMemoryMonitor(redis::RedisClient* redis, prometheus::Re
       max_(&prometheus::BuildGauge()
                 .Name("padlock_redis_memory_max_bytes")
                 .Help("maxmemory of each Redis master (0 = no limit)")
-                .Register(*metrics)) {}
+                .Register(*metrics)),
+      level_(&prometheus::BuildGauge()
+                  .Name("padlock_redis_memory_admission_level")
+                  .Help("memory admission of new messages, worst master: 0 normal, 1 pressure "
+                        "(inboxes above PADLOCK_INBOX_PRESSURE_BYTES refused), 2 full (every new "
+                        "message refused)")
+                  .Register(*metrics)
+                  .Add({})) {}
 
 RedisMemoryMonitor::~RedisMemoryMonitor() { Stop(); }
 
@@ -80,12 +89,25 @@ absl::Status RedisMemoryMonitor::PollOnce() {
       }
       continue;
     }
+    if (admission_ != nullptr) {
+      admission_->Observe(node.address, memory->used_bytes, memory->max_bytes);
+    }
     const prometheus::Labels labels = {{"node", node.address}};
     used_->Add(labels).Set(static_cast<double>(memory->used_bytes));
     max_->Add(labels).Set(static_cast<double>(memory->max_bytes));
     ratio_->Add(labels).Set(memory->max_bytes == 0 ? 0.0
                                                    : static_cast<double>(memory->used_bytes) /
                                                          static_cast<double>(memory->max_bytes));
+  }
+  if (admission_ != nullptr) {
+    const MemoryLevel level = admission_->WorstLevel();
+    if (last_level_.exchange(level) != level) {
+      runtime::LogWarn("redis memory admission changed",
+                       {{"level", level == MemoryLevel::kNormal     ? "normal"
+                                  : level == MemoryLevel::kPressure ? "pressure"
+                                                                    : "full"}});
+    }
+    level_->Set(static_cast<double>(level));
   }
   return first;
 }

@@ -7,9 +7,16 @@
 // With `maxmemory` + `noeviction` Redis refuses writes at 100 %, so every send would fail; the
 // alert rules in deploy/prometheus/ fire well before that. Labels carry node addresses only.
 //
+//   padlock_redis_memory_admission_level                 0 normal, 1 pressure (large inboxes
+//                                                       refused), 2 full (every new entry refused):
+//                                                       the worst master's (memory_admission.h)
+// With an admission, every poll also feeds it (MemoryAdmission::Observe), so that sends are
+// refused above its marks, well before Redis refuses writes.
+//
 // Thread-safe. A node that does not answer keeps its last values (PadlockRedisDown and the
 // readiness check cover an unreachable Redis).
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
@@ -22,6 +29,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "services/common/redis/redis_client.h"
+#include "services/message_queue/memory_admission.h"
 
 namespace prometheus {
 class Gauge;
@@ -41,8 +49,10 @@ absl::StatusOr<RedisMemory> ParseInfoMemory(std::string_view info);
 
 class RedisMemoryMonitor {
  public:
-  // `redis` and `metrics` must outlive the monitor. Nothing runs until Start().
-  RedisMemoryMonitor(redis::RedisClient* redis, prometheus::Registry* metrics);
+  // `redis`, `metrics` and `admission` (optional) must outlive the monitor. Nothing runs until
+  // Start().
+  RedisMemoryMonitor(redis::RedisClient* redis, prometheus::Registry* metrics,
+                     MemoryAdmission* admission = nullptr);
   ~RedisMemoryMonitor();  // stops the poller
   RedisMemoryMonitor(const RedisMemoryMonitor&) = delete;
   RedisMemoryMonitor& operator=(const RedisMemoryMonitor&) = delete;
@@ -57,13 +67,16 @@ class RedisMemoryMonitor {
 
  private:
   redis::RedisClient* const redis_;
+  MemoryAdmission* const admission_;
   prometheus::Family<prometheus::Gauge>* ratio_;
   prometheus::Family<prometheus::Gauge>* used_;
   prometheus::Family<prometheus::Gauge>* max_;
+  prometheus::Gauge* level_;
 
   std::mutex mu_;
   std::condition_variable wake_;
   bool stopping_ = false;  // guarded by mu_
+  std::atomic<MemoryLevel> last_level_{MemoryLevel::kNormal};  // for logging changes
   std::thread thread_;
 };
 

@@ -122,9 +122,9 @@ class ChannelProbe {
 class Replica {
  public:
   Replica(const redis::RedisOptions& redis_options, InboxLimits limits,
-          DeviceDirectory* directory) {
+          DeviceDirectory* directory, MemoryAdmission* admission = nullptr) {
     redis_ = *redis::RedisClient::Create(redis_options);
-    store_ = std::make_unique<RedisInboxStore>(redis_.get(), limits);
+    store_ = std::make_unique<RedisInboxStore>(redis_.get(), limits, admission);
     runtime::ServerOptions server_options;
     server_options.service_name = "message-queue";
     server_options.listen_address = "127.0.0.1:0";
@@ -138,6 +138,7 @@ class Replica {
     // Every replica shares the dedupe secret, as PADLOCK_DEDUPE_SECRET makes them in production:
     // a retry may reach another replica (or a restarted one).
     options.dedupe_secret = kDedupeSecret;
+    if (admission != nullptr) options.refused_retry_after = admission->options().retry_after;
     dispatcher_ = std::make_unique<Dispatcher>(options, directory, store_.get(), &clock_,
                                                &runner_->metrics());
     executor_ = std::make_unique<runtime::BoundedExecutor>("message-queue", 4, 256);
@@ -204,8 +205,8 @@ class MessageQueueIntegrationTest : public ::testing::TestWithParam<Mode> {
     replica_.reset();
   }
 
-  void StartReplica(InboxLimits limits = InboxLimits()) {
-    replica_ = std::make_unique<Replica>(options_, limits, &directory_);
+  void StartReplica(InboxLimits limits = InboxLimits(), MemoryAdmission* admission = nullptr) {
+    replica_ = std::make_unique<Replica>(options_, limits, &directory_, admission);
   }
 
   v1::EnqueueResponse Enqueue(const std::vector<v1::Send>& sends) {
@@ -772,6 +773,80 @@ TEST_P(MessageQueueIntegrationTest, ByteCapRefusesAndAcksByIdFreeBytes) {
   EXPECT_EQ(AckUpTo("bob", 2, "", {first.accepted().placements(1).server_id()}), 1u);
   EXPECT_EQ(Info("bob", 1).bytes(), 0u);
   EXPECT_TRUE(EnqueueOne(ToBob(2, std::string(600, 'b'))).has_accepted());
+}
+
+// alice:1 → carol:1, a recipient whose inbox is small.
+v1::Send ToCarol(int i, const std::string& ciphertext) {
+  v1::Send send = ToBob(i, ciphertext);
+  v1::OutgoingMessage* m = send.mutable_message();
+  m->mutable_recipients()->DeleteSubrange(1, 1);
+  *m->mutable_recipients(0)->mutable_device() = Address("carol", 1);
+  m->mutable_recipients(0)->set_registration_id(301);
+  return send;
+}
+
+TEST_P(MessageQueueIntegrationTest, MemoryAdmissionStopsLargeInboxesFirstThenEveryNewEntry) {
+  directory_.Set("carol", 1, {{1, 301}});
+  MemoryAdmissionOptions admission_options;
+  admission_options.pressure_inbox_bytes = 1000;
+  admission_options.retry_after = absl::Seconds(7);
+  MemoryAdmission admission(admission_options);
+  // What the poller would report for every master: used / maxmemory.
+  auto observe = [&](double ratio) {
+    for (const std::string& node : options_.addresses) {
+      admission.Observe(node, static_cast<uint64_t>(ratio * 1e9), 1'000'000'000);
+    }
+  };
+  StartReplica(InboxLimits(), &admission);
+  observe(0.10);
+  v1::SendOutcome first = EnqueueOne(ToBob(1, std::string(600, 'a')));
+  ASSERT_TRUE(first.has_accepted()) << first.DebugString();
+
+  // Pressure: bob's inboxes (600 bytes each) would pass 1000 bytes and are refused; carol's small
+  // inbox still takes entries.
+  observe(0.65);
+  v1::SendOutcome large = EnqueueOne(ToBob(2, std::string(600, 'b')));
+  ASSERT_TRUE(large.has_refused()) << large.DebugString();
+  EXPECT_EQ(large.refused().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  EXPECT_EQ(large.refused().retry_after_ms(), 7000u);
+  EXPECT_THAT(large.refused().message(), ::testing::HasSubstr("under pressure"));
+  EXPECT_TRUE(EnqueueOne(ToCarol(3, std::string(100, 'c'))).has_accepted());
+  EXPECT_EQ(Info("bob", 1).depth(), 1u);
+
+  // Above the high-water mark nothing new is stored, but a retry of a stored send still gets its
+  // placements (the dedupe record is read first), and acks free memory as always.
+  observe(0.85);
+  v1::SendOutcome small = EnqueueOne(ToCarol(4, "d"));
+  ASSERT_TRUE(small.has_refused()) << small.DebugString();
+  EXPECT_EQ(small.refused().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
+  EXPECT_EQ(small.refused().retry_after_ms(), 7000u);
+  EXPECT_THAT(small.refused().message(), ::testing::HasSubstr("nearly full"));
+  v1::SendOutcome retry = EnqueueOne(ToBob(1, std::string(600, 'a')));
+  ASSERT_TRUE(retry.has_accepted()) << retry.DebugString();
+  EXPECT_EQ(retry.accepted().placements(0).server_id(),
+            first.accepted().placements(0).server_id());
+  EXPECT_EQ(Info("carol", 1).depth(), 1u);
+  EXPECT_EQ(AckUpTo("bob", 1, first.accepted().placements(0).server_id()), 1u);
+
+  // Memory back below the marks: bob's inbox takes entries again.
+  observe(0.30);
+  EXPECT_TRUE(EnqueueOne(ToBob(2, std::string(600, 'b'))).has_accepted());
+}
+
+TEST_P(MessageQueueIntegrationTest, MemoryAdmissionCountsAppendsBetweenPolls) {
+  MemoryAdmissionOptions admission_options;
+  admission_options.pressure_inbox_bytes = 1000;
+  admission_options.bytes_overhead = 1.0;
+  MemoryAdmission admission(admission_options);
+  // Every master at 590 KB of 1 MB: 10 KB more reaches the pressure mark (60 %).
+  for (const std::string& node : options_.addresses) admission.Observe(node, 590'000, 1'000'000);
+  StartReplica(InboxLimits(), &admission);
+  // Two devices of bob per send (on one master, or two of a cluster); each envelope is a little
+  // over 12 000 bytes, which the estimate adds to its master until the next poll.
+  ASSERT_TRUE(EnqueueOne(ToBob(1, std::string(12000, 'a'))).has_accepted());
+  v1::SendOutcome after = EnqueueOne(ToBob(2, std::string(12000, 'b')));
+  ASSERT_TRUE(after.has_refused()) << after.DebugString();
+  EXPECT_EQ(after.refused().code(), static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED));
 }
 
 TEST_P(MessageQueueIntegrationTest, PurgeRemovesEveryKeyOfTheDevice) {
