@@ -160,7 +160,11 @@ bool IsServerId(std::string_view id) {
 
 Dispatcher::Dispatcher(DispatchOptions options, DeviceDirectory* directory, InboxStore* store,
                        Clock* clock, prometheus::Registry* metrics)
-    : options_(options), directory_(directory), store_(store), clock_(clock) {
+    : options_(options),
+      dedupe_ids_(options_.dedupe_secret),
+      directory_(directory),
+      store_(store),
+      clock_(clock) {
   enqueued_ = runtime::MakeCounter(metrics, "padlock_envelopes_enqueued_total",
                           "Device envelopes accepted (stored or published online_only)");
   online_ = runtime::MakeCounter(metrics, "padlock_envelopes_published_online_total",
@@ -336,14 +340,13 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     const uint64_t ttl_s = m.ttl_seconds() == 0 ? retention_s
                                                 : std::min<uint64_t>(m.ttl_seconds(), retention_s);
     const uint64_t expires_at_ms = static_cast<uint64_t>(now_ms) + ttl_s * 1000;
+    // Keyed ids, not "<sender>:<device>:<message id>": Redis must not say who wrote to whom.
     const std::string dedupe_key =
-        absl::StrCat(sender_user, ":", send.sender().device_id(), ":", m.message_id());
+        dedupe_ids_.ForSend(sender_user, send.sender().device_id(), m.message_id());
     std::shared_ptr<const SharedPayload> shared;
     if (!m.shared_ciphertext().empty()) {
-      shared = std::make_shared<const SharedPayload>(SharedPayload{
-          absl::StrCat(sender_user, ":", send.sender().device_id(), ":",
-                       absl::BytesToHexString(m.message_id())),
-          m.shared_ciphertext(), expires_at_ms});
+      shared = std::make_shared<const SharedPayload>(
+          SharedPayload{absl::BytesToHexString(dedupe_key), m.shared_ciphertext(), expires_at_ms});
     }
     ranges[i].first = appends.size();
     for (const v1::Recipient& r : m.recipients()) {

@@ -8,11 +8,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "padlock/v1/message_queue.pb.h"
+#include "services/message_queue/dedupe_id.h"
 #include "services/message_queue/device_directory.h"
 #include "services/message_queue/inbox_store.h"
 
@@ -51,6 +53,9 @@ struct DispatchOptions {
   size_t max_acked_ids = 10'000;  // individual ids in one AckRequest
   // retry_after_ms on sends the store refused for lack of room (a full inbox, memory admission).
   absl::Duration refused_retry_after = absl::Seconds(30);
+  // Raw bytes (≥ 32) keying the dedupe and shared-payload ids (dedupe_id.h), the same on every
+  // replica (PADLOCK_DEDUPE_SECRET, required by the binary). Empty: a random one per Dispatcher.
+  std::string dedupe_secret;
 };
 
 class Dispatcher {
@@ -81,6 +86,7 @@ class Dispatcher {
               std::string_view message);
 
   const DispatchOptions options_;
+  const DedupeIds dedupe_ids_;
   DeviceDirectory* const directory_;
   InboxStore* const store_;
   Clock* const clock_;

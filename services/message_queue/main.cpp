@@ -10,6 +10,7 @@
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/server.h"
 #include "services/common/wiring/wiring.h"
+#include "services/message_queue/dedupe_id.h"
 #include "services/message_queue/dispatcher.h"
 #include "services/message_queue/grpc_device_directory.h"
 #include "services/message_queue/message_queue_config.h"
@@ -62,6 +63,9 @@ int main() {
   memory_monitor.Start(settings.memory_poll_interval);
   mq::SystemClock clock;
   mq::Dispatcher dispatcher(settings.dispatch, &directory, &store, &clock, &runner.metrics());
+  // Replicas must log the same key id, or retries across them are stored twice.
+  runtime::LogInfo("dedupe ids",
+                   {{"key_id", mq::DedupeIds(settings.dispatch.dedupe_secret).key_id()}});
   // Redis and key-directory calls run here, never on gRPC callback threads.
   runtime::BoundedExecutor executor("message-queue", settings.workers, settings.queue);
   mq::MessageQueueService service(&dispatcher, &executor);

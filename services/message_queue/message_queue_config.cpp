@@ -1,12 +1,38 @@
 #include "services/message_queue/message_queue_config.h"
 
+#include <string>
+
+#include "services/common/runtime/absl_compat.h"
+#include "services/message_queue/dedupe_id.h"
+
 namespace padlock::message_queue {
+namespace {
+
+// Required: replicas that drew their own random secret would each compute other ids, and a retry
+// landing on another replica would be stored twice (docs/MESSAGE_QUEUE.md "Dedupe ids").
+std::string DedupeSecret(runtime::Config& config) {
+  constexpr std::string_view kVariable = "PADLOCK_DEDUPE_SECRET";
+  if (!config.Has(kVariable)) {
+    config.AddError(kVariable, "required: at least 32 random bytes, hex or base64, the same on "
+                               "every replica (e.g. openssl rand -hex 32)");
+    return "";
+  }
+  absl::StatusOr<std::string> secret = ParseDedupeSecret(config.String(kVariable, ""), kVariable);
+  if (!secret.ok()) {
+    config.AddError(kVariable, ToStd(secret.status().message()));
+    return "";
+  }
+  return *std::move(secret);
+}
+
+}  // namespace
 
 MessageQueueSettings MessageQueueSettingsFromConfig(runtime::Config& config) {
   MessageQueueSettings s;
   s.limits.retention = config.Duration("PADLOCK_RETENTION", absl::Hours(24 * 30), absl::Seconds(1),
                                        absl::Hours(24 * 366));
   s.dispatch.retention = s.limits.retention;
+  s.dispatch.dedupe_secret = DedupeSecret(config);
   s.limits.max_entries =
       static_cast<uint64_t>(config.Int("PADLOCK_INBOX_MAX_ENVELOPES", 100'000, 1, 10'000'000));
   s.limits.max_bytes = static_cast<uint64_t>(

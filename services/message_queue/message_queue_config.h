@@ -1,5 +1,8 @@
 #pragma once
 // Message-queue settings from the environment (errors recorded in `config`):
+//   PADLOCK_DEDUPE_SECRET                required: ≥ 32 bytes, hex or base64, the same on every
+//                                        replica; keys the dedupe and shared-payload ids in Redis
+//                                        (dedupe_id.h)
 //   PADLOCK_RETENTION                    undelivered envelopes expire after it (default 30d)
 //   PADLOCK_INBOX_MAX_ENVELOPES          entries per device inbox (default 100000)
 //   PADLOCK_INBOX_MAX_BYTES              stored bytes per device inbox (default 268435456)

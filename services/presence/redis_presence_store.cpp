@@ -52,6 +52,17 @@ local function meta(key)
   local m = redis.call('HMGET', key, 'vis', 'seen')
   return tonumber(m[1] or '1') or 1, tonumber(m[2] or '0') or 0
 end
+-- Last seen is kept only while someone may see it (visibility everyone = 2; docs/PRIVACY.md):
+-- records it when the user goes offline, or drops any earlier value. Returns what is kept.
+local function record_seen(key, vis, seen, ttl)
+  if vis ~= 2 then
+    redis.call('HDEL', key, 'seen')
+    return 0
+  end
+  redis.call('HSET', key, 'seen', seen)
+  redis.call('PEXPIRE', key, ttl)
+  return seen
+end
 local function extend(key, ttl)
   local p = redis.call('PTTL', key)
   if p == -1 or (p >= 0 and p < ttl) then redis.call('PEXPIRE', key, ttl) end
@@ -80,6 +91,8 @@ local prev_vis = meta(KEYS[3])
 if ARGV[3] ~= '0' then redis.call('HSET', KEYS[3], 'vis', ARGV[3]) end
 redis.call('PEXPIRE', KEYS[3], ARGV[7])
 local vis, seen = meta(KEYS[3])
+-- Also clears a last seen stored before it was kept for visibility everyone only.
+if vis ~= 2 and seen ~= 0 then seen = record_seen(KEYS[3], vis, 0, 0) end
 local came = 0
 if live == 0 then came = 1 end
 return {epoch, displaced, came, prev_vis, vis, seen}
@@ -103,9 +116,7 @@ if live == 0 then
   seen = now
   -- An entry that had already expired was last vouched for at its last heartbeat.
   if x <= now then seen = x - tonumber(ARGV[4]) end
-  redis.call('HSET', KEYS[2], 'seen', seen)
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-  vis = meta(KEYS[2])
+  seen = record_seen(KEYS[2], vis, seen, ARGV[5])
 end
 return {1, went, live, vis, seen, x}
 )lua";
@@ -143,11 +154,13 @@ local vis, seen = meta(KEYS[2])
 return {live_count(KEYS[1], tonumber(ARGV[1])), vis, seen}
 )lua";
 
-// KEYS: entries, meta. ARGV: vis, now, meta_ttl. Returns {live, vis, seen}.
+// KEYS: entries, meta. ARGV: vis, now, meta_ttl. Returns {live, vis, seen}. A switch away from
+// everyone deletes last seen: switching back shows "unknown" until the user next goes offline.
 constexpr char kSetVisibility[] = R"lua(
 redis.call('HSET', KEYS[2], 'vis', ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[3])
 local vis, seen = meta(KEYS[2])
+if vis ~= 2 and seen ~= 0 then seen = record_seen(KEYS[2], vis, 0, 0) end
 return {live_count(KEYS[1], tonumber(ARGV[2])), vis, seen}
 )lua";
 
@@ -209,10 +222,7 @@ local vis, seen = meta(KEYS[2])
 local went = 0
 if removed > 0 and live == 0 then
   went = 1
-  seen = last - tonumber(ARGV[2])
-  redis.call('HSET', KEYS[2], 'seen', seen)
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  vis = meta(KEYS[2])
+  seen = record_seen(KEYS[2], vis, last - tonumber(ARGV[2]), ARGV[3])
 end
 return {removed, went, live, vis, seen}
 )lua";

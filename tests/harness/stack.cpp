@@ -93,6 +93,8 @@ absl::StatusOr<std::unique_ptr<PadlockStack>> PadlockStack::Start(StackOptions o
   internal_env(s.presence_, "presence");
   internal_env(s.message_queue_, "message-queue");
   s.message_queue_.env["PADLOCK_KEY_DIRECTORY_TARGET"] = s.key_directory_target();
+  // Required (docs/PRIVACY.md); a fixed test value, the same for every message-queue.
+  s.message_queue_.env["PADLOCK_DEDUPE_SECRET"] = std::string(64, 'd');
   for (Process* p : {&s.key_directory_, &s.presence_, &s.message_queue_}) {
     for (const auto& [k, v] : s.options_.service_env) p->env[k] = v;
     if (absl::Status st = s.Launch(*p); !st.ok()) return st;

@@ -145,6 +145,47 @@ TYPED_TEST(StoreContractTest, VisibilityIsNobodyUntilSet) {
   EXPECT_EQ((*this->store_->Read({"alice"}, this->t0_))[0].visibility, Visibility::kEveryone);
 }
 
+TYPED_TEST(StoreContractTest, LastSeenIsNotStoredWhileVisibilityIsNobody) {
+  // Nobody (the default): going offline, by disconnect or by expiry, stores no last seen.
+  auto a = this->store_->Connect(kA1, "gw-a", Visibility::kUnspecified, this->t0_);
+  auto gone = this->store_->Disconnect(kA1, a->epoch, this->t0_ + 10);
+  ASSERT_TRUE(gone.ok()) << gone.status();
+  EXPECT_TRUE(gone->went_offline);
+  EXPECT_EQ(gone->user.last_seen_ms, 0);
+  this->store_->Connect(kB1, "gw-a", Visibility::kNobody, this->t0_).IgnoreError();
+  auto swept = this->store_->SweepExpired("r1", this->t0_ + 1500, 100);
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  ASSERT_EQ(swept->size(), 1u);
+  EXPECT_TRUE((*swept)[0].went_offline);
+  EXPECT_EQ((*swept)[0].user.last_seen_ms, 0);
+  // Switching to everyone later reveals nothing from the nobody period.
+  auto now_everyone = this->store_->SetVisibility("alice", Visibility::kEveryone, this->t0_ + 20);
+  EXPECT_EQ(now_everyone->last_seen_ms, 0);
+  auto users = this->store_->Read({"alice", "bob"}, this->t0_ + 1600);
+  EXPECT_EQ((*users)[0].last_seen_ms, 0);
+  EXPECT_EQ((*users)[1].last_seen_ms, 0);
+}
+
+TYPED_TEST(StoreContractTest, SwitchingToNobodyDeletesLastSeen) {
+  auto a = this->store_->Connect(kA1, "gw-a", Visibility::kEveryone, this->t0_);
+  auto gone = this->store_->Disconnect(kA1, a->epoch, this->t0_ + 10);
+  EXPECT_EQ(gone->user.last_seen_ms, this->t0_ + 10);  // everyone: kept
+  auto nobody = this->store_->SetVisibility("alice", Visibility::kNobody, this->t0_ + 20);
+  ASSERT_TRUE(nobody.ok()) << nobody.status();
+  EXPECT_EQ(nobody->last_seen_ms, 0);
+  // Deleted, not hidden: switching back finds nothing.
+  auto back = this->store_->SetVisibility("alice", Visibility::kEveryone, this->t0_ + 30);
+  EXPECT_EQ(back->last_seen_ms, 0);
+  // A switch carried by a connect deletes it too.
+  auto b = this->store_->Connect(kB1, "gw-a", Visibility::kEveryone, this->t0_);
+  this->store_->Disconnect(kB1, b->epoch, this->t0_ + 10).IgnoreError();
+  auto again = this->store_->Connect(kB1, "gw-a", Visibility::kNobody, this->t0_ + 40);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->user.last_seen_ms, 0);
+  auto users = this->store_->Read({"bob"}, this->t0_ + 50);
+  EXPECT_EQ((*users)[0].last_seen_ms, 0);
+}
+
 TYPED_TEST(StoreContractTest, TokenBucketRefillsInIntegerMilliseconds) {
   EXPECT_TRUE(this->store_->TakeSubscribeToken(kB1, this->t0_)->allowed);
   EXPECT_TRUE(this->store_->TakeSubscribeToken(kB1, this->t0_)->allowed);

@@ -40,6 +40,7 @@ using ::padlock::testing::Subprocess;
 using ::padlock::testing::TempDir;
 using ::padlock::testing::WaitFor;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 constexpr absl::Duration kStartTimeout = absl::Seconds(30);
 constexpr absl::Duration kGrace = absl::Seconds(5);
@@ -120,6 +121,8 @@ class ServicesTest : public ::testing::Test {
     if (binary == PADLOCK_KEY_DIRECTORY_BIN) {
       env["PADLOCK_ADMIN_PORT"] = absl::StrCat(FreeTcpPort());
     }
+    // Required by the message-queue (keys its dedupe ids; docs/PRIVACY.md).
+    if (binary == PADLOCK_MESSAGE_QUEUE_BIN) env["PADLOCK_DEDUPE_SECRET"] = std::string(64, 'd');
     for (auto& [k, v] : extra) env[k] = v;
     auto process = Subprocess::Start({.argv = {binary},
                                       .env = env,
@@ -293,6 +296,30 @@ TEST_F(ServicesTest, BadConfigValueStopsEachServiceNamingTheVariable) {
     EXPECT_THAT(output, HasSubstr("PADLOCK_GRPC_PORT"));
     EXPECT_THAT(output, HasSubstr("not a port number: 'abc'"));
     EXPECT_THAT(output, HasSubstr("PADLOCK_REDIS_MODE"));
+  }
+}
+
+TEST_F(ServicesTest, MessageQueueRefusesToStartWithoutAValidDedupeSecret) {
+  // Replicas that each drew their own secret would store a retry twice: no default.
+  for (const std::string& secret : {std::string(), std::string(62, 'd')}) {
+    SCOPED_TRACE(secret.empty() ? "unset" : "31 bytes");
+    auto env = BaseEnv(FreeTcpPort(), FreeTcpPort());
+    if (!secret.empty()) env["PADLOCK_DEDUPE_SECRET"] = secret;
+    const std::string log =
+        absl::StrCat(logs_.path(), "/no-dedupe-secret-", secret.size(), ".log");
+    auto process =
+        Subprocess::Start({.argv = {PADLOCK_MESSAGE_QUEUE_BIN}, .env = env, .log_path = log});
+    ASSERT_TRUE(process.ok());
+    auto status = process->Wait(absl::Seconds(10));
+    ASSERT_TRUE(status.ok()) << "started without a dedupe secret";
+    ASSERT_TRUE(WIFEXITED(*status));
+    EXPECT_EQ(WEXITSTATUS(*status), 2);
+    const std::string output = process->ReadLog();
+    EXPECT_THAT(output, HasSubstr("PADLOCK_DEDUPE_SECRET"));
+    EXPECT_THAT(output, HasSubstr(secret.empty() ? "required" : "decodes to 31 bytes"));
+    if (!secret.empty()) {
+      EXPECT_THAT(output, Not(HasSubstr(secret)));
+    }
   }
 }
 

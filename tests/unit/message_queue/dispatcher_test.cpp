@@ -381,6 +381,35 @@ TEST_F(DispatcherTest, RetryWithinWindowReturnsSameIdsAndStoresNothingMore) {
   EXPECT_EQ(Depth("bob", 1), 1u);
 }
 
+TEST_F(DispatcherTest, RetryOnAnotherReplicaWithTheSameDedupeSecretIsADuplicate) {
+  options_.dedupe_secret = std::string(32, 'k');
+  Dispatcher first_replica(options_, &directory_, &store_, &clock_, nullptr);
+  Dispatcher second_replica(options_, &directory_, &store_, &clock_, nullptr);
+  v1::EnqueueRequest request;
+  *request.add_sends() = GoodSend();
+  auto first = first_replica.Enqueue(request);
+  auto retry = second_replica.Enqueue(request);
+  ASSERT_TRUE(first.ok() && retry.ok());
+  ASSERT_TRUE(retry->outcomes(0).has_accepted());
+  EXPECT_EQ(retry->outcomes(0).accepted().placements(0).server_id(),
+            first->outcomes(0).accepted().placements(0).server_id());
+  EXPECT_EQ(Depth("bob", 1), 1u);
+}
+
+TEST_F(DispatcherTest, ReplicasWithDifferentDedupeSecretsStoreARetryTwice) {
+  // Why every replica needs the same PADLOCK_DEDUPE_SECRET (and what a rolling upgrade from the
+  // plain keys does inside one dedupe window): the retry is not recognised.
+  options_.dedupe_secret = std::string(32, 'k');
+  Dispatcher first_replica(options_, &directory_, &store_, &clock_, nullptr);
+  options_.dedupe_secret = std::string(32, 'l');
+  Dispatcher second_replica(options_, &directory_, &store_, &clock_, nullptr);
+  v1::EnqueueRequest request;
+  *request.add_sends() = GoodSend();
+  ASSERT_TRUE(first_replica.Enqueue(request).ok());
+  ASSERT_TRUE(second_replica.Enqueue(request).ok());
+  EXPECT_EQ(Depth("bob", 1), 2u);
+}
+
 TEST_F(DispatcherTest, OnlineOnlyIsPublishedButNeverStored) {
   v1::Send send = GoodSend();
   send.mutable_message()->set_online_only(true);

@@ -55,6 +55,8 @@ absl::StatusOr<ConnectOutcome> InMemoryPresenceStore::Connect(const DeviceKey& d
   out.came_online = live == 0;
   out.previous_visibility = user.visibility;
   if (visibility != Visibility::kUnspecified) user.visibility = visibility;
+  // Last seen is kept only while someone may see it, as in RedisPresenceStore.
+  if (user.visibility != Visibility::kEveryone) user.last_seen = 0;
   out.user = StateOf(device.user_id, now_ms);
   return out;
 }
@@ -76,7 +78,9 @@ absl::StatusOr<DisconnectOutcome> InMemoryPresenceStore::Disconnect(const Device
   out.was_current = true;
   if (Prune(user, now_ms, nullptr, nullptr) == 0) {
     out.went_offline = true;
-    user.last_seen = expires > now_ms ? now_ms : expires - timings_.entry_ttl_ms;
+    user.last_seen = user.visibility != Visibility::kEveryone ? 0
+                     : expires > now_ms                      ? now_ms
+                                                             : expires - timings_.entry_ttl_ms;
   }
   out.user = StateOf(device.user_id, now_ms);
   return out;
@@ -109,7 +113,9 @@ absl::StatusOr<UserState> InMemoryPresenceStore::SetVisibility(const std::string
                                                                int64_t now_ms) {
   std::lock_guard<std::mutex> lock(mu_);
   if (unavailable_) return Down();
-  users_[user_id].visibility = visibility;
+  User& user = users_[user_id];
+  user.visibility = visibility;
+  if (visibility != Visibility::kEveryone) user.last_seen = 0;
   return StateOf(user_id, now_ms);
 }
 
@@ -197,7 +203,8 @@ absl::StatusOr<std::vector<Expired>> InMemoryPresenceStore::SweepExpired(
     e.devices = removed;
     if (live == 0) {
       e.went_offline = true;
-      user.last_seen = last - timings_.entry_ttl_ms;
+      user.last_seen =
+          user.visibility == Visibility::kEveryone ? last - timings_.entry_ttl_ms : 0;
     }
     e.user = StateOf(user_id, now_ms);
     out.push_back(e);

@@ -1,0 +1,92 @@
+#include "services/message_queue/dedupe_id.h"
+
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <cstdlib>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "services/common/runtime/absl_compat.h"
+
+namespace padlock::message_queue {
+namespace {
+
+constexpr std::string_view kLabel{"padlock-dedupe-v1\0", 18};
+
+void AppendU32(std::string* out, uint32_t v) {
+  out->push_back(static_cast<char>(v >> 24));
+  out->push_back(static_cast<char>(v >> 16));
+  out->push_back(static_cast<char>(v >> 8));
+  out->push_back(static_cast<char>(v));
+}
+
+bool IsHex(std::string_view value) {
+  if (value.empty() || value.size() % 2 != 0) return false;
+  for (char c : value) {
+    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
+  }
+  return true;
+}
+
+std::string RandomSecret() {
+  std::string secret(DedupeIds::kMinSecretBytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(secret.data()),
+                 static_cast<int>(secret.size())) != 1) {
+    std::abort();  // no randomness: nothing safe to fall back to
+  }
+  return secret;
+}
+
+}  // namespace
+
+DedupeIds::DedupeIds(std::string secret)
+    : secret_(secret.empty() ? RandomSecret() : std::move(secret)) {
+  if (secret_.size() < kMinSecretBytes) std::abort();  // ParseDedupeSecret rejects these
+  std::string input = "padlock-dedupe-key-id-v1";
+  input.append(secret_);
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(input.data()), input.size(), digest);
+  key_id_ = absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(digest), 4));
+}
+
+std::string DedupeIds::ForSend(std::string_view sender_user, uint32_t sender_device,
+                               std::string_view message_id) const {
+  // Length-prefixed user, fixed-width device: no two (user, device, id) share an input.
+  std::string input(kLabel);
+  AppendU32(&input, static_cast<uint32_t>(sender_user.size()));
+  input.append(sender_user);
+  AppendU32(&input, sender_device);
+  input.append(message_id);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_len = 0;
+  if (HMAC(EVP_sha256(), secret_.data(), static_cast<int>(secret_.size()),
+           reinterpret_cast<const unsigned char*>(input.data()), input.size(), mac,
+           &mac_len) == nullptr ||
+      mac_len < kIdBytes) {
+    std::abort();  // HMAC-SHA256 over memory cannot fail short of a broken libcrypto
+  }
+  return std::string(reinterpret_cast<const char*>(mac), kIdBytes);
+}
+
+absl::StatusOr<std::string> ParseDedupeSecret(std::string_view value, std::string_view variable) {
+  std::string decoded;
+  if (IsHex(value)) {
+    decoded = absl::HexStringToBytes(std::string(value));
+  } else if (!absl::Base64Unescape(std::string(value), &decoded) &&
+             !absl::WebSafeBase64Unescape(std::string(value), &decoded)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ToAbsl(variable), ": neither hex nor base64 (give at least 32 random bytes)"));
+  }
+  if (decoded.size() < DedupeIds::kMinSecretBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ToAbsl(variable), ": decodes to ", decoded.size(), " bytes, at least 32 required"));
+  }
+  return decoded;
+}
+
+}  // namespace padlock::message_queue
