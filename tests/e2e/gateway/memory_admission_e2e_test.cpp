@@ -15,13 +15,11 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "services/message_queue/redis_memory_monitor.h"
 #include "tests/e2e/gateway/e2e_client.h"
 #include "tests/harness/stack.h"
 #include "tests/unit/runtime/runtime_test_util.h"
@@ -37,18 +35,6 @@ using ::testing::HasSubstr;
 constexpr int kSinks = 40;
 constexpr size_t kEnvelopeBytes = 60 * 1024;
 constexpr uint64_t kMaxMemory = 48ull << 20;
-
-// One field of `INFO memory`.
-uint64_t InfoField(const std::string& info, const std::string& name) {
-  for (absl::string_view line : absl::StrSplit(info, '\n')) {
-    line = absl::StripSuffix(line, "\r");
-    if (absl::ConsumePrefix(&line, name + ":")) {
-      uint64_t value = 0;
-      if (absl::SimpleAtoi(line, &value)) return value;
-    }
-  }
-  return 0;
-}
 
 class MemoryAdmissionTest : public ::testing::Test {
  protected:
@@ -87,7 +73,9 @@ class MemoryAdmissionTest : public ::testing::Test {
   }
   uint64_t UsedMemory() {
     auto info = stack_->redis_server()->Cli({"INFO", "memory"});
-    return info.ok() ? InfoField(*info, "used_memory") : 0;
+    if (!info.ok()) return 0;
+    absl::StatusOr<message_queue::RedisMemory> memory = message_queue::ParseInfoMemory(*info);
+    return memory.ok() ? memory->used_bytes : 0;
   }
 
   std::unique_ptr<PadlockStack> stack_;
