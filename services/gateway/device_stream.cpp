@@ -140,6 +140,8 @@ struct StreamHub::Metrics {
     enqueue_failures = counter("padlock_gateway_enqueue_failures_total",
                                "Enqueue batches that failed as a whole (sends refused UNAVAILABLE)");
     acks = counter("padlock_gateway_acks_forwarded_total", "Device acks forwarded to the queue");
+    acks_folded = counter("padlock_gateway_acks_folded_total",
+                          "Device acks forwarded inside an Enqueue call (riding on sends)");
     ack_failures = counter("padlock_gateway_ack_failures_total",
                            "Ack batches that failed (entries are delivered again later)");
     stream_errors = counter("padlock_gateway_stream_errors_total",
@@ -184,6 +186,7 @@ struct StreamHub::Metrics {
   prometheus::Counter* sends_refused;
   prometheus::Counter* enqueue_failures;
   prometheus::Counter* acks;
+  prometheus::Counter* acks_folded;
   prometheus::Counter* ack_failures;
   prometheus::Counter* stream_errors;
   prometheus::Histogram* push_ack;
@@ -191,112 +194,6 @@ struct StreamHub::Metrics {
 };
 
 // ----- pumps -----
-
-// Batches the pending sends of many streams into MessageQueue.Enqueue calls, one batch per
-// stream at a time (ordered path per sender device), at most max_batches_in_flight at once.
-class StreamHub::SendPump {
- public:
-  explicit SendPump(StreamHub* hub) : hub_(hub) {}
-
-  void Ready(std::shared_ptr<DeviceStream> stream) {
-    {
-      std::lock_guard lock(mu_);
-      ready_.push_back(std::move(stream));
-    }
-    Flush();
-  }
-
-  bool Idle() const {
-    std::lock_guard lock(mu_);
-    return ready_.empty() && in_flight_ == 0;
-  }
-
- private:
-  struct Segment {
-    std::shared_ptr<DeviceStream> stream;
-    std::vector<uint64_t> request_ids;
-  };
-  struct Batch {
-    grpc::ClientContext context;
-    v1::EnqueueRequest request;
-    v1::EnqueueResponse response;
-    std::vector<Segment> segments;
-  };
-
-  void Flush() {
-    const StreamSettings& settings = hub_->settings_;
-    while (true) {
-      auto batch = std::make_unique<Batch>();
-      {
-        std::lock_guard lock(mu_);
-        if (in_flight_ >= settings.max_batches_in_flight) return;
-        while (!ready_.empty() &&
-               static_cast<size_t>(batch->request.sends_size()) < settings.max_batch_sends) {
-          std::shared_ptr<DeviceStream> stream = std::move(ready_.front());
-          ready_.pop_front();
-          std::vector<DeviceStream::PendingSend> taken = stream->TakeSends(
-              settings.max_batch_sends - static_cast<size_t>(batch->request.sends_size()));
-          if (taken.empty()) continue;
-          Segment segment{stream, {}};
-          const v1::DeviceAddress sender = Address(stream->claims());
-          for (DeviceStream::PendingSend& send : taken) {
-            segment.request_ids.push_back(send.request_id);
-            v1::Send* out = batch->request.add_sends();
-            *out->mutable_sender() = sender;
-            out->mutable_message()->Swap(&send.message);
-          }
-          batch->segments.push_back(std::move(segment));
-        }
-        if (batch->segments.empty()) return;
-        ++in_flight_;
-      }
-      hub_->metrics_->batch_sends->Observe(static_cast<double>(batch->request.sends_size()));
-      SetDeadline(batch->context, settings.call_deadline);
-      Batch* raw = batch.release();
-      hub_->message_queue_->async()->Enqueue(
-          &raw->context, &raw->request, &raw->response,
-          [this, raw](grpc::Status status) { Complete(raw, status); });
-    }
-  }
-
-  void Complete(Batch* raw, const grpc::Status& status) {
-    std::unique_ptr<Batch> batch(raw);
-    size_t expected = 0;
-    for (const Segment& s : batch->segments) expected += s.request_ids.size();
-    grpc::Status outcome = status;
-    if (status.ok() && static_cast<size_t>(batch->response.outcomes_size()) != expected) {
-      outcome = grpc::Status(grpc::StatusCode::INTERNAL,
-                             "message-queue answered a different number of outcomes");
-    }
-    if (!outcome.ok()) {
-      runtime::Increment(hub_->metrics_->enqueue_failures);
-      runtime::LogWarn("enqueue batch failed",
-                          {{"error", outcome.error_message()},
-                           {"code", static_cast<int>(outcome.error_code())},
-                           {"sends", static_cast<int64_t>(expected)}});
-    }
-    std::vector<std::shared_ptr<DeviceStream>> again;
-    int offset = 0;
-    for (Segment& s : batch->segments) {
-      const bool more = s.stream->OnSendOutcomes(s.request_ids, outcome,
-                                                 outcome.ok() ? &batch->response : nullptr,
-                                                 offset);
-      offset += static_cast<int>(s.request_ids.size());
-      if (more) again.push_back(std::move(s.stream));
-    }
-    {
-      std::lock_guard lock(mu_);
-      --in_flight_;
-      for (auto& s : again) ready_.push_back(std::move(s));
-    }
-    Flush();
-  }
-
-  StreamHub* const hub_;
-  mutable std::mutex mu_;
-  std::deque<std::shared_ptr<DeviceStream>> ready_;
-  int in_flight_ = 0;
-};
 
 // Batches the acks of many streams into MessageQueue.Ack calls.
 class StreamHub::AckPump {
@@ -314,6 +211,17 @@ class StreamHub::AckPump {
   bool Idle() const {
     std::lock_guard lock(mu_);
     return ready_.empty() && in_flight_ == 0;
+  }
+
+  // Sends `acks` in a batch of their own at once (acks an Enqueue could not apply).
+  void Submit(google::protobuf::RepeatedPtrField<v1::DeviceAck> acks) {
+    auto batch = std::make_unique<Batch>();
+    batch->request.mutable_acks()->Swap(&acks);
+    {
+      std::lock_guard lock(mu_);
+      ++in_flight_;
+    }
+    Start(batch.release());
   }
 
  private:
@@ -375,6 +283,127 @@ class StreamHub::AckPump {
     {
       std::lock_guard lock(mu_);
       --in_flight_;
+    }
+    Flush();
+  }
+
+  StreamHub* const hub_;
+  mutable std::mutex mu_;
+  std::deque<std::shared_ptr<DeviceStream>> ready_;
+  int in_flight_ = 0;
+};
+
+// Batches the pending sends of many streams into MessageQueue.Enqueue calls, one batch per
+// stream at a time (ordered path per sender device), at most max_batches_in_flight at once.
+class StreamHub::SendPump {
+ public:
+  explicit SendPump(StreamHub* hub) : hub_(hub) {}
+
+  void Ready(std::shared_ptr<DeviceStream> stream) {
+    {
+      std::lock_guard lock(mu_);
+      ready_.push_back(std::move(stream));
+    }
+    Flush();
+  }
+
+  bool Idle() const {
+    std::lock_guard lock(mu_);
+    return ready_.empty() && in_flight_ == 0;
+  }
+
+ private:
+  struct Segment {
+    std::shared_ptr<DeviceStream> stream;
+    std::vector<uint64_t> request_ids;
+  };
+  struct Batch {
+    grpc::ClientContext context;
+    v1::EnqueueRequest request;
+    v1::EnqueueResponse response;
+    std::vector<Segment> segments;
+  };
+
+  void Flush() {
+    const StreamSettings& settings = hub_->settings_;
+    while (true) {
+      auto batch = std::make_unique<Batch>();
+      {
+        std::lock_guard lock(mu_);
+        if (in_flight_ >= settings.max_batches_in_flight) return;
+        while (!ready_.empty() &&
+               static_cast<size_t>(batch->request.sends_size()) < settings.max_batch_sends) {
+          std::shared_ptr<DeviceStream> stream = std::move(ready_.front());
+          ready_.pop_front();
+          std::vector<DeviceStream::PendingSend> taken = stream->TakeSends(
+              settings.max_batch_sends - static_cast<size_t>(batch->request.sends_size()));
+          if (taken.empty()) continue;
+          Segment segment{stream, {}};
+          const v1::DeviceAddress sender = Address(stream->claims());
+          for (DeviceStream::PendingSend& send : taken) {
+            segment.request_ids.push_back(send.request_id);
+            v1::Send* out = batch->request.add_sends();
+            *out->mutable_sender() = sender;
+            out->mutable_message()->Swap(&send.message);
+          }
+          // The acks that rode on the device's frames go in the same call (one call, not two).
+          std::optional<v1::DeviceAck> ack = stream->TakeAcks();
+          if (ack.has_value()) batch->request.add_acks()->Swap(&*ack);
+          batch->segments.push_back(std::move(segment));
+        }
+        if (batch->segments.empty()) return;
+        ++in_flight_;
+      }
+      hub_->metrics_->batch_sends->Observe(static_cast<double>(batch->request.sends_size()));
+      SetDeadline(batch->context, settings.call_deadline);
+      Batch* raw = batch.release();
+      hub_->message_queue_->async()->Enqueue(
+          &raw->context, &raw->request, &raw->response,
+          [this, raw](grpc::Status status) { Complete(raw, status); });
+    }
+  }
+
+  void Complete(Batch* raw, const grpc::Status& status) {
+    std::unique_ptr<Batch> batch(raw);
+    size_t expected = 0;
+    for (const Segment& s : batch->segments) expected += s.request_ids.size();
+    grpc::Status outcome = status;
+    if (status.ok() && static_cast<size_t>(batch->response.outcomes_size()) != expected) {
+      outcome = grpc::Status(grpc::StatusCode::INTERNAL,
+                             "message-queue answered a different number of outcomes");
+    }
+    if (!outcome.ok()) {
+      runtime::Increment(hub_->metrics_->enqueue_failures);
+      runtime::LogWarn("enqueue batch failed",
+                          {{"error", outcome.error_message()},
+                           {"code", static_cast<int>(outcome.error_code())},
+                           {"sends", static_cast<int64_t>(expected)}});
+    }
+    if (batch->request.acks_size() > 0) {
+      const v1::EnqueueAckResult& acks = batch->response.ack_result();
+      if (outcome.ok() && batch->response.has_ack_result() && acks.code() == 0) {
+        runtime::Increment(hub_->metrics_->acks, batch->request.acks_size());
+        runtime::Increment(hub_->metrics_->acks_folded, batch->request.acks_size());
+      } else {
+        // Failed, or a queue that does not know folded acks: send them with Ack (idempotent).
+        // Handed over before this batch stops counting as in flight, so a drain waiting for
+        // both pumps to be idle does not miss them.
+        hub_->acks_->Submit(std::move(*batch->request.mutable_acks()));
+      }
+    }
+    std::vector<std::shared_ptr<DeviceStream>> again;
+    int offset = 0;
+    for (Segment& s : batch->segments) {
+      const bool more = s.stream->OnSendOutcomes(s.request_ids, outcome,
+                                                 outcome.ok() ? &batch->response : nullptr,
+                                                 offset);
+      offset += static_cast<int>(s.request_ids.size());
+      if (more) again.push_back(std::move(s.stream));
+    }
+    {
+      std::lock_guard lock(mu_);
+      --in_flight_;
+      for (auto& s : again) ready_.push_back(std::move(s));
     }
     Flush();
   }
@@ -894,14 +923,18 @@ void DeviceStream::OnReadDone(bool ok) {
   }
   // An ack riding on the frame comes first (it may free the unacked window for what follows).
   const StreamHub::Metrics& metrics = *hub_->metrics_;
+  // On a send, the ack waits for the send pump to take it with the send (one Enqueue call for
+  // both); whatever the pump did not take goes to the ack pump right after.
+  const bool fold = in_.frame_case() == v1::ClientFrame::kSend;
   if (in_.has_acks()) {
     runtime::Increment(metrics.frames_riding_ack);
-    HandleAck(in_.acks());
+    HandleAck(in_.acks(), /*schedule=*/!fold);
   }
   switch (in_.frame_case()) {
     case v1::ClientFrame::kSend:
       runtime::Increment(metrics.frames_send);
       HandleSend(in_.mutable_send());
+      if (in_.has_acks()) ScheduleAcks();
       break;
     case v1::ClientFrame::kAck:
       runtime::Increment(metrics.frames_ack);
@@ -1104,7 +1137,7 @@ bool DeviceStream::OnSendOutcomes(const std::vector<uint64_t>& request_ids,
   return more;
 }
 
-void DeviceStream::HandleAck(const v1::StreamAck& ack) {
+void DeviceStream::HandleAck(const v1::StreamAck& ack, bool schedule) {
   bool notify = false;
   {
     std::lock_guard lock(mu_);
@@ -1145,7 +1178,7 @@ void DeviceStream::HandleAck(const v1::StreamAck& ack) {
       ack_ids_.push_back(id);
     }
     hub_->metrics_->unacked->Decrement(static_cast<double>(removed));
-    if ((!ack_up_to_.empty() || !ack_ids_.empty()) && !ack_scheduled_) {
+    if (schedule && (!ack_up_to_.empty() || !ack_ids_.empty()) && !ack_scheduled_) {
       ack_scheduled_ = true;
       notify = true;
     }
@@ -1153,6 +1186,15 @@ void DeviceStream::HandleAck(const v1::StreamAck& ack) {
     MaybeWriteLocked();
   }
   if (notify) hub_->acks_->Ready(shared_from_this());
+}
+
+void DeviceStream::ScheduleAcks() {
+  {
+    std::lock_guard lock(mu_);
+    if ((ack_up_to_.empty() && ack_ids_.empty()) || ack_scheduled_) return;
+    ack_scheduled_ = true;
+  }
+  hub_->acks_->Ready(shared_from_this());
 }
 
 std::optional<v1::DeviceAck> DeviceStream::TakeAcks() {

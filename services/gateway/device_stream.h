@@ -10,7 +10,8 @@
 // makes it read the inbox from the cursor. At most `max_unacked` envelopes are out unacknowledged;
 // beyond that the stream waits for acks. Acks are accepted only for server ids delivered on this
 // stream (so a cumulative ack never covers something the device did not see), and are forwarded to
-// the message-queue in batches across streams (AckPump).
+// the message-queue in batches across streams: acks that rode on a send frame inside the Enqueue
+// call that carries the send (SendPump), all others in Ack calls (AckPump).
 //
 // Sends: each stream queues its SendRequests; the SendPump takes the pending sends of many streams
 // into one MessageQueue.Enqueue (≤ 1 024 sends), with at most one batch per stream in flight, so
@@ -222,7 +223,10 @@ class DeviceStream final
 
   // Frames from the client.
   void HandleSend(padlock::v1::SendRequest* send);
-  void HandleAck(const padlock::v1::StreamAck& ack);
+  // Records the acks and, with `schedule`, hands them to the ack pump (else ScheduleAcks later).
+  void HandleAck(const padlock::v1::StreamAck& ack, bool schedule = true);
+  // Hands recorded acks that nobody has taken to the ack pump.
+  void ScheduleAcks();
   void HandleSubscribePresence(const padlock::v1::SubscribePresence& subscribe);
   void HandleVisibility(const padlock::v1::SetPresenceVisibility& visibility);
 

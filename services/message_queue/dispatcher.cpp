@@ -278,6 +278,8 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     return absl::InvalidArgumentError(
         absl::StrCat("sends: at most ", options_.max_sends_per_request, " per request"));
   }
+  absl::StatusOr<std::vector<AckRequest>> acks = ParseAcks(request.acks(), "acks");
+  if (!acks.ok()) return acks.status();
   v1::EnqueueResponse response;
   const int n = request.sends_size();
   for (int i = 0; i < n; ++i) response.add_outcomes();
@@ -374,6 +376,17 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
       appends.push_back(std::move(append));
     }
     ranges[i].second = appends.size();
+  }
+  // Folded acks first: they are the sending devices' own reads, older than these sends.
+  if (request.acks_size() > 0) {
+    v1::EnqueueAckResult* ack_result = response.mutable_ack_result();
+    absl::StatusOr<std::vector<uint32_t>> removed = ApplyAcks(*acks);
+    if (removed.ok()) {
+      for (uint32_t k : *removed) ack_result->add_removed(k);
+    } else {
+      ack_result->set_code(static_cast<int32_t>(removed.status().code()));
+      ack_result->set_message(std::string(removed.status().message()));
+    }
   }
   if (appends.empty()) return response;
 
@@ -483,21 +496,23 @@ absl::StatusOr<v1::ReadInboxResponse> Dispatcher::ReadInbox(const v1::ReadInboxR
   return response;
 }
 
-absl::StatusOr<v1::AckResponse> Dispatcher::Ack(const v1::AckRequest& request) {
+absl::StatusOr<std::vector<AckRequest>> Dispatcher::ParseAcks(
+    const google::protobuf::RepeatedPtrField<v1::DeviceAck>& in, std::string_view field) const {
   std::vector<AckRequest> acks;
+  acks.reserve(static_cast<size_t>(in.size()));
   size_t ids = 0;
-  for (int i = 0; i < request.acks_size(); ++i) {
-    const v1::DeviceAck& a = request.acks(i);
-    const std::string field = absl::StrCat("acks[", i, "]");
-    absl::StatusOr<DeviceKey> device = ToDevice(a.device(), absl::StrCat(field, ".device"));
+  for (int i = 0; i < in.size(); ++i) {
+    const v1::DeviceAck& a = in.Get(i);
+    const std::string at = absl::StrCat(ToAbsl(field), "[", i, "]");
+    absl::StatusOr<DeviceKey> device = ToDevice(a.device(), absl::StrCat(at, ".device"));
     if (!device.ok()) return device.status();
     if (!a.up_to_server_id().empty() && !IsServerId(a.up_to_server_id())) {
-      return absl::InvalidArgumentError(absl::StrCat(field, ".up_to_server_id: not a server id"));
+      return absl::InvalidArgumentError(absl::StrCat(at, ".up_to_server_id: not a server id"));
     }
     AckRequest ack{*std::move(device), a.up_to_server_id(), {}};
     for (const std::string& id : a.server_ids()) {
       if (!IsServerId(id)) {
-        return absl::InvalidArgumentError(absl::StrCat(field, ".server_ids: not a server id"));
+        return absl::InvalidArgumentError(absl::StrCat(at, ".server_ids: not a server id"));
       }
       ack.server_ids.push_back(id);
     }
@@ -505,17 +520,33 @@ absl::StatusOr<v1::AckResponse> Dispatcher::Ack(const v1::AckRequest& request) {
     acks.push_back(std::move(ack));
   }
   if (ids > options_.max_acked_ids) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("acks: at most ", options_.max_acked_ids, " individual server ids"));
+    return absl::InvalidArgumentError(absl::StrCat(ToAbsl(field), ": at most ",
+                                                   options_.max_acked_ids,
+                                                   " individual server ids"));
   }
-  v1::AckResponse response;
-  if (acks.empty()) return response;
+  return acks;
+}
+
+absl::StatusOr<std::vector<uint32_t>> Dispatcher::ApplyAcks(absl::Span<const AckRequest> acks) {
+  std::vector<uint32_t> removed;
+  if (acks.empty()) return removed;
   std::vector<absl::StatusOr<uint64_t>> results = store_->Ack(acks);
+  removed.reserve(results.size());
   for (const absl::StatusOr<uint64_t>& result : results) {
     if (!result.ok()) return result.status();
     runtime::Increment(acked_, static_cast<double>(*result));
-    response.add_removed(static_cast<uint32_t>(*result));
+    removed.push_back(static_cast<uint32_t>(*result));
   }
+  return removed;
+}
+
+absl::StatusOr<v1::AckResponse> Dispatcher::Ack(const v1::AckRequest& request) {
+  absl::StatusOr<std::vector<AckRequest>> acks = ParseAcks(request.acks(), "acks");
+  if (!acks.ok()) return acks.status();
+  absl::StatusOr<std::vector<uint32_t>> removed = ApplyAcks(*acks);
+  if (!removed.ok()) return removed.status();
+  v1::AckResponse response;
+  for (uint32_t n : *removed) response.add_removed(n);
   return response;
 }
 

@@ -10,8 +10,10 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "absl/time/time.h"
 #include "padlock/v1/message_queue.pb.h"
 #include "services/message_queue/dedupe_id.h"
@@ -63,8 +65,10 @@ class Dispatcher {
   Dispatcher(DispatchOptions options, DeviceDirectory* directory, InboxStore* store, Clock* clock,
              prometheus::Registry* metrics);
 
-  // One outcome per send, in order (see message_queue.proto). Fails as a whole only with
-  // InvalidArgument (too many sends) or the directory's error (Unavailable: retry the request).
+  // One outcome per send, in order (see message_queue.proto); the request's acks are applied
+  // before the appends, their outcome in ack_result. Fails as a whole only with InvalidArgument
+  // (too many sends, an invalid ack) or the directory's error (Unavailable: retry the request;
+  // no ack was applied).
   absl::StatusOr<padlock::v1::EnqueueResponse> Enqueue(const padlock::v1::EnqueueRequest& request);
 
   // InvalidArgument for a bad device or cursor; Unavailable when the store fails.
@@ -82,6 +86,12 @@ class Dispatcher {
 
  private:
   absl::Status ValidateSend(const padlock::v1::Send& send) const;
+  // InvalidArgument (naming `field`) for a bad device or id, or too many ids in all.
+  absl::StatusOr<std::vector<AckRequest>> ParseAcks(
+      const google::protobuf::RepeatedPtrField<padlock::v1::DeviceAck>& acks,
+      std::string_view field) const;
+  // Entries removed per ack; the first store failure (some acks may have been applied).
+  absl::StatusOr<std::vector<uint32_t>> ApplyAcks(absl::Span<const AckRequest> acks);
   void Refuse(padlock::v1::SendOutcome* outcome, absl::StatusCode code, std::string_view reason,
               std::string_view message);
 

@@ -387,9 +387,15 @@ TEST_P(GatewayE2eTest, StreamRevisionTwoBatchesOutcomesAndTakesRidingAcks) {
   EXPECT_GE(outcome_frames, 1);
   EXPECT_LE(outcome_frames, kCount);
 
-  // Bob acks everything on his next send (one frame: ack + send).
+  // Bob acks everything on his next send (one frame: ack + send), and the gateway forwards the
+  // ack inside the Enqueue call of the send (folded), not in an Ack call of its own.
   ASSERT_TRUE(b1->WaitEnvelopes(kCount));
   EXPECT_EQ(InboxDepth(bob, 1), static_cast<uint64_t>(kCount));
+  auto folded = [&] {
+    return runtime::testing::ScrapeValue(stack_->gateway_metrics_port(1),
+                                         "padlock_gateway_acks_folded_total", {});
+  };
+  const double folded_before = folded();
   pb::ClientFrame frame;
   frame.mutable_acks()->set_up_to_server_id(b1->Envelopes().back().server_id());
   frame.mutable_send()->set_request_id(7);
@@ -398,6 +404,7 @@ TEST_P(GatewayE2eTest, StreamRevisionTwoBatchesOutcomesAndTakesRidingAcks) {
   auto reply = b1->Result(7);
   ASSERT_TRUE(reply.has_value() && reply->has_accepted());
   EXPECT_TRUE(WaitFor([&] { return InboxDepth(bob, 1) == 0; }, absl::Seconds(10)));
+  EXPECT_EQ(folded(), folded_before + 1);
 
   // A lone riding ack (no frame kind set) is applied too, and is no error.
   auto r = a1->Result(a1->Send(OneToOne(alice, 1, bob, prefix_ + "last")));

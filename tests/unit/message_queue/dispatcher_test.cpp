@@ -593,6 +593,71 @@ TEST_F(DispatcherTest, AcksCumulativeAndByIdAreIdempotent) {
   EXPECT_THAT(Sequences(Read("bob", 1)), ElementsAre(2u, 4u));
 }
 
+TEST_F(DispatcherTest, AcksCarriedByEnqueueAreAppliedAndReportedBeforeTheSends) {
+  ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'a'))).has_accepted());
+  ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'b'))).has_accepted());
+  v1::ReadInboxResponse r = Read("bob", 1);
+  ASSERT_EQ(r.envelopes_size(), 2);
+  // bob:1 acks its first entry in the call that carries its own send to alice.
+  v1::EnqueueRequest request;
+  v1::Send reply;
+  *reply.mutable_sender() = Address("bob", 1);
+  reply.mutable_message()->set_message_id(std::string(16, 'r'));
+  AddRecipient(reply.mutable_message(), "alice", 1, 101);
+  AddRecipient(reply.mutable_message(), "alice", 2, 102);
+  AddRecipient(reply.mutable_message(), "bob", 3, 203);
+  *request.add_sends() = reply;
+  v1::DeviceAck* ack = request.add_acks();
+  *ack->mutable_device() = Address("bob", 1);
+  ack->set_up_to_server_id(r.envelopes(0).server_id());
+  absl::StatusOr<v1::EnqueueResponse> response = dispatcher_->Enqueue(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_TRUE(response->has_ack_result());
+  EXPECT_EQ(response->ack_result().code(), 0);
+  EXPECT_THAT(response->ack_result().removed(), ElementsAre(1u));
+  ASSERT_EQ(response->outcomes_size(), 1);
+  EXPECT_TRUE(response->outcomes(0).has_accepted());
+  EXPECT_THAT(Sequences(Read("bob", 1)), ElementsAre(2u));
+  EXPECT_EQ(Depth("alice", 1), 1u);
+}
+
+TEST_F(DispatcherTest, EnqueueWithoutAcksHasNoAckResult) {
+  v1::EnqueueRequest request;
+  *request.add_sends() = GoodSend();
+  absl::StatusOr<v1::EnqueueResponse> response = dispatcher_->Enqueue(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_FALSE(response->has_ack_result());
+}
+
+TEST_F(DispatcherTest, InvalidCarriedAckFailsTheWholeEnqueueAndStoresNothing) {
+  v1::EnqueueRequest request;
+  *request.add_sends() = GoodSend();
+  v1::DeviceAck* ack = request.add_acks();
+  *ack->mutable_device() = Address("bob", 1);
+  ack->add_server_ids("nope");
+  absl::StatusOr<v1::EnqueueResponse> response = dispatcher_->Enqueue(request);
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(response.status().message(), ::testing::HasSubstr("acks[0].server_ids"));
+  EXPECT_EQ(Depth("bob", 1), 0u);
+}
+
+TEST_F(DispatcherTest, CarriedAcksThatTheStoreFailsAreReportedWithTheirCode) {
+  ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'a'))).has_accepted());
+  v1::ReadInboxResponse r = Read("bob", 1);
+  store_.FailWith(absl::UnavailableError("redis down"));
+  v1::EnqueueRequest request;
+  v1::DeviceAck* ack = request.add_acks();
+  *ack->mutable_device() = Address("bob", 1);
+  ack->set_up_to_server_id(r.envelopes(0).server_id());
+  absl::StatusOr<v1::EnqueueResponse> response = dispatcher_->Enqueue(request);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->ack_result().code(), static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_THAT(response->ack_result().message(), ::testing::HasSubstr("redis down"));
+  EXPECT_TRUE(response->ack_result().removed().empty());
+  store_.FailWith(absl::OkStatus());
+  EXPECT_EQ(Depth("bob", 1), 1u);
+}
+
 TEST_F(DispatcherTest, BadCursorsAndIdsAreInvalidArgument) {
   v1::ReadInboxRequest read;
   *read.mutable_device() = Address("bob", 1);
