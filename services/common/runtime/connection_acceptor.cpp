@@ -275,7 +275,7 @@ void ConnectionAcceptor::Run() {
     }
     if ((fds[0].revents & POLLIN) != 0) return;
     if (absl::Now() >= next_sweep) {
-      Sweep();
+      Sweep(/*full=*/false);
       next_sweep = absl::Now() + options_.sweep_interval;
     }
     if (!paused || absl::Now() >= paused_until) {
@@ -301,7 +301,7 @@ bool ConnectionAcceptor::AcceptAll() {
     NoteAcceptError(error);
     if (error == EMFILE || error == ENFILE) {
       // Closed connections may have freed descriptors that the sweep has not counted yet.
-      Sweep();
+      Sweep(/*full=*/true);
       RefuseForDescriptors();
     }
     return false;
@@ -350,14 +350,18 @@ void ConnectionAcceptor::Admit(int fd, std::string address_key) {
   // The kernel hands out only closed numbers: an entry under this number is a connection that
   // gRPC closed since the last sweep.
   if (tracked_.contains(fd)) Release(fd);
-  if (open_.load(std::memory_order_relaxed) >= max_connections_) {
+  if (open_.load(std::memory_order_relaxed) >= max_connections_ &&
+      (!SweepBeforeRefusal() || open_.load(std::memory_order_relaxed) >= max_connections_)) {
     ::close(fd);
     refused_max_->Increment();
     return;
   }
   if (options_.max_connections_per_address > 0) {
-    auto it = per_address_.find(address_key);
-    if (it != per_address_.end() && it->second >= options_.max_connections_per_address) {
+    auto over = [&] {
+      auto it = per_address_.find(address_key);
+      return it != per_address_.end() && it->second >= options_.max_connections_per_address;
+    };
+    if (over() && (!SweepBeforeRefusal() || over())) {
       ::close(fd);
       refused_per_address_->Increment();
       return;
@@ -396,9 +400,24 @@ void ConnectionAcceptor::Release(int fd) {
   open_gauge_->Decrement();
 }
 
-void ConnectionAcceptor::Sweep() {
+bool ConnectionAcceptor::SweepBeforeRefusal() {
+  if (absl::Now() - last_full_sweep_ < kRefusalSweepGap) return false;
+  const int64_t before = open_.load(std::memory_order_relaxed);
+  Sweep(/*full=*/true);
+  return open_.load(std::memory_order_relaxed) < before;
+}
+
+void ConnectionAcceptor::Sweep(bool full) {
+  const uint64_t open = tracked_.size();
+  uint64_t stride = 1;
+  if (!full && open > static_cast<uint64_t>(kSweepSlice)) {
+    stride = (open + kSweepSlice - 1) / kSweepSlice;
+  }
+  const uint64_t phase = sweep_phase_++ % stride;
+  if (stride == 1) last_full_sweep_ = absl::Now();
   std::vector<int> closed;
   for (const auto& [fd, tracked] : tracked_) {
+    if (static_cast<uint64_t>(fd) % stride != phase) continue;
     struct stat st {};
     if (::fstat(fd, &st) != 0 || static_cast<uint64_t>(st.st_ino) != tracked.inode ||
         !S_ISSOCK(st.st_mode)) {
