@@ -9,9 +9,9 @@
 //   padlock-conformance --gateway HOST:PORT [--ca-file PEM] [--timeout-seconds S]
 //
 // --ca-file: TLS, trusting this CA (as the padlock CLI takes it); plaintext without it. Each run
-// registers two fresh users (conf-a-<random>, conf-b-<random>) and leaves them behind; it needs
-// the registration, login and claim limits of the test profile or production (two
-// registrations, six logins, three claims). Payloads are opaque test bytes: the server never sees
+// registers two fresh users (conf-a-<random>, conf-b-<random>) and leaves them behind (so the
+// deployment must use the `open` registration policy, the default); it stays within the
+// production rate limits (two registrations, six logins, three claims). Payloads are opaque test bytes: the server never sees
 // plaintext, so what lies inside the ciphertext (content kinds, the unsupported receipt) is not
 // observable here — padlock-vectors and the SDK's contract_e2e_test cover it.
 
@@ -419,11 +419,11 @@ int Run(const Flags& flags) {
         [](const pb::ServerFrame& f) { return f.frame_case() == pb::ServerFrame::kPong &&
                                               f.pong() == 4242; },
         timeout);
+    const int invalid_argument = static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT);
     report.Check("Stream: an ack for nothing delivered on this stream gets error{INVALID_ARGUMENT}"
                  " and the stream stays open (ping answered)",
-                 error &&
-                     error->error().code() == static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT) &&
-                     pong && !alice_conn->ended(),
+                 error && error->error().code() == invalid_argument && pong &&
+                     !alice_conn->ended(),
                  error ? error->ShortDebugString() : "no error frame");
   }
 

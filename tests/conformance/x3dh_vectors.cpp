@@ -64,7 +64,9 @@ Value Obj(const Struct& s) {
   *v.mutable_struct_value() = s;
   return v;
 }
-void Set(Struct& s, const std::string& name, Value v) { (*s.mutable_fields())[name] = std::move(v); }
+void Set(Struct& s, const std::string& name, Value v) {
+  (*s.mutable_fields())[name] = std::move(v);
+}
 
 const uint8_t* Bytes(std::string_view s) {
   static const uint8_t kEmpty = 0;
@@ -151,7 +153,8 @@ absl::StatusOr<SignalPtr<ec_key_pair>> KeyPair(client::SignalContext& context,
 absl::Status FillRecords(client::SignalContext& context, X3dhKeys& keys) {
   {
     const client::SignedPreKey& spk = keys.signed_prekey;
-    ASSIGN_OR_RETURN(SignalPtr<ec_key_pair> pair, KeyPair(context, spk.public_key, spk.private_key));
+    ASSIGN_OR_RETURN(SignalPtr<ec_key_pair> pair,
+                     KeyPair(context, spk.public_key, spk.private_key));
     session_signed_pre_key* raw = nullptr;
     int rc = session_signed_pre_key_create(&raw, spk.id, spk.timestamp_ms, pair.get(),
                                            Bytes(spk.signature), spk.signature.size());
