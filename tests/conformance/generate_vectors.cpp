@@ -1,10 +1,12 @@
-// padlock-vectors DIR: writes DIR/statements.json and DIR/content.json (docs/PROTOCOL.md "Test
-// vectors"). Run it to regenerate docs/vectors/ after a deliberate format change (a new label or
-// format version); contract_unit_test checks the checked-in files against the code.
+// padlock-vectors DIR: writes DIR/statements.json, DIR/content.json and DIR/x3dh.json
+// (docs/PROTOCOL.md "Test vectors"); x3dh.json is the same on every run (seeded random source).
+// Run it to regenerate docs/vectors/ after a deliberate format change (a new label or format
+// version); contract_unit_test checks the checked-in files against the code.
 //
 // padlock-vectors check DIR: the conformance check (tests/conformance/README.md) — reads
-// DIR/statements.json and DIR/content.json written by any implementation and checks them against
-// this code; prints each failure; exit status 0 when everything conforms, 1 otherwise.
+// DIR/statements.json, DIR/content.json and DIR/x3dh.json written by any implementation and
+// checks them against this code (x3dh.json: its first message is decrypted as Bob); prints each
+// failure; exit status 0 when everything conforms, 1 otherwise.
 
 #include <fstream>
 #include <iostream>
@@ -20,7 +22,7 @@ int main(int argc, char** argv) {
   if (argc == 3 && std::string(argv[1]) == "check") {
     const std::string dir = argv[2];
     int failures = 0;
-    for (const char* name : {"statements.json", "content.json"}) {
+    for (const char* name : {"statements.json", "content.json", "x3dh.json"}) {
       std::ifstream in(dir + "/" + name);
       std::stringstream text;
       text << in.rdbuf();
@@ -30,10 +32,11 @@ int main(int argc, char** argv) {
         ++failures;
         continue;
       }
+      const std::string file = name;
       const std::vector<std::string> found =
-          std::string(name) == "statements.json"
-              ? padlock::vectors::CheckStatementVectors(*parsed)
-              : padlock::vectors::CheckContentVectors(*parsed);
+          file == "statements.json" ? padlock::vectors::CheckStatementVectors(*parsed)
+          : file == "content.json"  ? padlock::vectors::CheckContentVectors(*parsed)
+                                    : padlock::vectors::CheckX3dhVectors(*parsed);
       for (const std::string& f : found) std::cout << "FAIL " << name << ": " << f << std::endl;
       failures += static_cast<int>(found.size());
       if (found.empty()) std::cout << "ok   " << name << std::endl;
@@ -52,12 +55,16 @@ int main(int argc, char** argv) {
   }
   auto statements = padlock::vectors::MakeStatementVectors(**context);
   auto content = padlock::vectors::MakeContentVectors(**context);
-  if (!statements.ok() || !content.ok()) {
-    std::cerr << (statements.ok() ? content.status() : statements.status()) << std::endl;
-    return 1;
+  auto x3dh = padlock::vectors::MakeX3dhVectors();
+  for (const absl::Status& status : {statements.status(), content.status(), x3dh.status()}) {
+    if (!status.ok()) {
+      std::cerr << status << std::endl;
+      return 1;
+    }
   }
   std::ofstream(dir + "/statements.json") << padlock::vectors::ToJson(*statements);
   std::ofstream(dir + "/content.json") << padlock::vectors::ToJson(*content);
-  std::cout << "wrote " << dir << "/statements.json and " << dir << "/content.json" << std::endl;
+  std::ofstream(dir + "/x3dh.json") << padlock::vectors::ToJson(*x3dh);
+  std::cout << "wrote statements.json, content.json and x3dh.json in " << dir << std::endl;
   return 0;
 }

@@ -22,6 +22,13 @@ absl::StatusOr<google::protobuf::Struct> MakeStatementVectors(client::SignalCont
 // content.json: one padded content per kind, the unsupported receipt, a kind from the future,
 // and contents a receiver must reject.
 absl::StatusOr<google::protobuf::Struct> MakeContentVectors(client::SignalContext& context);
+// x3dh.json: a full X3DH and first message with fixed keys — Alice's identity, registration id,
+// base (ephemeral) key and first ratchet key; Bob's identity, registration id, signed prekey (with
+// its signature) and one-time prekey; a padded text; the PreKeySignalMessage; Alice's root key,
+// chain keys and first message keys. Made by the SDK through libsignal-protocol-c on a seeded
+// random source (deterministic_random.h), so every call returns the same bytes. Internal when
+// libsignal draws randomness other than as expected, or Bob cannot read the result.
+absl::StatusOr<google::protobuf::Struct> MakeX3dhVectors();
 
 // The statement bytes a vector's `type` and `fields` encode to (the services' encoders).
 // InvalidArgument for an unknown type or a missing field.
@@ -37,6 +44,11 @@ absl::StatusOr<std::string> EncodeContentBodyVector(const google::protobuf::Stru
 // conform).
 std::vector<std::string> CheckStatementVectors(const google::protobuf::Struct& file);
 std::vector<std::string> CheckContentVectors(const google::protobuf::Struct& file);
+// x3dh.json: every key, the plaintext and the message bytes must equal what MakeX3dhVectors makes
+// (alice_session and parsed too, when present), and Bob, holding the file's own keys, must
+// decrypt the file's prekey_signal_message to its plaintext.padded; the message must carry
+// alice's identity key and base key. A third party keeps our keys and writes its own message.
+std::vector<std::string> CheckX3dhVectors(const google::protobuf::Struct& file);
 
 // Lowercase hex ⇄ bytes. FromHex: InvalidArgument for odd length or a non-hex digit.
 std::string ToHex(std::string_view bytes);
