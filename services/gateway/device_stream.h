@@ -151,6 +151,9 @@ class StreamHub {
   std::vector<std::shared_ptr<DeviceStream>> StreamsOn(const std::string& channel) const;
   std::vector<std::shared_ptr<DeviceStream>> AllStreams() const;
   void Housekeeping();
+  // Has Housekeeping tick `stream` within its next 250 ms round (a read retry waiting for
+  // read_not_before_), besides the once-a-second round over every stream.
+  void ScheduleTick(const std::shared_ptr<DeviceStream>& stream);
   void Heartbeat(const std::vector<std::shared_ptr<DeviceStream>>& streams);
 
   const StreamSettings settings_;
@@ -170,6 +173,7 @@ class StreamHub {
   size_t streams_ = 0;
   bool draining_ = false;
   bool stopping_ = false;
+  std::vector<std::weak_ptr<DeviceStream>> tick_soon_;  // ScheduleTick
   std::condition_variable wake_;
   std::thread housekeeping_;
 };
@@ -281,6 +285,7 @@ class DeviceStream final
   bool need_read_ = true;       // the inbox must be read from the cursor
   bool reading_ = false;        // a ReadInbox is in flight
   absl::Time read_not_before_ = absl::InfinitePast();
+  bool tick_scheduled_ = false;  // in the hub's tick_soon_ (a read retry is waiting)
   bool backlog_done_ = false;   // QueueEmpty was queued
   std::deque<Delivered> delivered_;  // handed out, not acknowledged, in order
 
