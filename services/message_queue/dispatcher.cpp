@@ -377,10 +377,14 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     }
     ranges[i].second = appends.size();
   }
-  // Folded acks first: they are the sending devices' own reads, older than these sends.
+  // 4. The carried acks and every append of the batch in one store call (one pipeline on
+  // Redis), the acks first: they are the sending devices' own reads, older than these sends.
+  // Requests keep their order per device, so sends of one sender device reach each inbox in
+  // request order.
+  InboxStore::AckAndAppendResults stored = store_->AckAndAppend(*acks, appends);
   if (request.acks_size() > 0) {
     v1::EnqueueAckResult* ack_result = response.mutable_ack_result();
-    absl::StatusOr<std::vector<uint32_t>> removed = ApplyAcks(*acks);
+    absl::StatusOr<std::vector<uint32_t>> removed = CountAcked(stored.acks);
     if (removed.ok()) {
       for (uint32_t k : *removed) ack_result->add_removed(k);
     } else {
@@ -389,10 +393,7 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
     }
   }
   if (appends.empty()) return response;
-
-  // 4. Every append of the batch in one pipelined store call; requests keep their order per
-  // device, so sends of one sender device reach each inbox in request order.
-  std::vector<absl::StatusOr<AppendResult>> results = store_->Append(appends);
+  std::vector<absl::StatusOr<AppendResult>>& results = stored.appends;
   for (int i = 0; i < n; ++i) {
     if (ranges[i].first == ranges[i].second) continue;
     const absl::Status* failure = nullptr;
@@ -528,9 +529,13 @@ absl::StatusOr<std::vector<AckRequest>> Dispatcher::ParseAcks(
 }
 
 absl::StatusOr<std::vector<uint32_t>> Dispatcher::ApplyAcks(absl::Span<const AckRequest> acks) {
+  if (acks.empty()) return std::vector<uint32_t>();
+  return CountAcked(store_->Ack(acks));
+}
+
+absl::StatusOr<std::vector<uint32_t>> Dispatcher::CountAcked(
+    const std::vector<absl::StatusOr<uint64_t>>& results) {
   std::vector<uint32_t> removed;
-  if (acks.empty()) return removed;
-  std::vector<absl::StatusOr<uint64_t>> results = store_->Ack(acks);
   removed.reserve(results.size());
   for (const absl::StatusOr<uint64_t>& result : results) {
     if (!result.ok()) return result.status();

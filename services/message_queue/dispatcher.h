@@ -92,6 +92,9 @@ class Dispatcher {
       std::string_view field) const;
   // Entries removed per ack; the first store failure (some acks may have been applied).
   absl::StatusOr<std::vector<uint32_t>> ApplyAcks(absl::Span<const AckRequest> acks);
+  // The store's ack results → entries removed per ack (counted), or the first failure.
+  absl::StatusOr<std::vector<uint32_t>> CountAcked(
+      const std::vector<absl::StatusOr<uint64_t>>& results);
   void Refuse(padlock::v1::SendOutcome* outcome, absl::StatusCode code, std::string_view reason,
               std::string_view message);
 

@@ -132,6 +132,20 @@ class InboxStore {
   // a repeated ack). Unavailable on store failure.
   virtual std::vector<absl::StatusOr<uint64_t>> Ack(absl::Span<const AckRequest> requests) = 0;
 
+  // Ack(acks), then Append(appends): the results of each, as those calls return them. A store
+  // that can does both in one round trip (Redis: the ack scripts lead the appends' pipeline).
+  struct AckAndAppendResults {
+    std::vector<absl::StatusOr<uint64_t>> acks;
+    std::vector<absl::StatusOr<AppendResult>> appends;
+  };
+  virtual AckAndAppendResults AckAndAppend(absl::Span<const AckRequest> acks,
+                                           absl::Span<const AppendRequest> appends) {
+    AckAndAppendResults results;
+    if (!acks.empty()) results.acks = Ack(acks);
+    if (!appends.empty()) results.appends = Append(appends);
+    return results;
+  }
+
   // Deletes the device's inbox and everything kept with it. Returns the entries removed.
   virtual absl::StatusOr<uint64_t> Purge(const DeviceKey& device) = 0;
 

@@ -439,6 +439,23 @@ void RedisInboxStore::ReleasePayloads(const absl::flat_hash_map<std::string, int
 
 std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
     absl::Span<const AppendRequest> requests) {
+  return AppendAfterAcks({}, requests, nullptr);
+}
+
+RedisInboxStore::AckAndAppendResults RedisInboxStore::AckAndAppend(
+    absl::Span<const AckRequest> acks, absl::Span<const AppendRequest> appends) {
+  AckAndAppendResults results;
+  if (appends.empty()) {
+    if (!acks.empty()) results.acks = Ack(acks);
+    return results;
+  }
+  results.appends = AppendAfterAcks(acks, appends, &results.acks);
+  return results;
+}
+
+std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::AppendAfterAcks(
+    absl::Span<const AckRequest> acks, absl::Span<const AppendRequest> requests,
+    std::vector<absl::StatusOr<uint64_t>>* ack_results) {
   const int64_t now_ms = absl::ToUnixMillis(absl::Now());
   const int64_t window_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(limits_.dedupe_window));
   const int64_t bucket = now_ms / window_ms;
@@ -501,7 +518,10 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
   };
   std::vector<Call> calls;
   absl::flat_hash_map<int, size_t> filling;  // slot → the call in `calls` that takes its devices
+  // The acks lead the pipeline (commands [0, acks.size())): they run before the appends.
   std::vector<redis::Command> commands;
+  commands.reserve(acks.size() + 1);
+  for (const AckRequest& ack : acks) commands.push_back(AckCommand(ack));
   std::vector<redis::Command> publishes;
   // Per request: its call and its position in that call's reply (appends), or its publish.
   enum class Kind { kFailedPut, kAppend, kPublish, kSeparatePublish };
@@ -588,8 +608,13 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::Append(
   if (!publishes.empty()) publish_replies = redis_->ExecutePipeline(publishes);
   std::vector<absl::StatusOr<AppendResult>> results;
   results.reserve(requests.size());
-  // Round 3: references taken in round 1 that no new entry holds (failed or duplicate appends).
+  // Round 3: references taken in round 1 that no new entry holds (failed or duplicate appends),
+  // and those the acks released.
   absl::flat_hash_map<std::string, int64_t> unused;
+  if (ack_results != nullptr) {
+    ack_results->clear();
+    for (size_t a = 0; a < acks.size(); ++a) ack_results->push_back(ParseAck(replies[a], &unused));
+  }
   for (size_t i = 0; i < requests.size(); ++i) {
     const AppendRequest& r = requests[i];
     const Where& at = where[i];
@@ -708,33 +733,36 @@ absl::StatusOr<InboxPage> RedisInboxStore::Read(const DeviceKey& device,
   return page;
 }
 
+redis::Command RedisInboxStore::AckCommand(const AckRequest& r) const {
+  std::vector<std::string> args = {r.up_to_server_id};
+  args.insert(args.end(), r.server_ids.begin(), r.server_ids.end());
+  redis::Command command =
+      ack_.Call({channels::InboxKey(r.device.user_id, r.device.device_id), MetaKey(r.device)},
+                args);
+  command.idempotent = true;  // an ack repeated removes nothing more
+  return command;
+}
+
+absl::StatusOr<uint64_t> RedisInboxStore::ParseAck(
+    const absl::StatusOr<RedisReply>& reply,
+    absl::flat_hash_map<std::string, int64_t>* released) {
+  if (!reply.ok()) return reply.status();
+  if (reply->is_error()) return ReplyError(*reply, "ack");
+  if (!reply->is_array() || reply->elements().size() != 2) return Malformed("ack");
+  for (const RedisReply& key : reply->elements()[1].elements()) ++(*released)[key.str()];
+  return AsU64(reply->elements()[0]);
+}
+
 std::vector<absl::StatusOr<uint64_t>> RedisInboxStore::Ack(absl::Span<const AckRequest> requests) {
   std::vector<redis::Command> commands;
   commands.reserve(requests.size());
-  for (const AckRequest& r : requests) {
-    std::vector<std::string> args = {r.up_to_server_id};
-    args.insert(args.end(), r.server_ids.begin(), r.server_ids.end());
-    redis::Command command =
-        ack_.Call({channels::InboxKey(r.device.user_id, r.device.device_id), MetaKey(r.device)},
-                  args);
-    command.idempotent = true;  // an ack repeated removes nothing more
-    commands.push_back(std::move(command));
-  }
+  for (const AckRequest& r : requests) commands.push_back(AckCommand(r));
   std::vector<absl::StatusOr<RedisReply>> replies = redis_->ExecutePipeline(commands);
   std::vector<absl::StatusOr<uint64_t>> results;
   results.reserve(replies.size());
   absl::flat_hash_map<std::string, int64_t> released;
   for (const absl::StatusOr<RedisReply>& reply : replies) {
-    if (!reply.ok()) {
-      results.push_back(reply.status());
-    } else if (reply->is_error()) {
-      results.push_back(ReplyError(*reply, "ack"));
-    } else if (!reply->is_array() || reply->elements().size() != 2) {
-      results.push_back(Malformed("ack"));
-    } else {
-      results.push_back(AsU64(reply->elements()[0]));
-      for (const RedisReply& key : reply->elements()[1].elements()) ++released[key.str()];
-    }
+    results.push_back(ParseAck(reply, &released));
   }
   ReleasePayloads(released);
   return results;

@@ -42,6 +42,9 @@ class RedisInboxStore final : public InboxStore {
   absl::StatusOr<InboxPage> Read(const DeviceKey& device, std::string_view after_server_id,
                                  uint32_t max_entries) override;
   std::vector<absl::StatusOr<uint64_t>> Ack(absl::Span<const AckRequest> requests) override;
+  // The ack scripts first in the appends' pipeline: one round trip for both.
+  AckAndAppendResults AckAndAppend(absl::Span<const AckRequest> acks,
+                                   absl::Span<const AppendRequest> appends) override;
   absl::StatusOr<uint64_t> Purge(const DeviceKey& device) override;
   absl::StatusOr<InboxInfo> Info(const DeviceKey& device) override;
 
@@ -57,6 +60,14 @@ class RedisInboxStore final : public InboxStore {
   const redis::Script put_payload_;
   const redis::Script release_payload_;
 
+  // Append, with `acks` run first in the appends' pipeline; their results in `ack_results`.
+  std::vector<absl::StatusOr<AppendResult>> AppendAfterAcks(
+      absl::Span<const AckRequest> acks, absl::Span<const AppendRequest> requests,
+      std::vector<absl::StatusOr<uint64_t>>* ack_results);
+  redis::Command AckCommand(const AckRequest& request) const;
+  // One ack script reply → the entries removed; adds the payload references it released.
+  static absl::StatusOr<uint64_t> ParseAck(const absl::StatusOr<redis::RedisReply>& reply,
+                                           absl::flat_hash_map<std::string, int64_t>* released);
   // Drops references to shared payloads (key → count), deleting those that reach zero.
   void ReleasePayloads(const absl::flat_hash_map<std::string, int64_t>& counts);
 };

@@ -185,6 +185,34 @@ TEST_P(InboxStoreContract, CumulativeAckRemovesThroughTheIdRaisesTheFloorAndIsId
   EXPECT_EQ(page.depth, 1u);
 }
 
+TEST_P(InboxStoreContract, AckAndAppendAppliesTheAcksThenTheAppends) {
+  std::vector<AppendResult> r = AppendAll(bob1_, 3, "aa");
+  const std::vector<AckRequest> acks = {AckRequest{bob1_, r[1].server_id, {}},
+                                        AckRequest{bob1_, "", {r[2].server_id}}};
+  const std::vector<AppendRequest> appends = {Request(bob1_, "aa-new", "ct-new"),
+                                              Request(bob2_, "aa-b2", "ct-b2")};
+  InboxStore::AckAndAppendResults results = store_->AckAndAppend(acks, appends);
+  ASSERT_EQ(results.acks.size(), 2u);
+  ASSERT_TRUE(results.acks[0].ok()) << results.acks[0].status();
+  EXPECT_EQ(*results.acks[0], 2u);
+  ASSERT_TRUE(results.acks[1].ok()) << results.acks[1].status();
+  EXPECT_EQ(*results.acks[1], 1u);
+  ASSERT_EQ(results.appends.size(), 2u);
+  ASSERT_TRUE(results.appends[0].ok()) << results.appends[0].status();
+  EXPECT_EQ(results.appends[0]->sequence, 4u);
+  ASSERT_TRUE(results.appends[1].ok()) << results.appends[1].status();
+  EXPECT_EQ(results.appends[1]->sequence, 1u);
+  InboxPage page = ReadAll(bob1_);
+  EXPECT_THAT(Sequences(page), ::testing::ElementsAre(4u));
+  EXPECT_EQ(page.acked_sequence, 3u);
+  EXPECT_THAT(Sequences(ReadAll(bob2_)), ::testing::ElementsAre(1u));
+  // Acks alone, and appends alone, through the same call.
+  EXPECT_EQ(*store_->AckAndAppend({AckRequest{bob1_, results.appends[0]->server_id, {}}}, {})
+                 .acks.at(0),
+            1u);
+  EXPECT_TRUE(store_->AckAndAppend({}, {Request(bob2_, "aa-b2-2", "x")}).appends.at(0).ok());
+}
+
 TEST_P(InboxStoreContract, IndividualAcksAreRememberedUntilTheFloorPassesThem) {
   std::vector<AppendResult> r = AppendAll(bob1_, 5, "i");
   EXPECT_EQ(AckOne(AckRequest{bob1_, "", {r[3].server_id, r[1].server_id, r[4].server_id}}), 3u);
