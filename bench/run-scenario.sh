@@ -202,6 +202,12 @@ build_type="$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD_DIR/CMakeCache.txt
 
 status=0
 loads=()
+# Redis's AOF rewrites and growth over the runs (the local stack's Redis persists with an AOF).
+aof_info() {
+  redis-cli -p "$REDIS_PORT" INFO persistence 2>/dev/null | tr -d '\r' \
+    | awk -F: '$1=="aof_rewrites"{r=$2} $1=="aof_current_size"{s=$2} END{print (r==""?0:r), (s==""?0:s)}'
+}
+read -r aof_rewrites_before aof_size_before < <(aof_info)
 for run in $(seq "$RUNS"); do
   log "run $run/$RUNS: padlock-loadgen ${FLAGS[*]}"
   loads+=("$(cut -d' ' -f1-3 /proc/loadavg)")
@@ -288,6 +294,10 @@ json.dump({"scenario": scenario, "commit": commit, "machine": machine, "build_ty
            "command": command, "runs": reports}, open(f"{base}.json", "w"), indent=2)
 print("\n".join(lines))
 EOF
+read -r aof_rewrites_after aof_size_after < <(aof_info)
+printf '\nRedis AOF over the %s run(s): %s rewrite(s); current size %s → %s bytes.\n' "$RUNS" \
+  "$((aof_rewrites_after - aof_rewrites_before))" "$aof_size_before" "$aof_size_after" \
+  | tee -a "$base.md"
 rm -f "$base".run*.json "$base".run*.txt
 log "results: $base.md and $base.json"
 exit "$status"
