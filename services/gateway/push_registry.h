@@ -126,9 +126,9 @@ struct PushOptions {
   // How long a subscription lives without a Connect (PADLOCK_PUSH_ENDPOINT_TTL).
   absl::Duration ttl = absl::Hours(24 * 30);
   // Hosts exempt from the address rule (PADLOCK_PUSH_ALLOWED_HOSTS), lower case.
-  absl::flat_hash_set<std::string> allowed_hosts;
+  absl::flat_hash_set<std::string> allowed_hosts = {};
   // 65 raw bytes; empty: push is not configured.
-  std::string vapid_public_key;
+  std::string vapid_public_key = {};
 };
 
 // Validates, stores and removes device subscriptions, and counts what it does. Thread-safe; the
