@@ -432,7 +432,9 @@ grpc::ServerUnaryReactor* GatewayService::SetPushSubscription(
     v1::SetPushSubscriptionResponse* response) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  if (push_ == nullptr) return Reject(context, absl::FailedPreconditionError("push not configured"));
+  if (push_ == nullptr) {
+    return Reject(context, absl::FailedPreconditionError("push not configured"));
+  }
   if (!request->has_subscription()) {
     return Reject(context, absl::InvalidArgumentError("subscription: required"));
   }
@@ -456,7 +458,9 @@ grpc::ServerUnaryReactor* GatewayService::DeletePushSubscription(
     v1::DeletePushSubscriptionResponse* /*response*/) {
   absl::StatusOr<SessionClaims> caller = Caller(context);
   if (!caller.ok()) return Reject(context, caller.status());
-  if (push_ == nullptr) return Reject(context, absl::FailedPreconditionError("push not configured"));
+  if (push_ == nullptr) {
+    return Reject(context, absl::FailedPreconditionError("push not configured"));
+  }
   // No CheckListed: an unlisted device has no subscription left to remove, and removing
   // nothing is harmless.
   return Offload(context, [this, caller = *std::move(caller)]() -> absl::Status {

@@ -60,7 +60,8 @@ uint32_t V4At(const uint8_t* b) {
 
 bool IsForbiddenV6(const std::array<uint8_t, 16>& b) {
   static constexpr std::array<uint8_t, 12> kMapped = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  static constexpr std::array<uint8_t, 12> kNat64 = {0x00, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+  static constexpr std::array<uint8_t, 12> kNat64 = {0x00, 0x64, 0xff, 0x9b, 0, 0,
+                                                      0,    0,    0,    0,    0, 0};
   if (std::memcmp(b.data(), kMapped.data(), 12) == 0) return IsForbiddenV4(V4At(b.data() + 12));
   if (std::memcmp(b.data(), kNat64.data(), 12) == 0) return IsForbiddenV4(V4At(b.data() + 12));
   bool zero_prefix = true;  // ::/96: unspecified, loopback, IPv4-compatible (deprecated)
@@ -170,7 +171,8 @@ bool IsP256UncompressedPoint(std::string_view point) {
 }
 
 absl::StatusOr<std::string> ParseVapidPublicKey(std::string_view text) {
-  const std::string trimmed(absl::StripAsciiWhitespace(absl::string_view(text.data(), text.size())));
+  const std::string trimmed(
+      absl::StripAsciiWhitespace(absl::string_view(text.data(), text.size())));
   std::string raw;
   if (!absl::WebSafeBase64Unescape(trimmed, &raw) && !absl::Base64Unescape(trimmed, &raw)) {
     return absl::InvalidArgumentError("VAPID public key: not base64url");

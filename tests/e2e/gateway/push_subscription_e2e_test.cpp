@@ -152,8 +152,8 @@ TEST_P(PushSubscriptionE2eTest, DeleteRemovesTheKey) {
     grpc::ClientContext context;
     Authorize(context, token);
     pb::DeletePushSubscriptionResponse response;
-    grpc::Status status =
-        ops_->stub().DeletePushSubscription(&context, pb::DeletePushSubscriptionRequest(), &response);
+    grpc::Status status = ops_->stub().DeletePushSubscription(
+        &context, pb::DeletePushSubscriptionRequest(), &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
     EXPECT_FALSE(Exists(key));
   }

@@ -220,7 +220,9 @@ class FakeStore final : public PushSubscriptionStore {
     last_ttl = ttl;
     return absl::OkStatus();
   }
-  static std::string Key(const DeviceRef& d) { return d.user_id + ":" + std::to_string(d.device_id); }
+  static std::string Key(const DeviceRef& d) {
+    return d.user_id + ":" + std::to_string(d.device_id);
+  }
   std::map<std::string, std::string> held;
   std::vector<std::string> refreshed;
   absl::Duration last_ttl;
@@ -329,7 +331,8 @@ TEST(PushSettings, FromConfig) {
   EXPECT_EQ(s.push.allowed_hosts, (absl::flat_hash_set<std::string>{"127.0.0.1", "localhost"}));
   EXPECT_EQ(s.push.vapid_public_key, ValidP256dh());
 
-  runtime::Config defaults({{"PADLOCK_TOKEN_SECRET", std::string(64, 'a')}, {"PADLOCK_TLS", "off"}});
+  runtime::Config defaults(
+      {{"PADLOCK_TOKEN_SECRET", std::string(64, 'a')}, {"PADLOCK_TLS", "off"}});
   GatewaySettings d = GatewaySettingsFromConfig(defaults);
   EXPECT_EQ(d.push.ttl, absl::Hours(24 * 30));
   EXPECT_TRUE(d.push.allowed_hosts.empty());  // no exemption unless an operator sets one
