@@ -242,10 +242,10 @@ absl::StatusOr<std::vector<std::string>> SystemHostResolver::Resolve(const std::
 }
 
 PushSubscriptionValidator::PushSubscriptionValidator(
-    HostResolver* resolver, absl::flat_hash_set<std::string> allowed_hosts)
-    : resolver_(resolver), allowed_hosts_(std::move(allowed_hosts)) {}
+    HostResolver* resolver, absl::flat_hash_set<std::string> allowed_hosts, int max_lookups)
+    : resolver_(resolver), allowed_hosts_(std::move(allowed_hosts)), max_lookups_(max_lookups) {}
 
-PushVerdict PushSubscriptionValidator::Check(const PushSubscription& subscription) const {
+PushVerdict PushSubscriptionValidator::Check(const PushSubscription& subscription) {
   if (subscription.auth.size() != kPushAuthBytes) {
     return Refuse("auth", absl::StrCat("subscription.auth: ", subscription.auth.size(),
                                        " bytes, must be ", kPushAuthBytes));
@@ -258,7 +258,12 @@ PushVerdict PushSubscriptionValidator::Check(const PushSubscription& subscriptio
   if (PushVerdict parsed = ParseEndpointUrl(subscription.endpoint, &url); !parsed.status.ok()) {
     return parsed;
   }
+  if (lookups_.fetch_add(1) >= max_lookups_) {
+    lookups_.fetch_sub(1);
+    return {absl::ResourceExhaustedError("push subscription checks busy: retry later"), "busy"};
+  }
   absl::StatusOr<std::vector<std::string>> addresses = resolver_->Resolve(url.host);
+  lookups_.fetch_sub(1);
   if (absl::IsNotFound(addresses.status())) {
     return Refuse("unresolved",
                   absl::StrCat("subscription.endpoint: host ", url.host, " does not resolve"));
@@ -297,7 +302,7 @@ PushRegistry::PushRegistry(PushOptions options, HostResolver* resolver,
                     .Name("padlock_gateway_push_subscriptions_refused_total")
                     .Help("Web Push subscriptions refused, by reason: scheme, size, url, "
                           "userinfo, unresolved, address, p256dh, auth (INVALID_ARGUMENT); "
-                          "resolver, store (UNAVAILABLE)")
+                          "resolver, store (UNAVAILABLE); busy (RESOURCE_EXHAUSTED)")
                     .Register(*metrics);
   }
 }

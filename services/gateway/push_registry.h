@@ -12,6 +12,7 @@
 //                or another special-purpose range (0/8, 240/4, IPv4-mapped forms of all these)
 //   p256dh       not a 65-byte uncompressed point on P-256
 //   auth         not exactly 16 bytes
+//   (busy)       kMaxPushLookupsInFlight look-ups are running already: ResourceExhausted
 // A host on the operator's allow-list (exact, case-insensitive match of the URL's host) skips the
 // address rule: local stacks and tests list "127.0.0.1,localhost" there. Production has none.
 //
@@ -19,6 +20,7 @@
 // notifier (a later release) must check the address it actually connects to again, and it never
 // follows redirects: a 3xx from a push service is a failed push, not a new destination.
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -44,6 +46,10 @@ namespace padlock::gateway {
 inline constexpr size_t kMaxPushEndpointBytes = 1000;
 inline constexpr size_t kPushP256dhBytes = 65;
 inline constexpr size_t kPushAuthBytes = 16;
+// Host look-ups in flight at once per gateway. A look-up may block an executor thread for the
+// resolver's whole timeout (an attacker's name server that never answers), so without a bound a
+// few clients could hold every executor thread. Beyond it: ResourceExhausted, reason "busy".
+inline constexpr int kMaxPushLookupsInFlight = 4;
 
 // What a device registers (padlock.v1.PushSubscription).
 struct PushSubscription {
@@ -87,14 +93,18 @@ struct PushVerdict {
 class PushSubscriptionValidator {
  public:
   // `resolver` must outlive this. `allowed_hosts`: lower-case host names or numeric addresses.
-  PushSubscriptionValidator(HostResolver* resolver, absl::flat_hash_set<std::string> allowed_hosts);
+  PushSubscriptionValidator(HostResolver* resolver, absl::flat_hash_set<std::string> allowed_hosts,
+                            int max_lookups = kMaxPushLookupsInFlight);
   // Checks every rule of the file comment, cheapest first (no DNS for a bad key or a bad URL).
-  // Unavailable (reason "resolver") when the resolver failed. May block (DNS).
-  PushVerdict Check(const PushSubscription& subscription) const;
+  // Unavailable (reason "resolver") when the resolver failed; ResourceExhausted (reason "busy")
+  // when `max_lookups` look-ups are in flight. May block (DNS). Thread-safe.
+  PushVerdict Check(const PushSubscription& subscription);
 
  private:
   HostResolver* const resolver_;
   const absl::flat_hash_set<std::string> allowed_hosts_;
+  const int max_lookups_;
+  std::atomic<int> lookups_{0};
 };
 
 // Parses an http(s) endpoint; InvalidArgument naming what is wrong (reason in the verdict).

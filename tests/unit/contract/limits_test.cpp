@@ -116,6 +116,7 @@ std::map<std::string, std::string> CodeLimits() {
       {"PADLOCK_KEEPALIVE_TIMEOUT", DocDuration(gw.keepalive_timeout)},
       {"PADLOCK_PUSH_ENDPOINT_TTL", DocDuration(gw.push.ttl)},
       {"fixed: push endpoint bytes", Count(gateway::kMaxPushEndpointBytes)},
+      {"fixed: push look-ups in flight", Count(gateway::kMaxPushLookupsInFlight)},
       // message-queue
       {"PADLOCK_MAX_CIPHERTEXT_BYTES", Count(mq.dispatch.max_ciphertext_bytes)},
       {"PADLOCK_RETENTION", DocDuration(mq.limits.retention)},

@@ -6,8 +6,11 @@
 #include <openssl/pem.h>
 #include <prometheus/registry.h>
 
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/escaping.h"
@@ -186,6 +189,56 @@ TEST_F(PushValidatorTest, UnresolvableHostIsInvalidArgumentResolverFailureUnavai
   PushVerdict v = Check("https://flaky.example/x");
   EXPECT_EQ(v.status.code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ(v.reason, "resolver");
+}
+
+// A resolver whose look-ups wait until the test releases them (a name server that hangs).
+class HangingResolver final : public HostResolver {
+ public:
+  absl::StatusOr<std::vector<std::string>> Resolve(const std::string& /*host*/) override {
+    std::unique_lock lock(mu_);
+    ++waiting_;
+    changed_.notify_all();
+    changed_.wait(lock, [&] { return released_; });
+    return std::vector<std::string>{"93.184.216.34"};
+  }
+  bool WaitForWaiting(int n) {
+    std::unique_lock lock(mu_);
+    return changed_.wait_for(lock, std::chrono::seconds(10), [&] { return waiting_ >= n; });
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable changed_;
+  int waiting_ = 0;
+  bool released_ = false;
+};
+
+TEST(PushValidatorBound, LookupsBeyondTheBoundAreRefusedAtOnce) {
+  HangingResolver resolver;
+  PushSubscriptionValidator validator(&resolver, {}, /*max_lookups=*/2);
+  const PushSubscription subscription{"https://slow.example/x", ValidP256dh(), kAuth};
+  std::vector<PushVerdict> held(2);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 2; ++i) {
+    threads.emplace_back([&, i] { held[i] = validator.Check(subscription); });
+  }
+  ASSERT_TRUE(resolver.WaitForWaiting(2));
+  // Both slots are taken by hanging look-ups: the third is refused without waiting.
+  PushVerdict third = validator.Check(subscription);
+  EXPECT_EQ(third.status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(third.reason, "busy");
+  // Checks that need no look-up are not affected.
+  EXPECT_EQ(validator.Check({"ftp://slow.example/x", ValidP256dh(), kAuth}).reason, "scheme");
+  resolver.Release();
+  for (std::thread& t : threads) t.join();
+  for (const PushVerdict& v : held) EXPECT_TRUE(v.status.ok()) << v.status;
+  // The slots are free again.
+  EXPECT_TRUE(validator.Check(subscription).status.ok());
 }
 
 TEST(PushAddress, Classification) {
