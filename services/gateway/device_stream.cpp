@@ -419,13 +419,14 @@ class StreamHub::SendPump {
 StreamHub::StreamHub(StreamSettings settings, Authenticator* auth, redis::RedisClient* redis,
                      std::shared_ptr<grpc::Channel> message_queue,
                      std::shared_ptr<grpc::Channel> presence, runtime::BoundedExecutor* executor,
-                     prometheus::Registry* metrics)
+                     prometheus::Registry* metrics, PushRegistry* push)
     : settings_(std::move(settings)),
       auth_(auth),
       redis_(redis),
       message_queue_(v1::MessageQueue::NewStub(std::move(message_queue))),
       presence_(v1::Presence::NewStub(std::move(presence))),
       executor_(executor),
+      push_(push),
       metrics_(std::make_unique<Metrics>(metrics)),
       sends_(std::make_unique<SendPump>(this)),
       acks_(std::make_unique<AckPump>(this)) {}
@@ -706,6 +707,15 @@ void DeviceStream::StartUp() {
         listed.code() == absl::StatusCode::kUnauthenticated ? "unauthenticated" : "unavailable"));
     Fail(runtime::ToGrpcStatus(listed));
     return;
+  }
+  // Every connect renews the device's push subscription (one EXPIRE; nothing when it has none).
+  // A failure costs at most an earlier expiry, never the stream.
+  if (hub_->push_ != nullptr) {
+    if (absl::Status s = hub_->push_->Refresh(DeviceRef{claims_.user_id, claims_.device_id});
+        !s.ok()) {
+      runtime::LogWarn("push subscription refresh failed",
+                       {{"user", runtime::HashUserId(claims_.user_id)}, {"error", s}});
+    }
   }
   grpc::ClientContext context;
   SetDeadline(context, hub_->settings_.call_deadline);

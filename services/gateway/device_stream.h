@@ -56,6 +56,7 @@
 #include "services/common/redis/redis_subscriber.h"
 #include "services/common/runtime/executor.h"
 #include "services/gateway/authenticator.h"
+#include "services/gateway/push_registry.h"
 
 namespace prometheus {
 class Counter;
@@ -112,7 +113,8 @@ class StreamHub {
  public:
   StreamHub(StreamSettings settings, Authenticator* auth, redis::RedisClient* redis,
             std::shared_ptr<grpc::Channel> message_queue, std::shared_ptr<grpc::Channel> presence,
-            runtime::BoundedExecutor* executor, prometheus::Registry* metrics);
+            runtime::BoundedExecutor* executor, prometheus::Registry* metrics,
+            PushRegistry* push = nullptr);
   // Stop()s.
   ~StreamHub();
   StreamHub(const StreamHub&) = delete;
@@ -162,6 +164,8 @@ class StreamHub {
   std::unique_ptr<padlock::v1::MessageQueue::Stub> message_queue_;
   std::unique_ptr<padlock::v1::Presence::Stub> presence_;
   runtime::BoundedExecutor* const executor_;
+  // Renews the device's push subscription at each stream start-up; null: no push.
+  PushRegistry* const push_;
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<SendPump> sends_;
   std::unique_ptr<AckPump> acks_;

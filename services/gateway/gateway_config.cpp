@@ -5,6 +5,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "services/common/runtime/absl_compat.h"
@@ -138,6 +139,36 @@ GatewaySettings GatewaySettingsFromConfig(runtime::Config& config) {
   }
   s.turn.ttl = config.Duration("PADLOCK_TURN_TTL", absl::Hours(1), absl::Minutes(1),
                                absl::Hours(48));
+  s.push.ttl = config.Duration("PADLOCK_PUSH_ENDPOINT_TTL", absl::Hours(24 * 30), absl::Minutes(1),
+                               absl::Hours(24 * 365));
+  const std::string allowed = config.String("PADLOCK_PUSH_ALLOWED_HOSTS", "");
+  for (absl::string_view host : absl::StrSplit(allowed, ',', absl::SkipWhitespace())) {
+    s.push.allowed_hosts.insert(absl::AsciiStrToLower(absl::StripAsciiWhitespace(host)));
+  }
+  if (config.Has("PADLOCK_VAPID_PUBLIC_KEY") && config.Has("PADLOCK_VAPID_KEY_FILE")) {
+    config.AddError("PADLOCK_VAPID_KEY_FILE", "set PADLOCK_VAPID_PUBLIC_KEY or this, not both");
+  } else if (config.Has("PADLOCK_VAPID_PUBLIC_KEY")) {
+    absl::StatusOr<std::string> key =
+        ParseVapidPublicKey(config.String("PADLOCK_VAPID_PUBLIC_KEY", ""));
+    if (key.ok()) {
+      s.push.vapid_public_key = *std::move(key);
+    } else {
+      config.AddError("PADLOCK_VAPID_PUBLIC_KEY", ToStd(key.status().message()));
+    }
+  } else if (config.Has("PADLOCK_VAPID_KEY_FILE")) {
+    const std::string path = config.String("PADLOCK_VAPID_KEY_FILE", "");
+    std::ifstream in(path);
+    std::stringstream contents;
+    contents << in.rdbuf();
+    absl::StatusOr<std::string> key = in.is_open()
+                                          ? VapidPublicKeyFromPem(contents.str())
+                                          : absl::InvalidArgumentError("cannot read " + path);
+    if (key.ok()) {
+      s.push.vapid_public_key = *std::move(key);
+    } else {
+      config.AddError("PADLOCK_VAPID_KEY_FILE", ToStd(key.status().message()));
+    }
+  }
   s.workers = static_cast<int>(config.Int("PADLOCK_GATEWAY_WORKERS", 16, 1, 1024));
   s.queue = static_cast<size_t>(config.Int("PADLOCK_GATEWAY_QUEUE", 4096, 1, 1000000));
   s.limits.max_relays_in_flight = s.queue;

@@ -35,6 +35,15 @@
 //   PADLOCK_TLS_CERT / PADLOCK_TLS_KEY   PEM files: TLS on the public port (required unless
 //                                        PADLOCK_TLS=off, for local runs and tests)
 //   PADLOCK_TLS                          on (default) | off
+//   PADLOCK_PUSH_ENDPOINT_TTL            how long a device's Web Push subscription lives without a
+//                                        Connect (default 30 days = 720h; 1m .. 365 days)
+//   PADLOCK_PUSH_ALLOWED_HOSTS           comma-separated push hosts exempt from the private /
+//                                        loopback / link-local address rule (default none; local
+//                                        stacks and tests: 127.0.0.1,localhost)
+//   PADLOCK_VAPID_PUBLIC_KEY             the server's VAPID public key, base64url of the 65-byte
+//                                        uncompressed P-256 point (unset: GetPushConfig answers
+//                                        FAILED_PRECONDITION "push not configured")
+//   PADLOCK_VAPID_KEY_FILE               or a PEM file with the VAPID public or private key
 //   PADLOCK_GATEWAY_WORKERS              executor threads for blocking calls (default 16)
 //   PADLOCK_GATEWAY_QUEUE                executor queue bound, and the bound on key-directory
 //                                        calls in flight (default 4096)
@@ -45,6 +54,7 @@
 #include "services/gateway/authenticator.h"
 #include "services/gateway/device_stream.h"
 #include "services/gateway/gateway_service.h"
+#include "services/gateway/push_registry.h"
 #include "services/gateway/turn.h"
 
 namespace padlock::gateway {
@@ -56,6 +66,7 @@ struct GatewaySettings {
   absl::Duration key_directory_deadline = absl::Seconds(2);
   GatewayLimits limits;
   TurnOptions turn;
+  PushOptions push;
   StreamSettings streams;
   absl::Duration keepalive_time = absl::Seconds(30);
   absl::Duration keepalive_timeout = absl::Seconds(10);

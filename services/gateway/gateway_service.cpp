@@ -58,14 +58,16 @@ int64_t UnixMillis(absl::Time t) { return absl::ToUnixMillis(t); }
 GatewayService::GatewayService(Authenticator* auth, KeyDirectoryClient* key_directory,
                                RateLimiter* limiter, runtime::BoundedExecutor* executor,
                                GatewayLimits limits, TurnOptions turn,
-                               prometheus::Registry* metrics, StreamHub* streams)
+                               prometheus::Registry* metrics, StreamHub* streams,
+                               PushRegistry* push)
     : auth_(auth),
       key_directory_(key_directory),
       limiter_(limiter),
       executor_(executor),
       limits_(limits),
       turn_(std::move(turn)),
-      streams_(streams) {
+      streams_(streams),
+      push_(push) {
   if (metrics != nullptr) {
     relay_latency_ = &prometheus::BuildHistogram()
                           .Name("padlock_gateway_relay_latency_seconds")
@@ -423,6 +425,61 @@ grpc::ServerUnaryReactor* GatewayService::GetTurnCredentials(
     response->set_ttl_seconds(credentials->ttl_seconds);
     return absl::OkStatus();
   });
+}
+
+grpc::ServerUnaryReactor* GatewayService::SetPushSubscription(
+    grpc::CallbackServerContext* context, const v1::SetPushSubscriptionRequest* request,
+    v1::SetPushSubscriptionResponse* response) {
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  if (push_ == nullptr) {
+    return Reject(context, absl::FailedPreconditionError("push not configured"));
+  }
+  if (!request->has_subscription()) {
+    return Reject(context, absl::InvalidArgumentError("subscription: required"));
+  }
+  // The host's resolution (DNS) blocks: the executor's thread waits for it, not gRPC's.
+  return Offload(context, [this, caller = *std::move(caller), request,
+                           response]() -> absl::Status {
+    if (absl::Status s = auth_->CheckListed(caller); !s.ok()) return s;
+    const v1::PushSubscription& in = request->subscription();
+    if (absl::Status s = push_->Register(DeviceRef{caller.user_id, caller.device_id},
+                                         PushSubscription{in.endpoint(), in.p256dh(), in.auth()});
+        !s.ok()) {
+      return s;
+    }
+    response->set_ttl_seconds(static_cast<uint32_t>(absl::ToInt64Seconds(push_->ttl())));
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* GatewayService::DeletePushSubscription(
+    grpc::CallbackServerContext* context, const v1::DeletePushSubscriptionRequest* /*request*/,
+    v1::DeletePushSubscriptionResponse* /*response*/) {
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  if (push_ == nullptr) {
+    return Reject(context, absl::FailedPreconditionError("push not configured"));
+  }
+  // No CheckListed: an unlisted device has no subscription left to remove, and removing
+  // nothing is harmless.
+  return Offload(context, [this, caller = *std::move(caller)]() -> absl::Status {
+    return push_->Remove(DeviceRef{caller.user_id, caller.device_id});
+  });
+}
+
+grpc::ServerUnaryReactor* GatewayService::GetPushConfig(
+    grpc::CallbackServerContext* context, const v1::GetPushConfigRequest* /*request*/,
+    v1::GetPushConfigResponse* response) {
+  // Token checked, nothing blocking: answered on the callback thread.
+  absl::StatusOr<SessionClaims> caller = Caller(context);
+  if (!caller.ok()) return Reject(context, caller.status());
+  absl::StatusOr<std::string> key =
+      push_ == nullptr ? absl::FailedPreconditionError("push not configured")
+                       : push_->VapidPublicKey();
+  if (!key.ok()) return Reject(context, key.status());
+  response->set_vapid_public_key(*std::move(key));
+  return runtime::FinishUnary(context, absl::OkStatus());
 }
 
 grpc::ServerBidiReactor<v1::ClientFrame, v1::ServerFrame>* GatewayService::Connect(

@@ -23,6 +23,7 @@
 #include "services/common/runtime/executor.h"
 #include "services/gateway/authenticator.h"
 #include "services/gateway/device_stream.h"
+#include "services/gateway/push_registry.h"
 #include "services/gateway/rate_limiter.h"
 #include "services/gateway/turn.h"
 
@@ -61,7 +62,8 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
  public:
   GatewayService(Authenticator* auth, KeyDirectoryClient* key_directory, RateLimiter* limiter,
                  runtime::BoundedExecutor* executor, GatewayLimits limits, TurnOptions turn,
-                 prometheus::Registry* metrics = nullptr, StreamHub* streams = nullptr);
+                 prometheus::Registry* metrics = nullptr, StreamHub* streams = nullptr,
+                 PushRegistry* push = nullptr);
 
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
                                      const padlock::v1::RegisterRequest* request,
@@ -98,6 +100,18 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
   grpc::ServerUnaryReactor* GetTurnCredentials(
       grpc::CallbackServerContext* context, const padlock::v1::GetTurnCredentialsRequest* request,
       padlock::v1::GetTurnCredentialsResponse* response) override;
+  // Web Push subscriptions (PushRegistry). Without a registry: FAILED_PRECONDITION
+  // "push not configured".
+  grpc::ServerUnaryReactor* SetPushSubscription(
+      grpc::CallbackServerContext* context, const padlock::v1::SetPushSubscriptionRequest* request,
+      padlock::v1::SetPushSubscriptionResponse* response) override;
+  grpc::ServerUnaryReactor* DeletePushSubscription(
+      grpc::CallbackServerContext* context,
+      const padlock::v1::DeletePushSubscriptionRequest* request,
+      padlock::v1::DeletePushSubscriptionResponse* response) override;
+  grpc::ServerUnaryReactor* GetPushConfig(grpc::CallbackServerContext* context,
+                                          const padlock::v1::GetPushConfigRequest* request,
+                                          padlock::v1::GetPushConfigResponse* response) override;
 
   // Key-directory calls started and not yet completed (for tests).
   size_t relays_in_flight() const { return relays_in_flight_.load(); }
@@ -141,6 +155,7 @@ class GatewayService final : public padlock::v1::Gateway::CallbackService {
   prometheus::Gauge* relays_gauge_ = nullptr;
   prometheus::Family<prometheus::Counter>* address_limited_ = nullptr;
   StreamHub* const streams_;
+  PushRegistry* const push_;
   std::atomic<size_t> relays_in_flight_{0};
 };
 

@@ -70,11 +70,20 @@ int main() {
   gateway::Authenticator authenticator(&challenges, &key_directory_client, &tokens, settings.auth,
                                        &runner.metrics());
   runtime::BoundedExecutor executor("gateway", settings.workers, settings.queue);
+  gateway::SystemHostResolver resolver;
+  gateway::RedisPushSubscriptionStore push_store(redis->get());
+  gateway::PushRegistry push(settings.push, &resolver, &push_store, &runner.metrics());
   gateway::StreamHub streams(settings.streams, &authenticator, redis->get(), message_queue,
-                             presence, &executor, &runner.metrics());
+                             presence, &executor, &runner.metrics(), &push);
   gateway::GatewayService service(&authenticator, &key_directory_client, &limiter, &executor,
-                                  settings.limits, settings.turn, &runner.metrics(), &streams);
+                                  settings.limits, settings.turn, &runner.metrics(), &streams,
+                                  &push);
   const bool has_previous = !settings.token_secret_previous.empty();
+  if (!settings.push.allowed_hosts.empty()) {
+    runtime::LogWarn("PADLOCK_PUSH_ALLOWED_HOSTS is set: push subscriptions to these hosts skip "
+                     "the private-address rule (local runs and tests only)",
+                     {{"hosts", static_cast<int64_t>(settings.push.allowed_hosts.size())}});
+  }
   runtime::LogInfo("session tokens",
                    {{"key_id", tokens.current_key_id()}, {"previous_secret", has_previous}});
 

@@ -5,6 +5,8 @@
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "padlock/v1/gateway.pb.h"
+#include "services/common/channels/device_channel.h"
 
 namespace padlock::gateway {
 namespace {
@@ -56,6 +58,47 @@ absl::StatusOr<std::optional<std::string>> RedisChallengeStore::Consume(
   if (reply->is_nil()) return std::optional<std::string>();
   if (!reply->is_string()) return absl::InternalError("challenge consume: unexpected reply");
   return std::optional<std::string>(reply->str());
+}
+
+namespace {
+
+absl::Status Done(const absl::StatusOr<redis::RedisReply>& reply) {
+  if (!reply.ok()) return reply.status();
+  return reply->ToStatus();
+}
+
+std::string Seconds(absl::Duration ttl) {
+  return absl::StrCat(std::max<int64_t>(1, absl::ToInt64Seconds(ttl)));
+}
+
+}  // namespace
+
+RedisPushSubscriptionStore::RedisPushSubscriptionStore(redis::RedisClient* redis)
+    : redis_(redis) {}
+
+absl::Status RedisPushSubscriptionStore::Put(const DeviceRef& device,
+                                             const PushSubscription& subscription,
+                                             absl::Duration ttl) {
+  padlock::v1::PushSubscription value;
+  value.set_endpoint(subscription.endpoint);
+  value.set_p256dh(subscription.p256dh);
+  value.set_auth(subscription.auth);
+  return Done(redis_->Execute(redis::Command::Keyed(
+      {"SET", channels::PushSubscriptionKey(device.user_id, device.device_id),
+       value.SerializeAsString(), "EX", Seconds(ttl)},
+      1, /*idempotent=*/true)));
+}
+
+absl::Status RedisPushSubscriptionStore::Delete(const DeviceRef& device) {
+  return Done(redis_->Execute(redis::Command::Keyed(
+      {"DEL", channels::PushSubscriptionKey(device.user_id, device.device_id)}, 1,
+      /*idempotent=*/true)));
+}
+
+absl::Status RedisPushSubscriptionStore::Refresh(const DeviceRef& device, absl::Duration ttl) {
+  return Done(redis_->Execute(redis::Command::Keyed(
+      {"EXPIRE", channels::PushSubscriptionKey(device.user_id, device.device_id), Seconds(ttl)},
+      1, /*idempotent=*/true)));
 }
 
 }  // namespace padlock::gateway

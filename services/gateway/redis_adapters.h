@@ -8,6 +8,7 @@
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/script.h"
 #include "services/gateway/authenticator.h"
+#include "services/gateway/push_registry.h"
 
 namespace padlock::gateway {
 
@@ -27,6 +28,22 @@ class RedisChallengeStore final : public ChallengeStore {
  private:
   redis::RedisClient* const redis_;
   const redis::Script consume_;
+};
+
+// Key channels::PushSubscriptionKey ("push:{<user>:<device>}", the device's hash tag) → a
+// serialized padlock.v1.PushSubscription, EX = ttl: one key per device, replaced by SET,
+// refreshed by EXPIRE (nothing when the key is gone), removed by DEL. The key-directory deletes it
+// with the device (RedisDeviceEventPublisher::DeviceRevoked).
+class RedisPushSubscriptionStore final : public PushSubscriptionStore {
+ public:
+  explicit RedisPushSubscriptionStore(redis::RedisClient* redis);
+  absl::Status Put(const DeviceRef& device, const PushSubscription& subscription,
+                   absl::Duration ttl) override;
+  absl::Status Delete(const DeviceRef& device) override;
+  absl::Status Refresh(const DeviceRef& device, absl::Duration ttl) override;
+
+ private:
+  redis::RedisClient* const redis_;
 };
 
 }  // namespace padlock::gateway

@@ -55,7 +55,7 @@ class DeviceEventPublisher {
  public:
   virtual ~DeviceEventPublisher() = default;
   // The device is gone: publishes DeviceChannelEvent{revoked: true} on its channel and deletes
-  // its inbox and sequence keys.
+  // its inbox keys and push subscription.
   virtual absl::Status DeviceRevoked(const std::string& user_id, uint32_t device_id) = 0;
   // Publishes DeviceChannelEvent{prekeys_remaining: remaining} on the device's channel.
   virtual absl::Status PreKeysLow(const std::string& user_id, uint32_t device_id,

@@ -66,8 +66,8 @@ class RedisDeviceListSummaries final : public DeviceListSummaries {
 class RedisDeviceEventPublisher final : public DeviceEventPublisher {
  public:
   explicit RedisDeviceEventPublisher(redis::RedisClient* redis);
-  // SPUBLISH revoked, then DEL of channels::InboxKey and channels::SequenceKey (the per-device
-  // keys of the message-queue, which therefore need not be told).
+  // SPUBLISH revoked, then DEL of channels::DeviceInboxKeys (the per-device keys of the
+  // message-queue, which therefore need not be told) and channels::PushSubscriptionKey.
   absl::Status DeviceRevoked(const std::string& user_id, uint32_t device_id) override;
   absl::Status PreKeysLow(const std::string& user_id, uint32_t device_id,
                           uint32_t remaining) override;

@@ -31,6 +31,10 @@ std::vector<std::string> DeviceInboxKeys(std::string_view user_id, uint32_t devi
           absl::StrCat("qd0:", tag), absl::StrCat("qd1:", tag)};
 }
 
+std::string PushSubscriptionKey(std::string_view user_id, uint32_t device_id) {
+  return absl::StrCat("push:", DeviceHashTag(user_id, device_id));
+}
+
 std::string UserHashTag(std::string_view user_id) { return absl::StrCat("{", View(user_id), "}"); }
 
 absl::StatusOr<int64_t> PublishDeviceEvent(redis::RedisClient& redis, std::string_view user_id,

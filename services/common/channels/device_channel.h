@@ -34,6 +34,10 @@ std::string SequenceKey(std::string_view user_id, uint32_t device_id);
 // "qm:{alice:2}" (byte count, cumulative-ack floor) and the two dedupe buckets
 // "qd0:{alice:2}", "qd1:{alice:2}" (docs/MESSAGE_QUEUE.md). Deleting them purges the device.
 std::vector<std::string> DeviceInboxKeys(std::string_view user_id, uint32_t device_id);
+// "push:{alice:2}": the device's Web Push subscription (gateway; a serialized
+// padlock.v1.PushSubscription with a TTL, docs/PUSH.md). Not one of the inbox keys: the
+// message-queue's purge leaves it; the key-directory deletes it with the device.
+std::string PushSubscriptionKey(std::string_view user_id, uint32_t device_id);
 // "{alice}": the per-user hash tag (keys that concern a user as a whole).
 std::string UserHashTag(std::string_view user_id);
 

@@ -1,7 +1,8 @@
 // The Redis key inventory of docs/PRIVACY.md, enforced: the whole backend (tests/harness/stack.h)
 // is driven through the public gateway through every feature that writes Redis (register, login,
-// a pending login challenge, key publication and claims, device streams, 1:1 and shared-payload
-// sends with a retry, acks, presence visibility nobody/everyone with subscriptions, rate limits).
+// a pending login challenge, key publication and claims, a push subscription, device streams,
+// 1:1 and shared-payload sends with a retry, acks, presence visibility nobody/everyone with
+// subscriptions, rate limits).
 // Then every key in Redis must match exactly one row of the doc's table, have the type it names,
 // carry a time-to-live where it says "yes", and — where it says the sender is "never" there —
 // hold the sender's user id neither in its name nor in its content. A key of a kind without a
@@ -20,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -123,7 +125,9 @@ class PrivacyInventoryE2eTest : public ::testing::Test {
     // with room for this test's registrations and logins from one address.
     options.gateway_env = {{"PADLOCK_RATE_LIMIT_PROFILE", "production"},
                            {"PADLOCK_REGISTER_BURST", "100"},
-                           {"PADLOCK_LOGIN_BURST", "100"}};
+                           {"PADLOCK_LOGIN_BURST", "100"},
+                           // A push subscription to a loopback "push service" (never called).
+                           {"PADLOCK_PUSH_ALLOWED_HOSTS", "127.0.0.1"}};
     auto stack = testing::PadlockStack::Start(options);
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = *std::move(stack);
@@ -202,6 +206,20 @@ TEST_F(PrivacyInventoryE2eTest, EveryRedisKeyIsInTheInventoryWithItsTtlAndWithou
   Account dave = MustRegister("dave");    // never connects: his envelopes stay pending
   // A login challenge that is never used (it stays until its TTL).
   ASSERT_TRUE(ops_->Challenge(dave.user, 1).ok());
+  // Carol registers a Web Push subscription (the gateway's push:{user:device} key).
+  {
+    pb::SetPushSubscriptionRequest request;
+    request.mutable_subscription()->set_endpoint("http://127.0.0.1:9/push/carol");
+    request.mutable_subscription()->set_p256dh(absl::HexStringToBytes(
+        "046B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296"
+        "4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5"));
+    request.mutable_subscription()->set_auth(std::string(16, 'k'));
+    pb::SetPushSubscriptionResponse response;
+    grpc::ClientContext context;
+    Authorize(context, carol.primary_token);
+    grpc::Status status = ops_->stub().SetPushSubscription(&context, request, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+  }
   // Alice fetches bob's keys (the claim rate-limit buckets).
   {
     pb::GatewayClaimBundlesRequest claim;

@@ -114,6 +114,9 @@ std::map<std::string, std::string> CodeLimits() {
       {"PADLOCK_CHALLENGE_TTL", DocDuration(gw.auth.challenge_ttl)},
       {"PADLOCK_KEEPALIVE_TIME", DocDuration(gw.keepalive_time)},
       {"PADLOCK_KEEPALIVE_TIMEOUT", DocDuration(gw.keepalive_timeout)},
+      {"PADLOCK_PUSH_ENDPOINT_TTL", DocDuration(gw.push.ttl)},
+      {"fixed: push endpoint bytes", Count(gateway::kMaxPushEndpointBytes)},
+      {"fixed: push look-ups in flight", Count(gateway::kMaxPushLookupsInFlight)},
       // message-queue
       {"PADLOCK_MAX_CIPHERTEXT_BYTES", Count(mq.dispatch.max_ciphertext_bytes)},
       {"PADLOCK_RETENTION", DocDuration(mq.limits.retention)},
