@@ -22,6 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "bench/loadgen/device_stream.h"
 #include "bench/loadgen/h2_transport.h"
+#include "services/common/runtime/json_string.h"
 #include "services/common/statement/signature.h"
 
 namespace padlock::loadgen {
@@ -1054,23 +1055,7 @@ std::string FormatTable(const Report& r) {
 }
 
 namespace {
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+using runtime::JsonString;
 
 std::string JsonProcess(const ProcessReport& p) {
   return absl::StrFormat(

@@ -12,11 +12,13 @@
 #include "absl/time/time.h"
 #include "clients/sdk/gateway_client.h"
 #include "clients/sdk/messenger.h"
+#include "services/common/runtime/json_string.h"
 
 namespace padlock::cli {
 namespace {
 
 using client::MessageStatus;
+using runtime::JsonString;
 using client::Messenger;
 using client::MessengerEvent;
 
@@ -31,28 +33,6 @@ std::string Hex(std::string_view bytes) {
     out.push_back(kDigits[c & 15]);
   }
   return out;
-}
-
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-  return out + "\"";
 }
 
 // One JSON object per line: {"k": v, ...} with values already encoded.

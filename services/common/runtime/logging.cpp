@@ -17,6 +17,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/runtime/config.h"
+#include "services/common/runtime/json_string.h"
 #include "services/common/runtime/log_rate_limiter.h"
 
 namespace padlock::runtime {
@@ -55,34 +56,13 @@ LimiterState& Limiter() {
   return *state;
 }
 
-// Length of the valid UTF-8 sequence starting at s[i], or 0 when it is not valid (overlong
-// forms, surrogates and code points above U+10FFFF are invalid).
-size_t Utf8SequenceLength(std::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = byte(i);
-  size_t len;
-  uint32_t cp;
-  if (c >= 0xC2 && c <= 0xDF) {
-    len = 2;
-    cp = c & 0x1F;
-  } else if (c >= 0xE0 && c <= 0xEF) {
-    len = 3;
-    cp = c & 0x0F;
-  } else if (c >= 0xF0 && c <= 0xF4) {
-    len = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (i + len > s.size()) return 0;
-  for (size_t k = 1; k < len; ++k) {
-    if ((byte(i + k) & 0xC0) != 0x80) return 0;
-    cp = (cp << 6) | (byte(i + k) & 0x3F);
-  }
-  if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return 0;  // overlong
-  if (cp >= 0xD800 && cp <= 0xDFFF) return 0;                             // surrogate
-  if (cp > 0x10FFFF) return 0;
-  return len;
+// A log value as a quoted JSON string, cut at kMaxValueBytes (a UTF-8 sequence cut there becomes
+// U+FFFD like any other invalid byte).
+void AppendLogString(std::string& out, std::string_view value) {
+  out.push_back('"');
+  AppendJsonEscaped(out, value.substr(0, kMaxValueBytes));
+  if (value.size() > kMaxValueBytes) out.append("...(truncated)");
+  out.push_back('"');
 }
 
 std::string FormatTimestamp(absl::Time time) {
@@ -189,63 +169,8 @@ std::string_view LogLevelName(LogLevel level) {
   return "error";
 }
 
-void AppendJsonString(std::string& out, std::string_view value) {
-  out.push_back('"');
-  const size_t limit = std::min(value.size(), kMaxValueBytes);
-  size_t i = 0;
-  while (i < limit) {
-    const unsigned char c = static_cast<unsigned char>(value[i]);
-    if (c < 0x80) {
-      switch (c) {
-        case '"':
-          out.append("\\\"");
-          break;
-        case '\\':
-          out.append("\\\\");
-          break;
-        case '\n':
-          out.append("\\n");
-          break;
-        case '\r':
-          out.append("\\r");
-          break;
-        case '\t':
-          out.append("\\t");
-          break;
-        case '\b':
-          out.append("\\b");
-          break;
-        case '\f':
-          out.append("\\f");
-          break;
-        default:
-          if (c < 0x20 || c == 0x7F) {
-            char buf[8];
-            std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-            out.append(buf);
-          } else {
-            out.push_back(static_cast<char>(c));
-          }
-      }
-      ++i;
-      continue;
-    }
-    const size_t len = Utf8SequenceLength(value, i);
-    if (len == 0 || i + len > limit) {
-      // Invalid (or cut at the limit): one replacement character per bad byte.
-      out.append("\xEF\xBF\xBD");
-      ++i;
-    } else {
-      out.append(value.substr(i, len));
-      i += len;
-    }
-  }
-  if (value.size() > kMaxValueBytes) out.append("...(truncated)");
-  out.push_back('"');
-}
-
 LogField::LogField(std::string_view key, std::string_view value) : key_(key) {
-  AppendJsonString(json_value_, value);
+  AppendLogString(json_value_, value);
 }
 LogField::LogField(std::string_view key, const char* value)
     : LogField(key, std::string_view(value != nullptr ? value : "")) {}
@@ -263,7 +188,7 @@ LogField::LogField(std::string_view key, double value) : key_(key) {
     std::snprintf(buf, sizeof(buf), "%.17g", value);
     json_value_ = buf;
   } else {
-    AppendJsonString(json_value_, std::isnan(value) ? "NaN" : (value > 0 ? "+Inf" : "-Inf"));
+    AppendLogString(json_value_, std::isnan(value) ? "NaN" : (value > 0 ? "+Inf" : "-Inf"));
   }
 }
 LogField::LogField(std::string_view key, const absl::Status& status)
@@ -282,12 +207,12 @@ std::string FormatLogLine(absl::Time time, LogLevel level, std::string_view serv
   line.append("\",\"level\":\"");
   line.append(LogLevelName(level));
   line.append("\",\"service\":");
-  AppendJsonString(line, service);
+  AppendLogString(line, service);
   line.append(",\"msg\":");
-  AppendJsonString(line, msg);
+  AppendLogString(line, msg);
   for (const LogField& field : fields) {
     line.push_back(',');
-    AppendJsonString(line, field.key());
+    AppendLogString(line, field.key());
     line.push_back(':');
     line.append(field.json_value());
   }

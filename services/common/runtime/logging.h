@@ -1,9 +1,9 @@
 #pragma once
 // Structured logs: one JSON object per line on stderr,
 //   {"ts":"2024-05-01T12:00:00.123Z","level":"info","service":"gateway","msg":"...",...fields}
-// Strings are JSON-escaped (quotes, backslashes, control characters; invalid UTF-8 becomes
-// U+FFFD), each line is written with one write(2), so concurrent lines never interleave (lines up
-// to PIPE_BUF bytes are atomic on pipes too; single values are cut at 4 KiB).
+// Strings are JSON-escaped by json_string.h (quotes, backslashes, control characters; invalid
+// UTF-8 becomes U+FFFD), each line is written with one write(2), so concurrent lines never
+// interleave (lines up to PIPE_BUF bytes are atomic on pipes too; single values are cut at 4 KiB).
 //
 // What never goes into a log: ciphertext, keys, tokens, signatures; user ids only through
 // HashUserId. All functions are thread-safe.
@@ -83,8 +83,6 @@ bool LogEnabled(LogLevel level);
 // production.
 std::string HashUserId(std::string_view user_id);
 
-// Appends `value` to `out` as a quoted JSON string.
-void AppendJsonString(std::string& out, std::string_view value);
 // The complete line (with trailing '\n') that a Log call writes. Exposed for tests and tools.
 std::string FormatLogLine(absl::Time time, LogLevel level, std::string_view service,
                           std::string_view msg, std::initializer_list<LogField> fields);

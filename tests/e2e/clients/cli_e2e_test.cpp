@@ -1,12 +1,18 @@
-// The `padlock` binary end to end: register, send, listen (human and --json), history, devices,
-// safety-number, status, and its exit codes for an unknown user and an unreachable gateway.
+// The `padlock` binary end to end: register, send, listen (human and --json), history (also
+// --json with hostile text), devices, safety-number, status, and its exit codes for an unknown
+// user and an unreachable gateway.
 #include <sys/wait.h>
 
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "clients/sdk/messenger.h"
+#include "google/protobuf/struct.pb.h"
+#include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/e2e/clients/cli_fixture.h"
 #include "tests/e2e/clients/e2e_stack.h"
@@ -75,6 +81,65 @@ TEST_F(CliE2eTest, RegisterSendListenHistory) {
   r = Run(alice, {"status"});
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_TRUE(Contains(r.output, "reachable, logged in")) << r.output;
+}
+
+// Every line of `output` parsed by protobuf's JSON parser (it refuses invalid UTF-8); a test
+// failure for a line that is not valid JSON or holds a raw control character (RFC 8259 forbids
+// them inside strings; this parser lets them through, so they are checked here).
+std::vector<google::protobuf::Struct> ParseJsonLines(const std::string& output) {
+  std::vector<google::protobuf::Struct> lines;
+  const std::vector<std::string> split = absl::StrSplit(output, '\n', absl::SkipEmpty());
+  for (const std::string& line : split) {
+    for (unsigned char c : line) EXPECT_GE(c, 0x20) << "raw control character in: " << line;
+    google::protobuf::Struct parsed;
+    const auto status = google::protobuf::util::JsonStringToMessage(line, &parsed);
+    EXPECT_TRUE(status.ok()) << status.ToString() << " in: " << line;
+    lines.push_back(std::move(parsed));
+  }
+  return lines;
+}
+
+// A peer chooses the bytes of its text: invalid UTF-8 and control characters must not break the
+// CLI's --json output (each invalid byte becomes U+FFFD, controls are escaped).
+TEST_F(CliE2eTest, JsonHistoryStaysValidJsonWhateverThePeerSends) {
+  const std::string alice = UniqueUser("cli-alice");
+  const std::string bob = UniqueUser("cli-bob");
+  ASSERT_EQ(Run(alice, {"register", alice}).exit_code, 0);
+  const std::string text = std::string("bad \xFF\xC3 utf8, ctl \x01\x1b\x7f nul \0 end", 30);
+  const std::string shown =
+      "bad \xEF\xBF\xBD\xEF\xBF\xBD utf8, ctl \x01\x1b\x7f nul " + std::string(1, '\0') + " end";
+  {
+    MessengerOptions options;
+    options.home = dir_.path() + "/" + bob;
+    options.gateway.target = SharedStack()->gateway_target();
+    absl::StatusOr<std::unique_ptr<Messenger>> m = Messenger::Open(options);
+    ASSERT_TRUE(m.ok()) << m.status();
+    ASSERT_TRUE((*m)->Register(bob).ok());
+    const absl::Status connected = (*m)->Connect(absl::Seconds(20));
+    ASSERT_TRUE(connected.ok()) << connected;
+    absl::StatusOr<std::string> sent = (*m)->SendText(alice, text, absl::Seconds(30));
+    ASSERT_TRUE(sent.ok()) << sent.status();
+  }
+
+  Result r = Run(alice, {"--json", "listen", "--count", "1", "--timeout", "30"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<google::protobuf::Struct> lines = ParseJsonLines(r.output);
+  int messages = 0;  // besides the message: queue_empty, the delivery receipt going out
+  for (const google::protobuf::Struct& line : lines) {
+    const auto event = line.fields().find("event");
+    if (event == line.fields().end() || event->second.string_value() != "message") continue;
+    ++messages;
+    EXPECT_EQ(line.fields().at("text").string_value(), shown) << r.output;
+  }
+  EXPECT_EQ(messages, 1) << r.output;
+
+  r = Run(alice, {"--json", "history", bob});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  lines = ParseJsonLines(r.output);
+  ASSERT_EQ(lines.size(), 1u) << r.output;
+  EXPECT_EQ(lines[0].fields().at("from").string_value(), bob);
+  EXPECT_EQ(lines[0].fields().at("text").string_value(), shown) << r.output;
+  EXPECT_FALSE(lines[0].fields().at("outgoing").bool_value());
 }
 
 TEST_F(CliE2eTest, ChangedSecurityCodeHoldsTheSendUntilAccepted) {

@@ -68,11 +68,8 @@ TEST(Logging, FormatsOneJsonObjectPerLine) {
   EXPECT_EQ(parsed.at("service"), "gateway");
 }
 
+// The escaping itself is tested in json_string_test.cpp; these check that lines use it.
 TEST(Logging, EscapesQuotesBackslashesAndControlCharacters) {
-  std::string out;
-  AppendJsonString(out, std::string("a\"b\\c\nd\re\tf\bg\fh\x01i\x1fj\x7fk", 21));
-  EXPECT_EQ(out, "\"a\\\"b\\\\c\\nd\\re\\tf\\bg\\fh\\u0001i\\u001fj\\u007fk\"");
-
   const std::string tricky = std::string("quote\" newline\n nul\0 end", 24);
   const std::string line =
       FormatLogLine(absl::UnixEpoch(), LogLevel::kInfo, "svc", tricky, {{"field\"key", tricky}});
@@ -83,21 +80,20 @@ TEST(Logging, EscapesQuotesBackslashesAndControlCharacters) {
 }
 
 TEST(Logging, KeepsValidUtf8AndReplacesInvalidBytes) {
-  std::string out;
-  AppendJsonString(out, "h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x94\x92");  // é € 🔒
-  EXPECT_EQ(out, "\"h\xC3\xA9llo \xE2\x82\xAC \xF0\x9F\x94\x92\"");
-  out.clear();
-  AppendJsonString(out, "a\xFF" "b\xC3" "c\xED\xA0\x80");  // stray, cut, surrogate
-  EXPECT_EQ(out, "\"a\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\"");
+  const LogField field("k", "h\xC3\xA9llo \xFF");  // é, then a stray byte
+  EXPECT_EQ(field.json_value(), "\"h\xC3\xA9llo \xEF\xBF\xBD\"");
   EXPECT_EQ(ParseJson(FormatLogLine(absl::UnixEpoch(), LogLevel::kInfo, "s", "\xFF\xFE", {})).at("msg"),
             "\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
 TEST(Logging, CutsVeryLongValues) {
-  std::string out;
-  AppendJsonString(out, std::string(10000, 'x'));
-  EXPECT_LT(out.size(), 4200u);
-  EXPECT_THAT(out, HasSubstr("(truncated)"));
+  const LogField field("k", std::string(10000, 'x'));
+  EXPECT_LT(field.json_value().size(), 4200u);
+  EXPECT_THAT(field.json_value(), HasSubstr("(truncated)"));
+  // A UTF-8 sequence cut at the limit becomes U+FFFD, so the line stays valid JSON.
+  const std::string cut = std::string(4095, 'x') + "\xE2\x82\xAC";
+  const std::string line = FormatLogLine(absl::UnixEpoch(), LogLevel::kInfo, "s", cut, {});
+  EXPECT_EQ(ParseJson(line).at("msg"), std::string(4095, 'x') + "\xEF\xBF\xBD...(truncated)");
 }
 
 TEST(Logging, FormatsStatusDurationAndIntegerFields) {
