@@ -22,8 +22,6 @@
 namespace padlock::client {
 namespace {
 
-int64_t NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
 absl::StatusOr<std::string> RandomBytes(size_t n) {
   std::string out(n, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(out.data()), static_cast<int>(n)) != 1) {
@@ -301,7 +299,8 @@ absl::Status Messenger::Register(const std::string& user_id, const std::string& 
   }
   constexpr uint32_t kSignedPreKeyId = 1;
   absl::StatusOr<SignedPreKey> signed_prekey =
-      GenerateSignedPreKey(*context_, identity, kSignedPreKeyId, static_cast<uint64_t>(NowMs()));
+      GenerateSignedPreKey(*context_, identity, kSignedPreKeyId,
+                           static_cast<uint64_t>(absl::ToUnixMillis(ClockNow())));
   if (!signed_prekey.ok()) return signed_prekey.status();
   absl::StatusOr<std::vector<PreKey>> prekeys =
       GeneratePreKeys(*context_, 1, options_.prekey_batch);
@@ -557,7 +556,7 @@ absl::StatusOr<std::string> Messenger::Compose(const std::string& peer, ContentK
     if (message.recipients().empty() && !held) {
       return absl::InvalidArgumentError(absl::StrCat("no device of ", peer, " to send to"));
     }
-    const int64_t now = NowMs();
+    const int64_t now = absl::ToUnixMillis(ClockNow());
     if (absl::Status s = store_->AddOutbox(OutboxEntry{*message_id, peer,
                                                        static_cast<uint8_t>(kind), body,
                                                        message.SerializeAsString(), now});
@@ -688,7 +687,7 @@ absl::Status Messenger::FlushOutbox() {
   if (!entries.ok()) return entries.status();
   std::set<std::string> waiting;
   for (const auto& [request_id, pending] : in_flight_) waiting.insert(pending.message_id);
-  const absl::Time now = absl::Now();
+  const absl::Time now = ClockNow();
   for (const OutboxEntry& entry : *entries) {
     if (waiting.count(entry.message_id) > 0) continue;
     if (EntryHeld(entry)) continue;  // not sent until the user accepts the new identity
@@ -795,7 +794,7 @@ void Messenger::HandleSendResult(const padlock::v1::SendResult& result,
         return;
       }
       if (absl::IsUnavailable(fixed) || absl::IsResourceExhausted(fixed)) {
-        retry_at_[message_id] = absl::Now() + RetryAfter(fixed).value_or(absl::Seconds(1));
+        retry_at_[message_id] = ClockNow() + RetryAfter(fixed).value_or(absl::Seconds(1));
         return;
       }
       if (!fixed.ok()) {
@@ -814,7 +813,7 @@ void Messenger::HandleSendResult(const padlock::v1::SendResult& result,
       if (refusal.code() == static_cast<int>(absl::StatusCode::kResourceExhausted) ||
           refusal.code() == static_cast<int>(absl::StatusCode::kUnavailable)) {
         retry_at_[message_id] =
-            absl::Now() + absl::Milliseconds(refusal.retry_after_ms() > 0
+            ClockNow() + absl::Milliseconds(refusal.retry_after_ms() > 0
                                                  ? refusal.retry_after_ms()
                                                  : 1000);
         return;
@@ -882,7 +881,8 @@ void Messenger::HandleDeliver(const padlock::v1::Deliver& deliver,
           return store_->AddMessage(HistoryMessage{
               envelope.message_id(), event.conversation, sender.user_id,
               static_cast<uint32_t>(sender.device_id), static_cast<uint8_t>(ContentKind::kText),
-              text->second, static_cast<int64_t>(envelope.server_timestamp_ms()), NowMs(), own,
+              text->second, static_cast<int64_t>(envelope.server_timestamp_ms()),
+              absl::ToUnixMillis(ClockNow()), own,
               own ? MessageStatus::kSent : MessageStatus::kDelivered});
         }
         case ContentKind::kReceipt: {
@@ -1039,7 +1039,7 @@ void Messenger::HandleEvent(StreamEvent event, std::vector<MessengerEvent>& out)
       // A frame the server could not take; a send it names is retried after a pause.
       auto it = in_flight_.find(frame.error().request_id());
       if (it != in_flight_.end()) {
-        retry_at_[it->second.message_id] = absl::Now() + absl::Seconds(1);
+        retry_at_[it->second.message_id] = ClockNow() + absl::Seconds(1);
         in_flight_.erase(it);
       }
       return;
@@ -1052,7 +1052,7 @@ void Messenger::HandleEvent(StreamEvent event, std::vector<MessengerEvent>& out)
 std::vector<MessengerEvent> Messenger::Pump(
     absl::Duration timeout, const std::function<bool(const MessengerEvent&)>& done) {
   std::vector<MessengerEvent> out;
-  const absl::Time deadline = absl::Now() + timeout;
+  const absl::Time deadline = ClockNow() + timeout;
   DrainPendingEvents(out);
   if (done) {
     for (const MessengerEvent& e : out) {
@@ -1060,7 +1060,7 @@ std::vector<MessengerEvent> Messenger::Pump(
     }
   }
   while (stream_ != nullptr) {
-    absl::Time now = absl::Now();
+    absl::Time now = ClockNow();
     // Wake up for the earliest due retry too.
     absl::Time wake = deadline;
     for (const auto& [id, at] : retry_at_) wake = std::min(wake, at);
@@ -1078,7 +1078,7 @@ std::vector<MessengerEvent> Messenger::Pump(
       }
       stop = stop || stopped;
     }
-    now = absl::Now();
+    now = ClockNow();
     for (const auto& [id, at] : retry_at_) {
       if (at <= now) {
         (void)FlushOutbox();
@@ -1274,7 +1274,8 @@ absl::StatusOr<std::unique_ptr<Messenger>> Messenger::ChangeIdentity(MessengerOp
   if (!registration_id.ok()) return registration_id.status();
   constexpr uint32_t kSignedPreKeyId = 1;
   absl::StatusOr<SignedPreKey> signed_prekey = GenerateSignedPreKey(
-      *n.context_, *identity, kSignedPreKeyId, static_cast<uint64_t>(NowMs()));
+      *n.context_, *identity, kSignedPreKeyId,
+      static_cast<uint64_t>(absl::ToUnixMillis(n.ClockNow())));
   if (!signed_prekey.ok()) return signed_prekey.status();
   const uint32_t batch = std::min<uint32_t>(n.options_.prekey_batch, 100);
   absl::StatusOr<std::vector<PreKey>> prekeys = GeneratePreKeys(*n.context_, 1, batch);

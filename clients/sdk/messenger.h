@@ -39,6 +39,7 @@
 #include "clients/sdk/gateway_client.h"
 #include "clients/sdk/local_store.h"
 #include "padlock/v1/gateway.pb.h"
+#include "services/common/runtime/clock.h"
 
 namespace padlock::client {
 
@@ -73,8 +74,9 @@ struct MessengerOptions {
   absl::Duration signed_prekey_grace = absl::Hours(24 * 30);
   // Time-to-live of a posted story, sent to the server as ttl_seconds (it caps it at retention).
   absl::Duration story_ttl = absl::Hours(24);
-  // The clock for rotation ages and story expiry (tests inject one); absl::Now when empty.
-  std::function<absl::Time()> clock = {};
+  // The wall clock (the system clock when null; must outlive the messenger): message timestamps,
+  // send retries, waits, signed-prekey ages and story expiry. Tests inject one.
+  runtime::Clock* clock = nullptr;
 };
 
 // Something the caller may want to show, produced by Pump.

@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "clients/sdk/device_list.h"
 #include "clients/sdk/identity.h"
 #include "clients/sdk/messenger.h"
@@ -14,7 +13,7 @@
 namespace padlock::client {
 
 absl::Time Messenger::ClockNow() const {
-  return options_.clock ? options_.clock() : absl::Now();
+  return (options_.clock != nullptr ? options_.clock : runtime::SystemClock::Get())->Now();
 }
 
 absl::Status Messenger::UnlinkDevice(uint32_t device_id) {

@@ -217,7 +217,7 @@ absl::StatusOr<std::string> Messenger::ComposeGroupText(const std::string& group
     if (!ciphertext.ok()) return ciphertext.status();
     message.set_shared_ciphertext(ciphertext->bytes);
     message.set_shared_type(ciphertext->type);
-    const int64_t now = absl::ToUnixMillis(absl::Now());
+    const int64_t now = absl::ToUnixMillis(ClockNow());
     const std::string conversation = GroupConversation(group_id);
     if (absl::Status s = store_->AddOutbox({*message_id, conversation,
                                             static_cast<uint8_t>(ContentKind::kText), text,
@@ -391,7 +391,7 @@ absl::Status Messenger::DecryptGroupMessage(const padlock::v1::Envelope& envelop
                              static_cast<uint32_t>(sender.device_id),
                              static_cast<uint8_t>(ContentKind::kText), text->second,
                              static_cast<int64_t>(envelope.server_timestamp_ms()),
-                             absl::ToUnixMillis(absl::Now()), own,
+                             absl::ToUnixMillis(ClockNow()), own,
                              own ? MessageStatus::kSent : MessageStatus::kDelivered});
 }
 

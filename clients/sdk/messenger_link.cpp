@@ -113,7 +113,7 @@ absl::StatusOr<std::string> Messenger::CreateLinkRequest(const std::string& user
   if (!registration_id.ok()) return registration_id.status();
   absl::StatusOr<SignedPreKey> signed_prekey =
       GenerateSignedPreKey(*context_, *identity, 1,
-                           static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())));
+                           static_cast<uint64_t>(absl::ToUnixMillis(ClockNow())));
   if (!signed_prekey.ok()) return signed_prekey.status();
   const AccountRecord pending{user_id, 0, 1, signed_prekey->id};
   absl::Status saved = store_->InTransaction([&]() -> absl::Status {
@@ -199,7 +199,7 @@ absl::Status Messenger::CompleteLink(absl::Duration timeout) {
   if (!identity.ok()) return identity.status();
   SignalContext* context = context_.get();
   const std::string private_key = identity->private_key;
-  const absl::Time deadline = absl::Now() + timeout;
+  const absl::Time deadline = ClockNow() + timeout;
   for (uint64_t attempt = 0;; ++attempt) {
     // Logging in succeeds only as the device id whose listed key is ours.
     const uint32_t id = CandidateDeviceId(attempt);
@@ -236,7 +236,7 @@ absl::Status Messenger::CompleteLink(absl::Duration timeout) {
     } else if (!absl::IsUnauthenticated(login)) {
       return login;
     }
-    const absl::Time now = absl::Now();
+    const absl::Time now = ClockNow();
     if (now >= deadline) {
       return absl::DeadlineExceededError("the primary device has not approved the link yet");
     }

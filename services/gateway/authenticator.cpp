@@ -35,13 +35,13 @@ absl::Status LoginFailed() { return absl::UnauthenticatedError(kLoginFailedMessa
 
 Authenticator::Authenticator(ChallengeStore* challenges, IdentitySource* identities,
                              const SessionTokens* tokens, AuthOptions options,
-                             prometheus::Registry* metrics, std::function<absl::Time()> now,
+                             prometheus::Registry* metrics, runtime::Clock* clock,
                              std::function<std::string()> random32)
     : challenges_(challenges),
       identities_(identities),
       tokens_(tokens),
       options_(std::move(options)),
-      now_(now ? std::move(now) : [] { return absl::Now(); }),
+      clock_(clock != nullptr ? clock : runtime::SystemClock::Get()),
       random32_(random32 ? std::move(random32) : OpenSslRandom32) {
   if (metrics != nullptr) {
     logins_ = &prometheus::BuildCounter()
@@ -71,7 +71,7 @@ absl::StatusOr<Challenge> Authenticator::NewChallenge(const DeviceRef& device) {
   if (challenge.size() != kChallengeSize) {
     return absl::InternalError("challenge: random generator failed");
   }
-  const absl::Time expires_at = now_() + options_.challenge_ttl;
+  const absl::Time expires_at = clock_->Now() + options_.challenge_ttl;
   if (absl::Status s = challenges_->Put(device, challenge, options_.audience,
                                         options_.challenge_ttl);
       !s.ok()) {
@@ -118,7 +118,7 @@ absl::StatusOr<Session> Authenticator::Login(const DeviceRef& device, const std:
   claims.user_id = device.user_id;
   claims.device_id = device.device_id;
   claims.device_list_version = identity->device_list_version;
-  claims.expires_at = now_() + options_.token_ttl;
+  claims.expires_at = clock_->Now() + options_.token_ttl;
   Session session{tokens_->Issue(claims), claims.expires_at, claims.device_list_version};
   CountLogin("ok");
   return session;
@@ -134,7 +134,8 @@ absl::StatusOr<SessionClaims> Authenticator::Authenticate(
   }
   absl::StatusOr<SessionClaims> claims =
       tokens_->Verify(
-          ToStd(absl::StripAsciiWhitespace(ToAbsl(authorization->substr(kScheme.size())))), now_());
+          ToStd(absl::StripAsciiWhitespace(ToAbsl(authorization->substr(kScheme.size())))),
+          clock_->Now());
   if (!claims.ok()) CountAuthFailure("invalid");
   return claims;
 }

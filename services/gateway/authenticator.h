@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/common/runtime/clock.h"
 #include "services/gateway/session_token.h"
 
 namespace prometheus {
@@ -83,12 +84,13 @@ struct Session {
 // Thread-safe. Every pointer must outlive the object.
 class Authenticator {
  public:
-  // `metrics` may be null (no metrics). `now` defaults to absl::Now, `random32` to OpenSSL
-  // RAND_bytes (32 bytes; an empty string means the generator failed).
+  // `metrics` may be null (no metrics). `clock` (the system clock when null) must outlive the
+  // authenticator; `random32` defaults to OpenSSL RAND_bytes (32 bytes; an empty string means
+  // the generator failed).
   Authenticator(ChallengeStore* challenges, IdentitySource* identities,
                 const SessionTokens* tokens, AuthOptions options,
                 prometheus::Registry* metrics = nullptr,
-                std::function<absl::Time()> now = nullptr,
+                runtime::Clock* clock = nullptr,
                 std::function<std::string()> random32 = nullptr);
 
   // A fresh single-use challenge for `device` (which is not looked up: the answer does not reveal
@@ -134,7 +136,7 @@ class Authenticator {
   IdentitySource* const identities_;
   const SessionTokens* const tokens_;
   const AuthOptions options_;
-  std::function<absl::Time()> now_;
+  runtime::Clock* const clock_;
   std::function<std::string()> random32_;
   prometheus::Family<prometheus::Counter>* logins_ = nullptr;
   prometheus::Family<prometheus::Counter>* auth_failures_ = nullptr;

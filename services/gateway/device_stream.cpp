@@ -36,8 +36,7 @@ class RejectedStream final : public Reactor {
   void OnDone() override { delete this; }
 };
 
-uint64_t NowMs() { return static_cast<uint64_t>(absl::ToUnixMillis(absl::Now())); }
-
+// gRPC measures deadlines against the real clock, so this one reads it (not StreamHub::clock_).
 void SetDeadline(grpc::ClientContext& context, absl::Duration deadline) {
   context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
 }
@@ -419,7 +418,8 @@ class StreamHub::SendPump {
 StreamHub::StreamHub(StreamSettings settings, Authenticator* auth, redis::RedisClient* redis,
                      std::shared_ptr<grpc::Channel> message_queue,
                      std::shared_ptr<grpc::Channel> presence, runtime::BoundedExecutor* executor,
-                     prometheus::Registry* metrics, PushRegistry* push)
+                     prometheus::Registry* metrics, PushRegistry* push,
+                     runtime::Clock* clock)
     : settings_(std::move(settings)),
       auth_(auth),
       redis_(redis),
@@ -427,6 +427,7 @@ StreamHub::StreamHub(StreamSettings settings, Authenticator* auth, redis::RedisC
       presence_(v1::Presence::NewStub(std::move(presence))),
       executor_(executor),
       push_(push),
+      clock_(clock != nullptr ? clock : runtime::SystemClock::Get()),
       metrics_(std::make_unique<Metrics>(metrics)),
       sends_(std::make_unique<SendPump>(this)),
       acks_(std::make_unique<AckPump>(this)) {}
@@ -470,7 +471,7 @@ void StreamHub::Drain(absl::Time deadline) {
   for (const auto& stream : streams) stream->Close(v1::Closing::REASON_DRAIN);
   // Wait until every stream has finished (its sends answered, Closing written) and the pumps
   // have forwarded everything (acks included), or the deadline.
-  while (absl::Now() < deadline) {
+  while (absl::Now() < deadline) {  // the caller's deadline is real time: not clock_
     if (stream_count() == 0 && sends_->Idle() && acks_->Idle()) break;
     absl::SleepFor(absl::Milliseconds(10));
   }
@@ -589,8 +590,8 @@ void StreamHub::Housekeeping() {
   // finer timing); only streams waiting to retry a failed inbox read are ticked every 250 ms.
   // Ticking all of them 4 times a second was a third of an idle gateway's CPU at 10 000 streams.
   constexpr absl::Duration kFullRound = absl::Seconds(1);
-  absl::Time next_heartbeat = absl::Now() + settings_.heartbeat_interval;
-  absl::Time next_full_round = absl::Now() + kFullRound;
+  absl::Time next_heartbeat = clock_->Now() + settings_.heartbeat_interval;
+  absl::Time next_full_round = clock_->Now() + kFullRound;
   std::unique_lock lock(mu_);
   while (!stopping_) {
     wake_.wait_for(lock, std::chrono::milliseconds(250));
@@ -598,7 +599,7 @@ void StreamHub::Housekeeping() {
     std::vector<std::weak_ptr<DeviceStream>> soon;
     soon.swap(tick_soon_);
     lock.unlock();
-    const absl::Time now = absl::Now();
+    const absl::Time now = clock_->Now();
     for (const auto& weak : soon) {
       if (std::shared_ptr<DeviceStream> stream = weak.lock()) stream->Tick(now);
     }
@@ -669,7 +670,7 @@ DeviceStream::DeviceStream(StreamHub* hub, grpc::CallbackServerContext* context,
       channel_(channels::DeviceChannel(claims_.user_id, claims_.device_id)),
       revision_(NegotiateRevision(context)) {
   send_tokens_ = hub_->settings_.sends_per_device.burst;
-  send_tokens_at_ = absl::Now();
+  send_tokens_at_ = hub_->clock_->Now();
 }
 
 void DeviceStream::Begin() {
@@ -737,7 +738,7 @@ void DeviceStream::StartUp() {
   phase_ = Phase::kLive;
   v1::ServerFrame connected;
   connected.mutable_connected()->set_epoch(epoch_);
-  connected.mutable_connected()->set_server_time_ms(NowMs());
+  connected.mutable_connected()->set_server_time_ms(static_cast<uint64_t>(hub_->clock_->NowMs()));
   connected.mutable_connected()->set_max_unacked(hub_->settings_.max_unacked);
   connected.mutable_connected()->set_stream_revision(revision_);
   outbox_.emplace_front(std::move(connected));  // the first frame of every stream
@@ -1073,7 +1074,7 @@ void DeviceStream::HandleSend(v1::SendRequest* send) {
       return;
     }
     // Per-device token bucket, in process (a device is on one gateway).
-    const absl::Time now = absl::Now();
+    const absl::Time now = hub_->clock_->Now();
     const ratelimit::RateLimit& limit = settings.sends_per_device;
     send_tokens_ = std::min(limit.burst, send_tokens_ + absl::ToDoubleSeconds(now - send_tokens_at_) *
                                                             limit.per_second);
@@ -1177,7 +1178,7 @@ void DeviceStream::HandleAck(const v1::StreamAck& ack, bool schedule) {
   bool notify = false;
   {
     std::lock_guard lock(mu_);
-    const absl::Time now = absl::Now();
+    const absl::Time now = hub_->clock_->Now();
     size_t removed = 0;
     auto observe = [&](const Delivered& d) {
       hub_->metrics_->push_ack->Observe(absl::ToDoubleSeconds(now - d.pushed_at));
@@ -1259,7 +1260,7 @@ void DeviceStream::HandleSubscribePresence(const v1::SubscribePresence& subscrib
       return;
     }
     watched_.assign(subscribe.user_ids().begin(), subscribe.user_ids().end());
-    watched_at_ = absl::Now();
+    watched_at_ = hub_->clock_->Now();
   }
   v1::SubscribeRequest request;
   *request.mutable_subscriber() = Address(claims_);
@@ -1328,7 +1329,7 @@ void DeviceStream::MaybeReadLocked() {
   if (!subscribed_ || reading_ || !need_read_) return;
   const uint32_t max_unacked = hub_->settings_.max_unacked;
   if (delivered_.size() >= max_unacked) return;  // wait for acks
-  if (absl::Now() < read_not_before_) {  // retry after a failure, from Tick
+  if (hub_->clock_->Now() < read_not_before_) {  // retry after a failure, from Tick
     if (!tick_scheduled_) {
       tick_scheduled_ = true;
       hub_->ScheduleTick(shared_from_this());  // lock order: stream → hub
@@ -1365,7 +1366,7 @@ void DeviceStream::OnInboxRead(const grpc::Status& status, v1::ReadInboxResponse
   if (!status.ok()) {
     runtime::Increment(hub_->metrics_->inbox_read_failures);
     need_read_ = true;
-    read_not_before_ = absl::Now() + hub_->settings_.read_retry;
+    read_not_before_ = hub_->clock_->Now() + hub_->settings_.read_retry;
     MaybeReadLocked();  // schedules the Tick that retries
     return;
   }
@@ -1404,7 +1405,7 @@ void DeviceStream::OnInboxRead(const grpc::Status& status, v1::ReadInboxResponse
 
 void DeviceStream::PushEnvelopeLocked(v1::Envelope envelope, bool tracked) {
   if (tracked) {
-    delivered_.push_back({envelope.server_id(), envelope.sequence(), absl::Now()});
+    delivered_.push_back({envelope.server_id(), envelope.sequence(), hub_->clock_->Now()});
     cursor_id_ = envelope.server_id();
     cursor_sequence_ = envelope.sequence();
     last_delivered_sequence_ = envelope.sequence();

@@ -54,6 +54,7 @@
 #include "services/common/ratelimit/rate_limiter.h"
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/redis_subscriber.h"
+#include "services/common/runtime/clock.h"
 #include "services/common/runtime/executor.h"
 #include "services/gateway/authenticator.h"
 #include "services/gateway/push_registry.h"
@@ -111,10 +112,12 @@ grpc::ServerBidiReactor<padlock::v1::ClientFrame, padlock::v1::ServerFrame>* Mak
 // the send and ack pumps, presence heartbeats and the housekeeping thread. Thread-safe.
 class StreamHub {
  public:
+  // `clock` (the system clock when null; must outlive the hub) times the send rate, read retries,
+  // presence watches, heartbeats and push-to-ack latency.
   StreamHub(StreamSettings settings, Authenticator* auth, redis::RedisClient* redis,
             std::shared_ptr<grpc::Channel> message_queue, std::shared_ptr<grpc::Channel> presence,
             runtime::BoundedExecutor* executor, prometheus::Registry* metrics,
-            PushRegistry* push = nullptr);
+            PushRegistry* push = nullptr, runtime::Clock* clock = nullptr);
   // Stop()s.
   ~StreamHub();
   StreamHub(const StreamHub&) = delete;
@@ -166,6 +169,7 @@ class StreamHub {
   runtime::BoundedExecutor* const executor_;
   // Renews the device's push subscription at each stream start-up; null: no push.
   PushRegistry* const push_;
+  runtime::Clock* const clock_;  // the streams' time (gRPC deadlines use the real clock)
   std::unique_ptr<Metrics> metrics_;
   std::unique_ptr<SendPump> sends_;
   std::unique_ptr<AckPump> acks_;

@@ -170,7 +170,7 @@ struct KeyRegistry::Metrics {
 KeyRegistry::KeyRegistry(KeyStore* store, InviteStore* invites, RateLimiter* limiter,
                          DeviceEventPublisher* publisher, DeviceListSummaries* summaries,
                          RegistryOptions options,
-                         prometheus::Registry* metrics, std::function<absl::Time()> now,
+                         prometheus::Registry* metrics, runtime::Clock* clock,
                          std::function<std::string()> new_token)
     : store_(store),
       invites_(invites),
@@ -179,7 +179,7 @@ KeyRegistry::KeyRegistry(KeyStore* store, InviteStore* invites, RateLimiter* lim
       summaries_(summaries),
       options_(std::move(options)),
       metrics_(metrics != nullptr ? std::make_unique<Metrics>(*metrics) : nullptr),
-      now_(now ? std::move(now) : [] { return absl::Now(); }),
+      clock_(clock != nullptr ? clock : runtime::SystemClock::Get()),
       new_token_(new_token ? std::move(new_token) : RandomToken) {}
 
 KeyRegistry::~KeyRegistry() = default;
@@ -704,7 +704,7 @@ absl::StatusOr<Invitation> KeyRegistry::CreateInvite(absl::Duration ttl,
     return Invalid("ttl_seconds", "out of range");
   }
   if (ttl == absl::ZeroDuration()) ttl = options_.default_invite_ttl;
-  Invitation invitation{.token = new_token_(), .expires_at = now_() + ttl};
+  Invitation invitation{.token = new_token_(), .expires_at = clock_->Now() + ttl};
   if (absl::Status s = invites_->Create(invitation.token, for_user_id, ttl); !s.ok()) return s;
   return invitation;
 }

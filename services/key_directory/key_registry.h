@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "services/common/device_lists/device_list_summary.h"
 #include "services/common/ratelimit/rate_limiter.h"
+#include "services/common/runtime/clock.h"
 #include "services/key_directory/key_store.h"
 
 namespace prometheus {
@@ -162,8 +163,8 @@ class KeyRegistry {
   // `store`, `invites`, `limiter`, `publisher` and `summaries` must outlive the registry.
   // `summaries` may be null only where no message-queue reads the summaries (some tests): then
   // nothing is written through and GetDeviceLists may read the replica. `metrics` may be null (no
-  // metrics); otherwise the families are added to it. `now` and `new_token` default to the wall
-  // clock and 128 random bits (URL-safe base64).
+  // metrics); otherwise the families are added to it. `clock` (must outlive the registry) and
+  // `new_token` default to the system clock and 128 random bits (URL-safe base64).
   //
   // Every change of what GetDeviceLists answers (Register, PublishDeviceList, ChangeIdentity,
   // DeleteAccount, ResetIdentity, BanAccount, UnbanAccount, AdminDeleteAccount) is bracketed by
@@ -174,7 +175,7 @@ class KeyRegistry {
               DeviceEventPublisher* publisher, DeviceListSummaries* summaries,
               RegistryOptions options,
               prometheus::Registry* metrics = nullptr,
-              std::function<absl::Time()> now = nullptr,
+              runtime::Clock* clock = nullptr,
               std::function<std::string()> new_token = nullptr);
   ~KeyRegistry();
 
@@ -260,7 +261,7 @@ class KeyRegistry {
   DeviceListSummaries* const summaries_;
   const RegistryOptions options_;
   std::unique_ptr<Metrics> metrics_;
-  std::function<absl::Time()> now_;
+  runtime::Clock* const clock_;
   std::function<std::string()> new_token_;
 };
 

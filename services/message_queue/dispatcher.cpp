@@ -18,7 +18,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/runtime/metrics_util.h"
-#include "absl/time/clock.h"
 #include "services/common/runtime/absl_compat.h"
 #include "services/common/statement/ids.h"
 
@@ -144,8 +143,6 @@ ListCheck CheckAgainstLists(const v1::Send& send,
 
 }  // namespace
 
-int64_t SystemClock::NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
 bool IsServerId(std::string_view id) {
   const size_t dash = id.find('-');
   if (dash == std::string_view::npos || dash == 0 || dash + 1 == id.size() || dash > 20 ||
@@ -159,7 +156,7 @@ bool IsServerId(std::string_view id) {
 }
 
 Dispatcher::Dispatcher(DispatchOptions options, DeviceDirectory* directory, InboxStore* store,
-                       Clock* clock, prometheus::Registry* metrics)
+                       runtime::Clock* clock, prometheus::Registry* metrics)
     : options_(options),
       dedupe_ids_(options_.dedupe_secret),
       directory_(directory),

@@ -8,7 +8,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "padlock/v1/common.pb.h"
 #include "services/common/channels/device_channel.h"
 #include "services/common/redis/cluster_slots.h"
@@ -415,9 +414,10 @@ absl::StatusOr<AppendResult> ParseAppend(const RedisReply& reply) {
 }  // namespace
 
 RedisInboxStore::RedisInboxStore(redis::RedisClient* redis, InboxLimits limits,
-                                 MemoryAdmission* admission)
+                                 MemoryAdmission* admission, runtime::Clock* clock)
     : redis_(redis),
       admission_(admission),
+      clock_(clock != nullptr ? clock : runtime::SystemClock::Get()),
       limits_(limits),
       enqueue_(absl::StrCat(kLuaHelpers, kEnqueueBody)),
       read_(absl::StrCat(kLuaHelpers, kReadBody)),
@@ -456,7 +456,7 @@ RedisInboxStore::AckAndAppendResults RedisInboxStore::AckAndAppend(
 std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::AppendAfterAcks(
     absl::Span<const AckRequest> acks, absl::Span<const AppendRequest> requests,
     std::vector<absl::StatusOr<uint64_t>>* ack_results) {
-  const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+  const int64_t now_ms = clock_->NowMs();
   const int64_t window_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(limits_.dedupe_window));
   const int64_t bucket = now_ms / window_ms;
   const std::string retention_ms = absl::StrCat(absl::ToInt64Milliseconds(limits_.retention));

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/script.h"
+#include "services/common/runtime/clock.h"
 #include "services/message_queue/inbox_store.h"
 #include "services/message_queue/memory_admission.h"
 
@@ -28,12 +29,12 @@ struct InboxLimits {
   redis::ReplicaWait durability;
 };
 
-// Thread-safe; `redis` and `admission` (optional: none = no memory admission) must outlive the
-// store.
+// Thread-safe; `redis`, `admission` (optional: none = no memory admission) and `clock` (optional:
+// none = the system clock; it dates dedupe windows) must outlive the store.
 class RedisInboxStore final : public InboxStore {
  public:
   RedisInboxStore(redis::RedisClient* redis, InboxLimits limits,
-                  MemoryAdmission* admission = nullptr);
+                  MemoryAdmission* admission = nullptr, runtime::Clock* clock = nullptr);
 
   // One EVALSHA per cluster hash slot (one for everything on a standalone Redis) of at most 256
   // devices, plus a SPUBLISH per online_only request, all in one pipeline; per-device results.
@@ -51,6 +52,7 @@ class RedisInboxStore final : public InboxStore {
  private:
   redis::RedisClient* const redis_;
   MemoryAdmission* const admission_;
+  runtime::Clock* const clock_;
   const InboxLimits limits_;
   const redis::Script enqueue_;
   const redis::Script read_;

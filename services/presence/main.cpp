@@ -46,7 +46,7 @@ int main() {
 
   presence::RedisPresenceStore store(redis->get(), settings.timings);
   presence::RedisEventPublisher publisher(redis->get());
-  presence::SystemClock clock;
+  runtime::SystemClock clock;
   presence::PresenceRegistry registry(settings.options, &store, &publisher, &clock,
                                       &runner.metrics());
   // Redis calls run here, never on gRPC callback threads.

@@ -9,7 +9,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/runtime/metrics_util.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 namespace padlock::presence {
@@ -21,10 +20,8 @@ std::string DeviceName(const DeviceKey& device) {
 
 }  // namespace
 
-int64_t SystemClock::NowMs() { return absl::ToUnixMillis(absl::Now()); }
-
 PresenceRegistry::PresenceRegistry(PresenceOptions options, PresenceStore* store,
-                                   EventPublisher* publisher, Clock* clock,
+                                   EventPublisher* publisher, runtime::Clock* clock,
                                    prometheus::Registry* metrics)
     : options_(std::move(options)), store_(store), publisher_(publisher), clock_(clock) {
   if (metrics != nullptr) {

@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "services/common/runtime/clock.h"
 #include "services/presence/presence_store.h"
 
 namespace prometheus {
@@ -42,7 +43,7 @@ class PresenceRegistry {
   // `store`, `publisher` and `clock` must outlive the registry. `metrics` may be null (no
   // metrics); otherwise the padlock_presence_* families are registered on it.
   PresenceRegistry(PresenceOptions options, PresenceStore* store, EventPublisher* publisher,
-                   Clock* clock, prometheus::Registry* metrics);
+                   runtime::Clock* clock, prometheus::Registry* metrics);
 
   // Registers a new connection of `device` on `gateway_id` and returns its epoch. An older live
   // connection is told displaced_by_epoch; subscribers are told when the user comes online
@@ -82,7 +83,7 @@ class PresenceRegistry {
   const PresenceOptions options_;
   PresenceStore* const store_;
   EventPublisher* const publisher_;
-  Clock* const clock_;
+  runtime::Clock* const clock_;
   prometheus::Gauge* online_devices_ = nullptr;
   prometheus::Counter* connects_ = nullptr;
   prometheus::Counter* disconnects_ = nullptr;

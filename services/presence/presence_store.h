@@ -160,17 +160,4 @@ class EventPublisher {
   virtual absl::Status PublishDisplaced(const DeviceKey& device, uint64_t epoch) = 0;
 };
 
-// Wall clock in Unix ms, injectable for tests. Thread-safe.
-class Clock {
- public:
-  virtual ~Clock() = default;
-  virtual int64_t NowMs() = 0;
-};
-
-// absl::Now().
-class SystemClock final : public Clock {
- public:
-  int64_t NowMs() override;
-};
-
 }  // namespace padlock::presence

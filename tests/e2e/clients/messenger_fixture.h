@@ -18,6 +18,17 @@
 
 namespace padlock::client::e2e {
 
+// The real clock moved by `*skew` (read on every call), so that a test can jump days ahead while
+// the messengers still talk to the real servers.
+class SkewedClock final : public runtime::Clock {
+ public:
+  explicit SkewedClock(const absl::Duration* skew) : skew_(skew) {}
+  absl::Time Now() const override { return absl::Now() + *skew_; }
+
+ private:
+  const absl::Duration* const skew_;
+};
+
 class MessengerFixture : public ::testing::Test {
  protected:
   using Kind = MessengerEvent::Kind;
@@ -32,7 +43,7 @@ class MessengerFixture : public ::testing::Test {
     options.home = dir_.path() + "/" + folder;
     options.gateway.target = SharedStack()->gateway_target();
     options.gateway.min_backoff = absl::Milliseconds(50);
-    options.clock = [this] { return absl::Now() + skew_; };
+    options.clock = &clock_;
     if (seen != nullptr) {
       options.on_envelope = [seen](const padlock::v1::Envelope& e) { seen->push_back(e); };
     }
@@ -119,6 +130,7 @@ class MessengerFixture : public ::testing::Test {
 
   padlock::testing::TempDir dir_;
   absl::Duration skew_ = absl::ZeroDuration();
+  SkewedClock clock_{&skew_};
 };
 
 }  // namespace padlock::client::e2e

@@ -157,7 +157,7 @@ class Replica {
   v1::MessageQueue::Stub& stub() { return *stub_; }
 
  private:
-  SystemClock clock_;
+  runtime::SystemClock clock_;
   std::unique_ptr<redis::RedisClient> redis_;
   std::unique_ptr<RedisInboxStore> store_;
   std::unique_ptr<runtime::ServiceRunner> runner_;

@@ -97,7 +97,7 @@ class Replica {
   v1::Presence::Stub& stub() { return *stub_; }
 
  private:
-  SystemClock clock_;
+  runtime::SystemClock clock_;
   std::unique_ptr<redis::RedisClient> redis_;
   std::unique_ptr<RedisPresenceStore> store_;
   std::unique_ptr<RedisEventPublisher> publisher_;

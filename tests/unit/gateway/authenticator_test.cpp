@@ -15,6 +15,7 @@
 #include "clients/sdk/crypto_provider.h"
 #include "clients/sdk/identity.h"
 #include "services/common/statement/signed_statement.h"
+#include "tests/fakes/manual_clock.h"
 
 namespace padlock::gateway {
 namespace {
@@ -22,12 +23,12 @@ namespace {
 // Expiry follows the injected clock. One challenge per device, as the Redis store keeps.
 class FakeChallengeStore final : public ChallengeStore {
  public:
-  explicit FakeChallengeStore(const absl::Time* now) : now_(now) {}
+  explicit FakeChallengeStore(const runtime::Clock* clock) : clock_(clock) {}
   absl::Status Put(const DeviceRef& device, const std::string& challenge,
                    const std::string& audience, absl::Duration ttl) override {
     std::lock_guard lock(mu_);
     if (down) return absl::UnavailableError("fake store down");
-    entries_[Key(device)] = {challenge, audience, *now_ + ttl};
+    entries_[Key(device)] = {challenge, audience, clock_->Now() + ttl};
     return absl::OkStatus();
   }
   absl::StatusOr<std::optional<std::string>> Consume(const DeviceRef& device,
@@ -40,7 +41,7 @@ class FakeChallengeStore final : public ChallengeStore {
     }
     auto [stored, audience, expires] = it->second;
     entries_.erase(it);
-    if (*now_ >= expires) return std::optional<std::string>();
+    if (clock_->Now() >= expires) return std::optional<std::string>();
     return std::optional<std::string>(audience);
   }
   size_t size() {
@@ -53,7 +54,7 @@ class FakeChallengeStore final : public ChallengeStore {
   static std::pair<std::string, uint32_t> Key(const DeviceRef& d) {
     return {d.user_id, d.device_id};
   }
-  const absl::Time* now_;
+  const runtime::Clock* const clock_;
   std::mutex mu_;
   std::map<std::pair<std::string, uint32_t>, std::tuple<std::string, std::string, absl::Time>>
       entries_;
@@ -88,7 +89,7 @@ class AuthenticatorTest : public ::testing::Test {
         &challenges_, &identities_, &tokens_,
         AuthOptions{.audience = "test-aud", .challenge_ttl = absl::Seconds(60),
                     .token_ttl = absl::Hours(1)},
-        &metrics_, [this] { return now_; },
+        &metrics_, &clock_,
         [this] { return std::string(32, static_cast<char>(++counter_)); });
   }
 
@@ -119,11 +120,11 @@ class AuthenticatorTest : public ::testing::Test {
     return 0;
   }
 
-  absl::Time now_ = absl::FromUnixSeconds(1'800'000'000);
+  padlock::testing::ManualClock clock_{absl::FromUnixSeconds(1'800'000'000)};
   int counter_ = 0;
   std::unique_ptr<client::SignalContext> signal_;
   client::IdentityKeyPair alice_, mallory_;
-  FakeChallengeStore challenges_{&now_};
+  FakeChallengeStore challenges_{&clock_};
   FakeIdentities identities_;
   SessionTokens tokens_{std::string(32, 's'), ""};
   prometheus::Registry metrics_;
@@ -138,7 +139,7 @@ TEST_F(AuthenticatorTest, ChallengeIsFreshAndCarriesAudience) {
   EXPECT_EQ(a->challenge.size(), 32u);
   EXPECT_NE(a->challenge, b->challenge);
   EXPECT_EQ(a->audience, "test-aud");
-  EXPECT_EQ(a->expires_at, now_ + absl::Seconds(60));
+  EXPECT_EQ(a->expires_at, clock_.Now() + absl::Seconds(60));
 }
 
 TEST_F(AuthenticatorTest, NewChallengeReplacesTheDevicesEarlierOne) {
@@ -169,8 +170,8 @@ TEST_F(AuthenticatorTest, ValidSignatureLogsIn) {
                               SignLogin(alice_, alice1_, c->challenge, c->audience));
   ASSERT_TRUE(session.ok()) << session.status();
   EXPECT_EQ(session->device_list_version, 3u);
-  EXPECT_EQ(session->expires_at, now_ + absl::Hours(1));
-  auto claims = tokens_.Verify(session->token, now_);
+  EXPECT_EQ(session->expires_at, clock_.Now() + absl::Hours(1));
+  auto claims = tokens_.Verify(session->token, clock_.Now());
   ASSERT_TRUE(claims.ok());
   EXPECT_EQ(claims->user_id, "alice");
   EXPECT_EQ(claims->device_id, 1u);
@@ -220,7 +221,7 @@ TEST_F(AuthenticatorTest, ChallengeOfAnotherDeviceFails) {
 TEST_F(AuthenticatorTest, ExpiredChallengeFails) {
   auto c = auth_->NewChallenge(alice1_);
   ASSERT_TRUE(c.ok());
-  now_ += absl::Seconds(60);
+  clock_.Advance(absl::Seconds(60));
   ExpectLoginFailed(
       auth_->Login(alice1_, c->challenge, SignLogin(alice_, alice1_, c->challenge, c->audience)));
 }
@@ -261,7 +262,7 @@ class BearerTest : public AuthenticatorTest {
  protected:
   std::string Token(absl::Duration ttl = absl::Hours(1)) {
     return tokens_.Issue({.user_id = "alice", .device_id = 1, .device_list_version = 3,
-                          .expires_at = now_ + ttl});
+                          .expires_at = clock_.Now() + ttl});
   }
   void ExpectInvalid(const absl::StatusOr<SessionClaims>& claims) {
     ASSERT_FALSE(claims.ok());
@@ -291,7 +292,7 @@ TEST_F(BearerTest, MissingOrMalformedHeaderIsRefusedAlike) {
 
 TEST_F(BearerTest, ExpiredTokenIsRefused) {
   const std::string token = Token(absl::Minutes(1));
-  now_ += absl::Minutes(1);
+  clock_.Advance(absl::Minutes(1));
   ExpectInvalid(auth_->Authenticate(absl::StrCat("Bearer ", token)));
 }
 

@@ -7,6 +7,7 @@
 #include "prometheus/registry.h"
 #include "services/key_directory/in_memory_key_store.h"
 #include "tests/unit/key_directory/device_list_summaries_contract.h"
+#include "tests/fakes/manual_clock.h"
 #include "tests/unit/key_directory/fakes.h"
 #include "tests/unit/key_directory/key_store_contract.h"
 #include "tests/unit/key_directory/test_identities.h"
@@ -38,7 +39,7 @@ class KeyRegistryTest : public ::testing::Test {
   void MakeRegistry(RegistryOptions options) {
     registry_ = std::make_unique<KeyRegistry>(
         &store_, &invites_, &limiter_, &publisher_, &summaries_, options, nullptr,
-        [] { return absl::FromUnixSeconds(1000); }, [this] { return absl::StrCat("tok", ++n_); });
+        &clock_, [this] { return absl::StrCat("tok", ++n_); });
   }
   // Registers `user` with a fresh primary holding `prekeys` one-time prekeys.
   TestDevice RegisterUser(const std::string& user, uint32_t prekeys = 3) {
@@ -47,6 +48,7 @@ class KeyRegistryTest : public ::testing::Test {
     EXPECT_TRUE(registered.ok()) << registered.status();
     return device;
   }
+  padlock::testing::ManualClock clock_{absl::FromUnixSeconds(1000)};  // never advanced
   InMemoryKeyStore store_;
   FakeInviteStore invites_;
   FakeRateLimiter limiter_;

@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/manual_clock.h"
 #include "tests/unit/message_queue/fakes.h"
 
 namespace padlock::message_queue {
@@ -98,7 +99,7 @@ class DispatcherTest : public ::testing::Test {
   }
 
   DispatchOptions options_;
-  ManualClock clock_;
+  padlock::testing::ManualClock clock_;
   FakeDeviceDirectory directory_;
   InMemoryInboxStore store_;
   std::unique_ptr<Dispatcher> dispatcher_;
@@ -369,7 +370,7 @@ TEST_F(DispatcherTest, BatchLooksUpDeviceListsOnce) {
 
 TEST_F(DispatcherTest, RetryWithinWindowReturnsSameIdsAndStoresNothingMore) {
   v1::SendOutcome first = EnqueueOne(GoodSend());
-  clock_.Advance(30'000);
+  clock_.Advance(absl::Milliseconds(30'000));
   v1::SendOutcome retry = EnqueueOne(GoodSend());
   ASSERT_TRUE(retry.has_accepted());
   for (int i = 0; i < 3; ++i) {
@@ -461,7 +462,7 @@ TEST_F(DispatcherTest, ReadStopsAtMaxBytesButReturnsAtLeastOne) {
 TEST_F(DispatcherTest, RetentionTrimProducesGapAndInboxStaysActive) {
   ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'a'))).has_accepted());
   ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'b'))).has_accepted());
-  clock_.Advance(3'600'001);
+  clock_.Advance(absl::Milliseconds(3'600'001));
   ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'c'))).has_accepted());
   v1::ReadInboxResponse r = Read("bob", 1);
   EXPECT_THAT(Sequences(r), ElementsAre(3u));
@@ -473,7 +474,7 @@ TEST_F(DispatcherTest, RetentionTrimProducesGapAndInboxStaysActive) {
 
 TEST_F(DispatcherTest, EverythingExpiredGivesTrailingGap) {
   ASSERT_TRUE(EnqueueOne(GoodSend()).has_accepted());
-  clock_.Advance(3'600'001);
+  clock_.Advance(absl::Milliseconds(3'600'001));
   v1::ReadInboxResponse r = Read("bob", 1);
   EXPECT_EQ(r.envelopes_size(), 0);
   EXPECT_TRUE(r.end_of_inbox());
@@ -487,7 +488,7 @@ TEST_F(DispatcherTest, ShortTtlEntryIsFilteredAsGapAndCursorMovesPastIt) {
   story.mutable_message()->set_ttl_seconds(10);
   ASSERT_TRUE(EnqueueOne(story).has_accepted());
   ASSERT_TRUE(EnqueueOne(GoodSend(std::string(16, 'b'))).has_accepted());
-  clock_.Advance(10'001);
+  clock_.Advance(absl::Milliseconds(10'001));
   v1::ReadInboxResponse r = Read("bob", 1);
   EXPECT_THAT(Sequences(r), ElementsAre(2u));
   ASSERT_EQ(r.gaps_size(), 1);
@@ -570,7 +571,7 @@ TEST_F(DispatcherTest, ExpiredEntryStaysAGapBetweenIndividualAcks) {
   v1::ReadInboxResponse r = Read("bob", 1);
   ASSERT_EQ(r.envelopes_size(), 4);
   EXPECT_EQ(AckIds(*dispatcher_, {r.envelopes(2).server_id()}), 1u);  // sequence 3
-  clock_.Advance(2'000);
+  clock_.Advance(absl::Milliseconds(2'000));
   v1::ReadInboxResponse later = Read("bob", 1);
   EXPECT_THAT(Sequences(later), ElementsAre(1u, 4u));
   ASSERT_EQ(later.gaps_size(), 1) << later.DebugString();

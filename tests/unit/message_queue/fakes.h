@@ -21,23 +21,6 @@
 
 namespace padlock::message_queue {
 
-class ManualClock final : public Clock {
- public:
-  explicit ManualClock(int64_t now_ms) : now_ms_(now_ms) {}
-  int64_t NowMs() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return now_ms_;
-  }
-  void Advance(int64_t ms) {
-    std::lock_guard<std::mutex> lock(mu_);
-    now_ms_ += ms;
-  }
-
- private:
-  std::mutex mu_;
-  int64_t now_ms_;
-};
-
 class FakeDeviceDirectory final : public DeviceDirectory {
  public:
   // Sets `user`'s list: (device id, registration id) pairs.
@@ -61,7 +44,7 @@ class FakeDeviceDirectory final : public DeviceDirectory {
 
 class InMemoryInboxStore final : public InboxStore {
  public:
-  InMemoryInboxStore(InboxLimits limits, Clock* clock) : limits_(limits), clock_(clock) {}
+  InMemoryInboxStore(InboxLimits limits, runtime::Clock* clock) : limits_(limits), clock_(clock) {}
 
   std::vector<absl::StatusOr<AppendResult>> Append(
       absl::Span<const AppendRequest> requests) override;
@@ -97,7 +80,7 @@ class InMemoryInboxStore final : public InboxStore {
   void Release(const std::string& payload);
 
   const InboxLimits limits_;
-  Clock* const clock_;
+  runtime::Clock* const clock_;
   std::mutex mu_;
   absl::Status failure_;
   absl::flat_hash_map<DeviceKey, Inbox> inboxes_;

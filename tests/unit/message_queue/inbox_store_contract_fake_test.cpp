@@ -2,14 +2,15 @@
 // RedisInboxStore in tests/integration/message_queue/inbox_store_contract_redis_test.cpp.
 #include <memory>
 
+#include "tests/fakes/manual_clock.h"
 #include "tests/unit/message_queue/fakes.h"
 #include "tests/unit/message_queue/inbox_store_contract.h"
 
 namespace padlock::message_queue {
 namespace {
 
-ManualClock* FixedClock() {
-  static ManualClock* clock = new ManualClock(1'700'000'000'000);  // never advanced
+padlock::testing::ManualClock* FixedClock() {
+  static auto* clock = new padlock::testing::ManualClock(1'700'000'000'000);  // never advanced
   return clock;
 }
 

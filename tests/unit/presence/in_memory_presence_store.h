@@ -1,5 +1,5 @@
 #pragma once
-// In-memory PresenceStore, EventPublisher and Clock for unit tests: the same semantics as the
+// In-memory PresenceStore and EventPublisher for unit tests: the same semantics as the
 // Redis adapters (services/presence/redis_presence_store.h), kept in maps under one mutex.
 
 #include <cstdint>
@@ -12,23 +12,6 @@
 #include "services/presence/presence_store.h"
 
 namespace padlock::presence::testing {
-
-class FakeClock final : public Clock {
- public:
-  explicit FakeClock(int64_t now_ms) : now_ms_(now_ms) {}
-  int64_t NowMs() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return now_ms_;
-  }
-  void Advance(int64_t ms) {
-    std::lock_guard<std::mutex> lock(mu_);
-    now_ms_ += ms;
-  }
-
- private:
-  std::mutex mu_;
-  int64_t now_ms_ ABSL_GUARDED_BY(mu_);
-};
 
 class InMemoryPresenceStore final : public PresenceStore {
  public:

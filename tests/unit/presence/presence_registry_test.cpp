@@ -1,4 +1,4 @@
-// PresenceRegistry with the in-memory store, a recording publisher and a fake clock.
+// PresenceRegistry with the in-memory store, a recording publisher and a manual clock.
 #include "services/presence/presence_registry.h"
 
 #include <prometheus/registry.h>
@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/manual_clock.h"
 #include "tests/unit/presence/in_memory_presence_store.h"
 
 namespace padlock::presence {
@@ -16,7 +17,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using testing::FakeClock;
 using testing::InMemoryPresenceStore;
 using testing::RecordingPublisher;
 
@@ -65,7 +65,7 @@ class RegistryTest : public ::testing::Test {
     return -1;
   }
 
-  FakeClock clock_{kStart};
+  padlock::testing::ManualClock clock_{kStart};
   InMemoryPresenceStore store_{Timings()};
   RecordingPublisher publisher_;
   prometheus::Registry metrics_;
@@ -130,13 +130,13 @@ TEST_F(RegistryTest, HeartbeatReturnsDisplacedUnknownAndForeignConnectionsAsStal
 TEST_F(RegistryTest, HeartbeatKeepsEntriesAliveAndSilenceExpiresThem) {
   uint64_t a1 = *registry_.Connect(kAlice1, "gw-a", Visibility::kEveryone);
   Subscribe(kBob1, {"alice"});
-  clock_.Advance(kTtl - 1);
+  clock_.Advance(absl::Milliseconds(kTtl - 1));
   ASSERT_TRUE(registry_.Heartbeat("gw-a", {{kAlice1, a1}})->empty());
   const int64_t last_heartbeat = clock_.NowMs();
-  clock_.Advance(kTtl - 1);
+  clock_.Advance(absl::Milliseconds(kTtl - 1));
   EXPECT_EQ(*registry_.Sweep(), 0);
   EXPECT_TRUE((*registry_.Query({"alice"}))[0].online);
-  clock_.Advance(1);  // exactly TTL after the last heartbeat
+  clock_.Advance(absl::Milliseconds(1));  // exactly TTL after the last heartbeat
   EXPECT_EQ(*registry_.Sweep(), 1);
   EXPECT_THAT(EventsFor(kBob1), ElementsAre(PresenceView{"alice", false, last_heartbeat}));
   EXPECT_THAT(*registry_.Query({"alice"}), ElementsAre(PresenceView{"alice", false,
@@ -153,9 +153,9 @@ TEST_F(RegistryTest, SubscribersHearOnlineAndOfflineWithLastSeen) {
   EXPECT_THAT(Subscribe(kBob1, {"alice"}), ElementsAre(PresenceView{"alice", false, 0}));
   uint64_t a1 = *registry_.Connect(kAlice1, "gw-a", Visibility::kUnspecified);
   uint64_t a2 = *registry_.Connect(kAlice2, "gw-a", Visibility::kUnspecified);
-  clock_.Advance(5000);
+  clock_.Advance(absl::Milliseconds(5000));
   EXPECT_TRUE(*registry_.Disconnect(kAlice1, a1));  // alice:2 still online: no event
-  clock_.Advance(5000);
+  clock_.Advance(absl::Milliseconds(5000));
   EXPECT_TRUE(*registry_.Disconnect(kAlice2, a2));
   EXPECT_THAT(EventsFor(kBob1), ElementsAre(PresenceView{"alice", true, 0},
                                             PresenceView{"alice", false, kStart + 10'000}));
@@ -167,7 +167,7 @@ TEST_F(RegistryTest, NobodyUserIsNeverRevealed) {
   uint64_t a1 = *registry_.Connect(kAlice1, "gw-a", Visibility::kNobody);
   EXPECT_THAT(Subscribe(kBob1, {"alice"}), ElementsAre(PresenceView{"alice", false, 0}));
   EXPECT_THAT(*registry_.Query({"alice"}), ElementsAre(PresenceView{"alice", false, 0}));
-  clock_.Advance(1000);
+  clock_.Advance(absl::Milliseconds(1000));
   ASSERT_TRUE(*registry_.Disconnect(kAlice1, a1));
   EXPECT_THAT(*registry_.Query({"alice"}), ElementsAre(PresenceView{"alice", false, 0}));
   EXPECT_TRUE(EventsFor(kBob1).empty());
@@ -208,7 +208,7 @@ TEST_F(RegistryTest, SubscribeReplacesTheWatchedSet) {
 TEST_F(RegistryTest, SubscriptionsExpireAfterTheirTtl) {
   ASSERT_TRUE(registry_.SetVisibility("alice", Visibility::kEveryone).ok());
   Subscribe(kBob1, {"alice"});
-  clock_.Advance(Timings().subscription_ttl_ms);
+  clock_.Advance(absl::Milliseconds(Timings().subscription_ttl_ms));
   ASSERT_TRUE(registry_.Connect(kAlice1, "gw-a", Visibility::kUnspecified).ok());
   EXPECT_TRUE(EventsFor(kBob1).empty());
 }
@@ -229,10 +229,10 @@ TEST_F(RegistryTest, SubscriptionChangesAreRateLimitedPerDevice) {
   EXPECT_THAT(refused.status().message(), HasSubstr("retry after 1000 ms"));
   EXPECT_EQ(refused.status().GetPayload(kRetryAfterPayload), absl::Cord("1000"));
   Subscribe(kCarol1, {"alice"});  // another device has its own bucket
-  clock_.Advance(400);
+  clock_.Advance(absl::Milliseconds(400));
   refused = registry_.Subscribe(kBob1, {"alice"});
   EXPECT_EQ(refused.status().GetPayload(kRetryAfterPayload), absl::Cord("600"));
-  clock_.Advance(600);
+  clock_.Advance(absl::Milliseconds(600));
   Subscribe(kBob1, {"alice"});
 }
 

@@ -9,6 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/manual_clock.h"
 #include "tests/unit/presence/in_memory_presence_store.h"
 
 namespace padlock::presence {
@@ -41,7 +42,7 @@ class ServiceTest : public ::testing::Test {
     executor_.Shutdown();
   }
 
-  testing::FakeClock clock_{1'700'000'000'000};
+  padlock::testing::ManualClock clock_{1'700'000'000'000};
   testing::RecordingPublisher publisher_;
   std::unique_ptr<testing::InMemoryPresenceStore> store_;
   std::unique_ptr<PresenceRegistry> registry_;
