@@ -1,11 +1,15 @@
-# padlock_add_test(<name> LABEL unit|integration|e2e SOURCES ... [LIBS ...] [TIMEOUT s])
+# padlock_add_test(<name> LABEL <label>... SOURCES ... [LIBS ...] [TIMEOUT s])
+#
+# Labels: unit (no servers), integration (starts its own Redis / PostgreSQL), e2e (also the real
+# service binaries, driven from outside: every test under tests/e2e except pure unit parts; these
+# carry integration too), chaos (the fault suite), no-tsan (skipped by the TSan stage).
 #
 # One test binary = one ctest entry, so that servers the harness starts (redis, postgres) are
 # started once per binary and cleaned between test cases by the fixtures themselves.
 include_guard(GLOBAL)
 
 function(padlock_add_test name)
-  cmake_parse_arguments(ARG "" "LABEL;TIMEOUT" "SOURCES;LIBS" ${ARGN})
+  cmake_parse_arguments(ARG "" "TIMEOUT" "LABEL;SOURCES;LIBS" ${ARGN})
   if(NOT ARG_LABEL)
     message(FATAL_ERROR "padlock_add_test(${name}): LABEL is required")
   endif()
