@@ -16,6 +16,7 @@
 #include "prometheus/registry.h"
 #include "services/common/runtime/absl_compat.h"
 #include "services/common/runtime/logging.h"
+#include "services/common/runtime/status_macros.h"
 #include "services/common/statement/ids.h"
 #include "services/common/statement/signature.h"
 
@@ -43,7 +44,7 @@ absl::Status Invalid(const char* field, std::string_view what) {
 
 // Entries strictly ascending, each valid; returns InvalidArgument naming the field.
 absl::Status ValidateList(const DeviceList& list, const char* field) {
-  if (absl::Status s = ValidateUserIdField(list.user_id, field); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(list.user_id, field));
   if (list.version == 0) return Invalid(field, "version must be at least 1");
   if (list.entries.empty()) return Invalid(field, "no devices");
   uint32_t previous = 0;
@@ -53,7 +54,7 @@ absl::Status ValidateList(const DeviceList& list, const char* field) {
       return Invalid(field, "devices not in strictly ascending id order");
     }
     previous = entry.device_id;
-    if (absl::Status s = ValidateKeyField(entry.identity_key, field); !s.ok()) return s;
+    RETURN_IF_ERROR(ValidateKeyField(entry.identity_key, field));
   }
   return ValidateSignatureField(list.signature, field);
 }
@@ -61,7 +62,7 @@ absl::Status ValidateList(const DeviceList& list, const char* field) {
 absl::Status ValidateSignedPreKeyField(const std::optional<SignedPreKey>& key, const char* field,
                                        bool required) {
   if (!key) return required ? Invalid(field, "required") : absl::OkStatus();
-  if (absl::Status s = ValidateKeyField(key->public_key, field); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateKeyField(key->public_key, field));
   return ValidateSignatureField(key->signature, field);
 }
 
@@ -109,7 +110,7 @@ absl::Status ValidateOneTimePreKeys(const std::vector<OneTimePreKey>& keys, uint
   std::set<uint32_t> ids;
   for (const OneTimePreKey& key : keys) {
     if (!ids.insert(key.key_id).second) return Invalid(field, "duplicate key id");
-    if (absl::Status s = ValidateKeyField(key.public_key, field); !s.ok()) return s;
+    RETURN_IF_ERROR(ValidateKeyField(key.public_key, field));
   }
   return absl::OkStatus();
 }
@@ -251,10 +252,9 @@ template <typename Change>
 auto KeyRegistry::WithSummaryChange(const std::string& user_id,
                                     std::optional<device_lists::Summary> after, Change change)
     -> decltype(change()) {
-  absl::StatusOr<std::string> token = BeginSummaryChange(user_id);
-  if (!token.ok()) return token.status();
+  ASSIGN_OR_RETURN(std::string token, BeginSummaryChange(user_id));
   auto result = change();
-  EndSummaryChange(user_id, *token, result.ok() ? std::move(after) : std::nullopt);
+  EndSummaryChange(user_id, token, result.ok() ? std::move(after) : std::nullopt);
   return result;
 }
 
@@ -377,8 +377,8 @@ absl::StatusOr<uint64_t> KeyRegistry::Register(const Registration& r) {
 absl::StatusOr<PublishDeviceListResult> KeyRegistry::PublishDeviceList(
     const DeviceAddress& caller, const DeviceList& list,
     const std::vector<NewDeviceKeys>& new_device_keys) {
-  if (absl::Status s = ValidateUserIdField(caller.user_id, "caller.user_id"); !s.ok()) return s;
-  if (absl::Status s = ValidateList(list, "device_list"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(caller.user_id, "caller.user_id"));
+  RETURN_IF_ERROR(ValidateList(list, "device_list"));
   if (caller.user_id != list.user_id || caller.device_id != kPrimaryDevice) {
     return absl::PermissionDeniedError("only the primary device publishes its device list");
   }
@@ -387,22 +387,14 @@ absl::StatusOr<PublishDeviceListResult> KeyRegistry::PublishDeviceList(
     if (!keyed.insert(keys.device_id).second) {
       return Invalid("new_device_keys", "device listed twice");
     }
-    if (absl::Status s = ValidateSignedPreKeyField(keys.signed_prekey,
-                                                   "new_device_keys.signed_prekey", true);
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = ValidateOneTimePreKeys(keys.one_time_prekeys,
-                                                options_.max_prekeys_per_call,
-                                                "new_device_keys.one_time_prekeys");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(
+        ValidateSignedPreKeyField(keys.signed_prekey, "new_device_keys.signed_prekey", true));
+    RETURN_IF_ERROR(ValidateOneTimePreKeys(keys.one_time_prekeys, options_.max_prekeys_per_call,
+                                           "new_device_keys.one_time_prekeys"));
   }
-  absl::StatusOr<AccountState> account = store_->GetAccount(list.user_id);
-  if (!account.ok()) return account.status();
-  if (account->banned || account->reset) return absl::NotFoundError("no account");
-  const DeviceList& current = account->list;
+  ASSIGN_OR_RETURN(AccountState account, store_->GetAccount(list.user_id));
+  if (account.banned || account.reset) return absl::NotFoundError("no account");
+  const DeviceList& current = account.list;
   if (list.version <= current.version) {
     return absl::FailedPreconditionError(
         absl::StrCat("device_list: version must exceed ", current.version));
@@ -429,7 +421,7 @@ absl::StatusOr<PublishDeviceListResult> KeyRegistry::PublishDeviceList(
       }
       continue;
     }
-    if (entry.device_id <= account->max_device_id) {
+    if (entry.device_id <= account.max_device_id) {
       return absl::FailedPreconditionError(absl::StrCat(
           "device_list: device id ", entry.device_id, " was used before; ids are never reused"));
     }
@@ -453,17 +445,11 @@ absl::StatusOr<PublishDeviceListResult> KeyRegistry::PublishDeviceList(
       update.removed_device_ids.push_back(old.device_id);
     }
   }
-  if (absl::Status s = CheckDeviceListSignature(list, primary->identity_key, "device_list");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CheckDeviceListSignature(list, primary->identity_key, "device_list"));
   for (const DeviceKeys& written : update.written_devices) {
     if (!written.signed_prekey) continue;
-    if (absl::Status s = CheckSignedPreKey(written.identity_key, *written.signed_prekey,
-                                           "new_device_keys.signed_prekey");
-        !s.ok()) {
-      return s;
-    }
+    RETURN_IF_ERROR(CheckSignedPreKey(written.identity_key, *written.signed_prekey,
+                                      "new_device_keys.signed_prekey"));
   }
   absl::Status applied = WithSummaryChange(
       list.user_id, SummaryOf(list), [&] { return store_->ApplyDeviceList(update); });
@@ -479,25 +465,16 @@ absl::StatusOr<PublishDeviceListResult> KeyRegistry::PublishDeviceList(
 absl::StatusOr<uint32_t> KeyRegistry::PublishPreKeys(
     const DeviceAddress& device, const std::optional<SignedPreKey>& signed_prekey,
     const std::vector<OneTimePreKey>& one_time_prekeys) {
-  if (absl::Status s = ValidateUserIdField(device.user_id, "device.user_id"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(device.user_id, "device.user_id"));
   if (device.device_id == 0) return Invalid("device.device_id", "must be at least 1");
-  if (absl::Status s = ValidateSignedPreKeyField(signed_prekey, "signed_prekey", false); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = ValidateOneTimePreKeys(one_time_prekeys, options_.max_prekeys_per_call,
-                                              "one_time_prekeys");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(ValidateSignedPreKeyField(signed_prekey, "signed_prekey", false));
+  RETURN_IF_ERROR(
+      ValidateOneTimePreKeys(one_time_prekeys, options_.max_prekeys_per_call, "one_time_prekeys"));
   if (signed_prekey) {
-    absl::StatusOr<AccountState> account = store_->GetAccount(device.user_id);
-    if (!account.ok()) return account.status();
-    const auto* entry = FindEntry(account->list, device.device_id);
-    if (account->banned || entry == nullptr) return absl::NotFoundError("device not listed");
-    if (absl::Status s = CheckSignedPreKey(entry->identity_key, *signed_prekey, "signed_prekey");
-        !s.ok()) {
-      return s;
-    }
+    ASSIGN_OR_RETURN(AccountState account, store_->GetAccount(device.user_id));
+    const auto* entry = FindEntry(account.list, device.device_id);
+    if (account.banned || entry == nullptr) return absl::NotFoundError("device not listed");
+    RETURN_IF_ERROR(CheckSignedPreKey(entry->identity_key, *signed_prekey, "signed_prekey"));
   }
   return store_->AddPreKeys(device, signed_prekey, one_time_prekeys, options_.max_prekeys_stored);
 }
@@ -506,19 +483,16 @@ absl::StatusOr<ClaimResult> KeyRegistry::ClaimBundles(const DeviceAddress& reque
                                                       const std::string& user_id,
                                                       uint32_t device_id,
                                                       bool require_listed_requester) {
-  if (absl::Status s = ValidateUserIdField(requester.user_id, "requester.user_id"); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(requester.user_id, "requester.user_id"));
+  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
   // Both buckets are charged before the claim, in one round trip: a refused claim still costs
   // the requester, which is what stops enumeration of other users' keys.
   const ratelimit::BucketTake takes[] = {
       {absl::StrCat("rl:claim:from:", requester.user_id), options_.claims_per_requester},
       {absl::StrCat("rl:claim:to:", user_id), options_.claims_per_target}};
-  absl::StatusOr<std::vector<absl::Duration>> waits = limiter_->TakeEach(takes);
-  if (!waits.ok()) return waits.status();
+  ASSIGN_OR_RETURN(std::vector<absl::Duration> waits, limiter_->TakeEach(takes));
   absl::Duration wait = absl::ZeroDuration();
-  for (absl::Duration bucket_wait : *waits) wait = std::max(wait, bucket_wait);
+  for (absl::Duration bucket_wait : waits) wait = std::max(wait, bucket_wait);
   if (wait > absl::ZeroDuration()) {
     const int64_t ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(absl::Ceil(
                                                 wait, absl::Milliseconds(1))));
@@ -527,11 +501,11 @@ absl::StatusOr<ClaimResult> KeyRegistry::ClaimBundles(const DeviceAddress& reque
     s.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(ms)));
     return s;
   }
-  absl::StatusOr<ClaimResult> result =
+  ASSIGN_OR_RETURN(
+      ClaimResult result,
       store_->ClaimBundles(user_id, device_id,
-                           require_listed_requester ? std::optional(requester) : std::nullopt);
-  if (!result.ok()) return result.status();
-  for (const Bundle& bundle : result->bundles) {
+                           require_listed_requester ? std::optional(requester) : std::nullopt));
+  for (const Bundle& bundle : result.bundles) {
     if (metrics_) {
       (bundle.one_time_prekey ? metrics_->claims_with_key : metrics_->claims_without_key)
           .Increment();
@@ -551,7 +525,7 @@ absl::StatusOr<ClaimResult> KeyRegistry::ClaimBundles(const DeviceAddress& reque
 }
 
 absl::StatusOr<DeviceList> KeyRegistry::GetDeviceList(const std::string& user_id) {
-  if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
   absl::StatusOr<std::vector<DeviceList>> lists =
       store_->GetDeviceLists({user_id}, ReadFrom::kReplica);
   if (!lists.ok()) return lists.status();
@@ -565,7 +539,7 @@ absl::StatusOr<std::vector<DeviceList>> KeyRegistry::GetDeviceLists(
     return Invalid("user_ids", absl::StrCat("more than ", options_.max_users_per_lookup));
   }
   for (const std::string& user : user_ids) {
-    if (absl::Status s = ValidateUserIdField(user, "user_ids"); !s.ok()) return s;
+    RETURN_IF_ERROR(ValidateUserIdField(user, "user_ids"));
   }
   if (summaries_ == nullptr) return store_->GetDeviceLists(user_ids, ReadFrom::kReplica);
   // Tokens first, then the primary (a replica could still show a list from before a change
@@ -595,44 +569,33 @@ absl::StatusOr<std::vector<DeviceList>> KeyRegistry::GetDeviceLists(
 }
 
 absl::StatusOr<IdentityKeyInfo> KeyRegistry::GetIdentityKey(const DeviceAddress& device) {
-  if (absl::Status s = ValidateUserIdField(device.user_id, "device.user_id"); !s.ok()) return s;
-  absl::StatusOr<DeviceList> list = GetDeviceList(device.user_id);
-  if (!list.ok()) return list.status();
-  const auto* entry = FindEntry(*list, device.device_id);
+  RETURN_IF_ERROR(ValidateUserIdField(device.user_id, "device.user_id"));
+  ASSIGN_OR_RETURN(DeviceList list, GetDeviceList(device.user_id));
+  const auto* entry = FindEntry(list, device.device_id);
   if (entry == nullptr) return absl::NotFoundError("device not listed");
-  return IdentityKeyInfo{entry->identity_key, entry->registration_id, list->version};
+  return IdentityKeyInfo{entry->identity_key, entry->registration_id, list.version};
 }
 
 absl::StatusOr<uint64_t> KeyRegistry::ChangeIdentity(const IdentityChange& c) {
-  if (absl::Status s = ValidateUserIdField(c.device.user_id, "device.user_id"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(c.device.user_id, "device.user_id"));
   if (c.device.device_id == 0) return Invalid("device.device_id", "must be at least 1");
-  if (absl::Status s = ValidateKeyField(c.new_identity_key, "new_identity_key"); !s.ok()) return s;
-  if (absl::Status s = ValidateSignedPreKeyField(c.new_signed_prekey, "new_signed_prekey", true);
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = ValidateOneTimePreKeys(c.new_one_time_prekeys,
-                                              options_.max_prekeys_per_call,
-                                              "new_one_time_prekeys");
-      !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = ValidateSignatureField(c.change_signature, "change_signature"); !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(ValidateKeyField(c.new_identity_key, "new_identity_key"));
+  RETURN_IF_ERROR(ValidateSignedPreKeyField(c.new_signed_prekey, "new_signed_prekey", true));
+  RETURN_IF_ERROR(ValidateOneTimePreKeys(c.new_one_time_prekeys, options_.max_prekeys_per_call,
+                                         "new_one_time_prekeys"));
+  RETURN_IF_ERROR(ValidateSignatureField(c.change_signature, "change_signature"));
   if (c.device.device_id != kPrimaryDevice) {
     return absl::PermissionDeniedError(
         "only the primary changes identity; unlink and link a linked device under a new id");
   }
   if (!c.device_list) return Invalid("device_list", "required for the primary");
   const DeviceList& list = *c.device_list;
-  if (absl::Status s = ValidateList(list, "device_list"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateList(list, "device_list"));
   if (list.user_id != c.device.user_id) return Invalid("device_list", "user_id differs");
 
-  absl::StatusOr<AccountState> account = store_->GetAccount(c.device.user_id);
-  if (!account.ok()) return account.status();
-  if (account->banned || account->reset) return absl::NotFoundError("no account");
-  const DeviceList& current = account->list;
+  ASSIGN_OR_RETURN(AccountState account, store_->GetAccount(c.device.user_id));
+  if (account.banned || account.reset) return absl::NotFoundError("no account");
+  const DeviceList& current = account.list;
   const statement::DeviceListEntry* old = FindEntry(current, kPrimaryDevice);
   if (old == nullptr) return absl::NotFoundError("device not listed");
   const std::string statement =
@@ -662,10 +625,7 @@ absl::StatusOr<uint64_t> KeyRegistry::ChangeIdentity(const IdentityChange& c) {
         "device_list: must list the same devices, device 1 with new_identity_key and "
         "new_registration_id");
   }
-  if (absl::Status s = CheckDeviceListSignature(list, c.new_identity_key, "device_list");
-      !s.ok()) {
-    return s;
-  }
+  RETURN_IF_ERROR(CheckDeviceListSignature(list, c.new_identity_key, "device_list"));
   if (absl::Status s =
           CheckSignedPreKey(c.new_identity_key, *c.new_signed_prekey, "new_signed_prekey");
       !s.ok()) {
@@ -685,32 +645,31 @@ absl::StatusOr<uint64_t> KeyRegistry::ChangeIdentity(const IdentityChange& c) {
 }
 
 absl::Status KeyRegistry::DeleteAccount(const DeviceAddress& caller) {
-  if (absl::Status s = ValidateUserIdField(caller.user_id, "caller.user_id"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(caller.user_id, "caller.user_id"));
   if (caller.device_id != kPrimaryDevice) {
     return absl::PermissionDeniedError("only the primary device deletes the account");
   }
-  absl::StatusOr<AccountState> account = store_->GetAccount(caller.user_id);
-  if (!account.ok()) return account.status();
-  if (account->banned || account->reset) return absl::NotFoundError("no account");
+  ASSIGN_OR_RETURN(AccountState account, store_->GetAccount(caller.user_id));
+  if (account.banned || account.reset) return absl::NotFoundError("no account");
   return AdminDeleteAccount(caller.user_id);
 }
 
 absl::StatusOr<Invitation> KeyRegistry::CreateInvite(absl::Duration ttl,
                                                      const std::string& for_user_id) {
   if (!for_user_id.empty()) {
-    if (absl::Status s = ValidateUserIdField(for_user_id, "for_user_id"); !s.ok()) return s;
+    RETURN_IF_ERROR(ValidateUserIdField(for_user_id, "for_user_id"));
   }
   if (ttl < absl::ZeroDuration() || ttl > options_.max_invite_ttl) {
     return Invalid("ttl_seconds", "out of range");
   }
   if (ttl == absl::ZeroDuration()) ttl = options_.default_invite_ttl;
   Invitation invitation{.token = new_token_(), .expires_at = clock_->Now() + ttl};
-  if (absl::Status s = invites_->Create(invitation.token, for_user_id, ttl); !s.ok()) return s;
+  RETURN_IF_ERROR(invites_->Create(invitation.token, for_user_id, ttl));
   return invitation;
 }
 
 absl::Status KeyRegistry::ResetIdentity(const std::string& user_id) {
-  if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
   absl::StatusOr<std::vector<uint32_t>> removed =
       WithSummaryChange(user_id, kNotListed, [&] { return store_->ResetAccount(user_id); });
   if (!removed.ok()) return removed.status();
@@ -720,7 +679,7 @@ absl::Status KeyRegistry::ResetIdentity(const std::string& user_id) {
 }
 
 absl::Status KeyRegistry::BanAccount(const std::string& user_id) {
-  if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
   absl::StatusOr<std::vector<uint32_t>> devices =
       WithSummaryChange(user_id, kNotListed, [&] { return store_->SetBanned(user_id, true); });
   if (!devices.ok()) return devices.status();
@@ -735,10 +694,9 @@ absl::Status KeyRegistry::BanAccount(const std::string& user_id) {
 }
 
 absl::Status KeyRegistry::UnbanAccount(const std::string& user_id) {
-  if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
-  absl::StatusOr<AccountState> account = store_->GetAccount(user_id);
-  if (!account.ok()) return account.status();
-  if (!account->banned) return absl::NotFoundError("account is not banned");
+  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
+  ASSIGN_OR_RETURN(AccountState account, store_->GetAccount(user_id));
+  if (!account.banned) return absl::NotFoundError("account is not banned");
   // The list itself is not at hand here: the next look-up fills the summary.
   absl::StatusOr<std::vector<uint32_t>> devices =
       WithSummaryChange(user_id, std::nullopt, [&] { return store_->SetBanned(user_id, false); });
@@ -748,7 +706,7 @@ absl::Status KeyRegistry::UnbanAccount(const std::string& user_id) {
 }
 
 absl::Status KeyRegistry::AdminDeleteAccount(const std::string& user_id) {
-  if (absl::Status s = ValidateUserIdField(user_id, "user_id"); !s.ok()) return s;
+  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
   absl::StatusOr<std::vector<uint32_t>> removed =
       WithSummaryChange(user_id, kNotListed, [&] { return store_->DeleteAccount(user_id); });
   if (!removed.ok()) return removed.status();

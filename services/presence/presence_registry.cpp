@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/runtime/metrics_util.h"
+#include "services/common/runtime/status_macros.h"
 #include "absl/time/time.h"
 
 namespace padlock::presence {
@@ -113,20 +114,18 @@ absl::StatusOr<std::vector<Connection>> PresenceRegistry::Heartbeat(
 
 absl::Status PresenceRegistry::SetVisibility(const std::string& user_id, Visibility visibility) {
   if (visibility == Visibility::kUnspecified) visibility = Visibility::kNobody;
-  absl::StatusOr<UserState> user = store_->SetVisibility(user_id, visibility, clock_->NowMs());
-  if (!user.ok()) return user.status();
+  ASSIGN_OR_RETURN(UserState user, store_->SetVisibility(user_id, visibility, clock_->NowMs()));
   // Always tell: a switch to nobody must replace what subscribers saw with "offline, unknown".
-  Notify(*user);
+  Notify(user);
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<PresenceView>> PresenceRegistry::Query(
     absl::Span<const std::string> user_ids) {
-  absl::StatusOr<std::vector<UserState>> users = store_->Read(user_ids, clock_->NowMs());
-  if (!users.ok()) return users.status();
+  ASSIGN_OR_RETURN(std::vector<UserState> users, store_->Read(user_ids, clock_->NowMs()));
   std::vector<PresenceView> views;
-  views.reserve(users->size());
-  for (const UserState& user : *users) views.push_back(ViewOf(user));
+  views.reserve(users.size());
+  for (const UserState& user : users) views.push_back(ViewOf(user));
   return views;
 }
 
@@ -143,21 +142,19 @@ absl::StatusOr<std::vector<PresenceView>> PresenceRegistry::Subscribe(
                      " users, at most ", options_.max_subscriptions));
   }
   const int64_t now = clock_->NowMs();
-  absl::StatusOr<RateDecision> decision = store_->TakeSubscribeToken(subscriber, now);
-  if (!decision.ok()) return decision.status();
-  if (!decision->allowed) {
+  ASSIGN_OR_RETURN(RateDecision decision, store_->TakeSubscribeToken(subscriber, now));
+  if (!decision.allowed) {
     absl::Status status = absl::ResourceExhaustedError(
         absl::StrCat("subscribe ", DeviceName(subscriber), ": changes too fast, retry after ",
-                     decision->retry_after_ms, " ms"));
-    status.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(decision->retry_after_ms)));
+                     decision.retry_after_ms, " ms"));
+    status.SetPayload(kRetryAfterPayload, absl::Cord(absl::StrCat(decision.retry_after_ms)));
     return status;
   }
-  absl::StatusOr<std::vector<UserState>> users =
-      store_->ReplaceSubscriptions(subscriber, distinct, now);
-  if (!users.ok()) return users.status();
+  ASSIGN_OR_RETURN(std::vector<UserState> users,
+                   store_->ReplaceSubscriptions(subscriber, distinct, now));
   std::vector<PresenceView> views;
-  views.reserve(users->size());
-  for (const UserState& user : *users) views.push_back(ViewOf(user));
+  views.reserve(users.size());
+  for (const UserState& user : users) views.push_back(ViewOf(user));
   return views;
 }
 
@@ -171,12 +168,12 @@ absl::StatusOr<int> PresenceRegistry::Sweep() {
   // Bounded: a sweep handles a few batches and leaves the rest to the next round rather than
   // holding the sweeper for long.
   for (int round = 0; round < 16; ++round) {
-    absl::StatusOr<std::vector<Expired>> expired =
-        store_->SweepExpired(options_.replica_id, clock_->NowMs(), options_.sweep_batch);
-    if (!expired.ok()) return expired.status();
-    if (expired->empty()) break;
+    ASSIGN_OR_RETURN(
+        std::vector<Expired> expired,
+        store_->SweepExpired(options_.replica_id, clock_->NowMs(), options_.sweep_batch));
+    if (expired.empty()) break;
     int devices = 0;
-    for (const Expired& entry : *expired) {
+    for (const Expired& entry : expired) {
       devices += entry.devices;
       if (!entry.went_offline) continue;
       ++went_offline;

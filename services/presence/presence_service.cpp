@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/common/runtime/status.h"
+#include "services/common/runtime/status_macros.h"
 #include "services/common/runtime/unary.h"
 #include "services/common/statement/ids.h"
 
@@ -110,9 +111,8 @@ grpc::ServerUnaryReactor* PresenceService::Connect(grpc::CallbackServerContext* 
   if (!visibility.ok()) return Reject(context, visibility.status());
   return Offload(context, [this, device = *std::move(device), gateway = request->gateway_id(),
                            visibility = *visibility, response]() -> absl::Status {
-    absl::StatusOr<uint64_t> epoch = registry_->Connect(device, gateway, visibility);
-    if (!epoch.ok()) return epoch.status();
-    response->set_epoch(*epoch);
+    ASSIGN_OR_RETURN(uint64_t epoch, registry_->Connect(device, gateway, visibility));
+    response->set_epoch(epoch);
     return absl::OkStatus();
   });
 }
@@ -127,9 +127,8 @@ grpc::ServerUnaryReactor* PresenceService::Disconnect(grpc::CallbackServerContex
   }
   return Offload(context, [this, device = *std::move(device), epoch = request->epoch(),
                            response]() -> absl::Status {
-    absl::StatusOr<bool> was_current = registry_->Disconnect(device, epoch);
-    if (!was_current.ok()) return was_current.status();
-    response->set_was_current(*was_current);
+    ASSIGN_OR_RETURN(bool was_current, registry_->Disconnect(device, epoch));
+    response->set_was_current(was_current);
     return absl::OkStatus();
   });
 }
@@ -157,9 +156,8 @@ grpc::ServerUnaryReactor* PresenceService::Heartbeat(grpc::CallbackServerContext
   }
   return Offload(context, [this, gateway = request->gateway_id(),
                            connections = std::move(connections), response]() -> absl::Status {
-    absl::StatusOr<std::vector<Connection>> stale = registry_->Heartbeat(gateway, connections);
-    if (!stale.ok()) return stale.status();
-    for (const Connection& c : *stale) {
+    ASSIGN_OR_RETURN(std::vector<Connection> stale, registry_->Heartbeat(gateway, connections));
+    for (const Connection& c : stale) {
       v1::DeviceConnection* out = response->add_stale();
       out->mutable_device()->set_user_id(c.device.user_id);
       out->mutable_device()->set_device_id(c.device.device_id);
@@ -214,9 +212,8 @@ grpc::ServerUnaryReactor* PresenceService::Query(grpc::CallbackServerContext* co
   if (!user_ids.ok()) return Reject(context, user_ids.status());
   return Offload(context,
                  [this, user_ids = *std::move(user_ids), response]() -> absl::Status {
-                   absl::StatusOr<std::vector<PresenceView>> views = registry_->Query(user_ids);
-                   if (!views.ok()) return views.status();
-                   for (const PresenceView& view : *views) {
+                   ASSIGN_OR_RETURN(std::vector<PresenceView> views, registry_->Query(user_ids));
+                   for (const PresenceView& view : views) {
                      ToProto(view, response->add_statuses());
                    }
                    return absl::OkStatus();
@@ -238,9 +235,8 @@ grpc::ServerUnaryReactor* PresenceService::Locate(grpc::CallbackServerContext* c
     devices.push_back(*std::move(device));
   }
   return Offload(context, [this, devices = std::move(devices), response]() -> absl::Status {
-    absl::StatusOr<std::vector<Location>> locations = registry_->Locate(devices);
-    if (!locations.ok()) return locations.status();
-    for (const Location& location : *locations) {
+    ASSIGN_OR_RETURN(std::vector<Location> locations, registry_->Locate(devices));
+    for (const Location& location : locations) {
       v1::DeviceLocation* out = response->add_locations();
       out->mutable_device()->set_user_id(location.device.user_id);
       out->mutable_device()->set_device_id(location.device.device_id);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "services/common/channels/device_channel.h"
+#include "services/common/runtime/status_macros.h"
 
 namespace padlock::presence {
 namespace {
@@ -376,7 +377,7 @@ absl::StatusOr<ConnectOutcome> RedisPresenceStore::Connect(const DeviceKey& devi
                      absl::StrCat(expires), absl::StrCat(EntriesKeyTtlMs()),
                      absl::StrCat(timings_.last_seen_ttl_ms)}));
   if (!reply.ok()) return reply.status();
-  if (absl::Status s = ExpectInts(*reply, 6); !s.ok()) return s;
+  RETURN_IF_ERROR(ExpectInts(*reply, 6));
   ConnectOutcome outcome;
   outcome.epoch = static_cast<uint64_t>(At(*reply, 0));
   outcome.displaced_epoch = static_cast<uint64_t>(At(*reply, 1));
@@ -401,7 +402,7 @@ absl::StatusOr<DisconnectOutcome> RedisPresenceStore::Disconnect(const DeviceKey
                                  absl::StrCat(now_ms), absl::StrCat(timings_.entry_ttl_ms),
                                  absl::StrCat(timings_.last_seen_ttl_ms)}));
   if (!reply.ok()) return reply.status();
-  if (absl::Status s = ExpectInts(*reply, 6); !s.ok()) return s;
+  RETURN_IF_ERROR(ExpectInts(*reply, 6));
   DisconnectOutcome outcome;
   outcome.was_current = At(*reply, 0) == 1;
   outcome.went_offline = At(*reply, 1) == 1;
@@ -441,11 +442,10 @@ absl::StatusOr<std::vector<Connection>> RedisPresenceStore::Heartbeat(
   std::vector<absl::StatusOr<RedisReply>> replies = redis_->ExecutePipeline(commands);
   std::vector<bool> current(connections.size(), false);
   for (size_t g = 0; g < replies.size(); ++g) {
-    absl::StatusOr<RedisReply> reply = Checked(std::move(replies[g]));
-    if (!reply.ok()) return reply.status();
-    if (absl::Status s = ExpectInts(*reply, groups[g]->size()); !s.ok()) return s;
+    ASSIGN_OR_RETURN(RedisReply reply, Checked(std::move(replies[g])));
+    RETURN_IF_ERROR(ExpectInts(reply, groups[g]->size()));
     for (size_t k = 0; k < groups[g]->size(); ++k) {
-      current[(*groups[g])[k]] = At(*reply, k) == 1;
+      current[(*groups[g])[k]] = At(reply, k) == 1;
     }
   }
   std::map<int, std::vector<std::string>> index_args;
@@ -480,7 +480,7 @@ absl::StatusOr<UserState> RedisPresenceStore::SetVisibility(const std::string& u
                        {absl::StrCat(static_cast<int>(visibility)), absl::StrCat(now_ms),
                         absl::StrCat(timings_.last_seen_ttl_ms)})));
   if (!reply.ok()) return reply.status();
-  if (absl::Status s = ExpectInts(*reply, 3); !s.ok()) return s;
+  RETURN_IF_ERROR(ExpectInts(*reply, 3));
   return StateFrom(user_id, *reply, 0);
 }
 
@@ -496,10 +496,9 @@ absl::StatusOr<std::vector<UserState>> RedisPresenceStore::Read(
   std::vector<UserState> users;
   users.reserve(user_ids.size());
   for (size_t i = 0; i < replies.size(); ++i) {
-    absl::StatusOr<RedisReply> reply = Checked(std::move(replies[i]));
-    if (!reply.ok()) return reply.status();
-    if (absl::Status s = ExpectInts(*reply, 3); !s.ok()) return s;
-    users.push_back(StateFrom(user_ids[i], *reply, 0));
+    ASSIGN_OR_RETURN(RedisReply reply, Checked(std::move(replies[i])));
+    RETURN_IF_ERROR(ExpectInts(reply, 3));
+    users.push_back(StateFrom(user_ids[i], reply, 0));
   }
   return users;
 }
@@ -514,10 +513,9 @@ absl::StatusOr<std::vector<Location>> RedisPresenceStore::Locate(
   std::vector<absl::StatusOr<RedisReply>> replies = redis_->ExecutePipeline(commands);
   std::vector<Location> locations;
   for (size_t i = 0; i < replies.size(); ++i) {
-    absl::StatusOr<RedisReply> reply = Checked(std::move(replies[i]));
-    if (!reply.ok()) return reply.status();
-    if (!reply->is_string()) continue;
-    std::vector<std::string> parts = absl::StrSplit(reply->str(), absl::MaxSplits('|', 3));
+    ASSIGN_OR_RETURN(RedisReply reply, Checked(std::move(replies[i])));
+    if (!reply.is_string()) continue;
+    std::vector<std::string> parts = absl::StrSplit(reply.str(), absl::MaxSplits('|', 3));
     uint64_t epoch = 0;
     int64_t expires = 0, connected = 0;
     if (parts.size() != 4 || !absl::SimpleAtoi(parts[0], &epoch) ||
@@ -537,7 +535,7 @@ absl::StatusOr<RateDecision> RedisPresenceStore::TakeSubscribeToken(const Device
                               {absl::StrCat(now_ms), absl::StrCat(timings_.rate_burst),
                                absl::StrCat(timings_.rate_refill_ms)}));
   if (!reply.ok()) return reply.status();
-  if (absl::Status s = ExpectInts(*reply, 2); !s.ok()) return s;
+  RETURN_IF_ERROR(ExpectInts(*reply, 2));
   return RateDecision{At(*reply, 0) == 1, At(*reply, 1)};
 }
 
@@ -566,11 +564,10 @@ absl::StatusOr<std::vector<UserState>> RedisPresenceStore::ReplaceSubscriptions(
   std::vector<UserState> users;
   users.reserve(user_ids.size());
   for (size_t i = 0; i < replies.size(); ++i) {
-    absl::StatusOr<RedisReply> reply = Checked(std::move(replies[i]));
-    if (!reply.ok()) return reply.status();
+    ASSIGN_OR_RETURN(RedisReply reply, Checked(std::move(replies[i])));
     if (i >= user_ids.size()) continue;
-    if (absl::Status s = ExpectInts(*reply, 3); !s.ok()) return s;
-    users.push_back(StateFrom(user_ids[i], *reply, 0));
+    RETURN_IF_ERROR(ExpectInts(reply, 3));
+    users.push_back(StateFrom(user_ids[i], reply, 0));
   }
   return users;
 }
@@ -584,9 +581,8 @@ absl::StatusOr<std::vector<DeviceKey>> RedisPresenceStore::Subscribers(const std
   if (!reply.ok()) return reply.status();
   std::vector<DeviceKey> devices;
   for (const RedisReply& member : reply->elements()) {
-    absl::StatusOr<DeviceKey> device = ParseMember(member.str());
-    if (!device.ok()) return device.status();
-    devices.push_back(*std::move(device));
+    ASSIGN_OR_RETURN(DeviceKey device, ParseMember(member.str()));
+    devices.push_back(std::move(device));
   }
   return devices;
 }
@@ -667,9 +663,8 @@ absl::StatusOr<int64_t> RedisPresenceStore::CountEntries() {
   }
   int64_t total = 0;
   for (absl::StatusOr<RedisReply>& r : redis_->ExecutePipeline(commands)) {
-    absl::StatusOr<RedisReply> reply = Checked(std::move(r));
-    if (!reply.ok()) return reply.status();
-    total += reply->integer();
+    ASSIGN_OR_RETURN(RedisReply reply, Checked(std::move(r)));
+    total += reply.integer();
   }
   return total;
 }
