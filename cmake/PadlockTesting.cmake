@@ -1,8 +1,8 @@
 # padlock_add_test(<name> LABEL <label>... SOURCES ... [LIBS ...] [TIMEOUT s])
 #
 # Labels: unit (no servers), integration (starts its own Redis / PostgreSQL), e2e (also the real
-# service binaries, driven from outside: every test under tests/e2e except pure unit parts; these
-# carry integration too), chaos (the fault suite), no-tsan (skipped by the TSan stage).
+# service binaries, driven from outside: tests/e2e except pure unit parts, and the conformance
+# check; these carry integration too), chaos (the fault suite), no-tsan (skipped by the TSan stage).
 #
 # One test binary = one ctest entry, so that servers the harness starts (redis, postgres) are
 # started once per binary and cleaned between test cases by the fixtures themselves.
