@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/numbers.h"
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "services/common/channels/device_channel.h"
 #include "services/common/runtime/logging.h"
@@ -194,6 +195,11 @@ struct StreamHub::Metrics {
 
 // ----- pumps -----
 
+// Individual acked ids in one Ack or Enqueue call: below the message-queue's limit of 10 000
+// (an AckRequest or EnqueueRequest over it fails as a whole with INVALID_ARGUMENT, and one
+// device's many out-of-order acks must not fail the other devices' sends batched with them).
+constexpr size_t kMaxAckIdsPerCall = 8192;
+
 // Batches the acks of many streams into MessageQueue.Ack calls.
 class StreamHub::AckPump {
  public:
@@ -238,12 +244,19 @@ class StreamHub::AckPump {
       {
         std::lock_guard lock(mu_);
         if (in_flight_ >= settings.max_batches_in_flight) return;
+        size_t ids = 0;
         while (!ready_.empty() &&
-               static_cast<size_t>(batch->request.acks_size()) < settings.max_batch_acks) {
+               static_cast<size_t>(batch->request.acks_size()) < settings.max_batch_acks &&
+               ids < kMaxAckIdsPerCall) {
           std::shared_ptr<DeviceStream> stream = std::move(ready_.front());
           ready_.pop_front();
-          std::optional<v1::DeviceAck> ack = stream->TakeAcks();
-          if (ack.has_value()) batch->request.add_acks()->Swap(&*ack);
+          std::optional<v1::DeviceAck> ack = stream->TakeAcks(kMaxAckIdsPerCall - ids);
+          if (ack.has_value()) {
+            ids += static_cast<size_t>(ack->server_ids_size());
+            batch->request.add_acks()->Swap(&*ack);
+          }
+          // Ids beyond this call's budget wait for the next call, first in line.
+          if (stream->HasPendingAcks()) ready_.push_front(std::move(stream));
         }
         if (batch->request.acks_size() == 0) return;
         ++in_flight_;
@@ -327,6 +340,12 @@ class StreamHub::SendPump {
     const StreamSettings& settings = hub_->settings_;
     while (true) {
       auto batch = std::make_unique<Batch>();
+      size_t ack_ids = 0;
+      std::vector<std::shared_ptr<DeviceStream>> left_acks;
+      // After the pump's mutex is released (a stream calls into the ack pump).
+      absl::Cleanup schedule_left = [&] {
+        for (const auto& stream : left_acks) stream->ScheduleAcks();
+      };
       {
         std::lock_guard lock(mu_);
         if (in_flight_ >= settings.max_batches_in_flight) return;
@@ -345,9 +364,14 @@ class StreamHub::SendPump {
             *out->mutable_sender() = sender;
             out->mutable_message()->Swap(&send.message);
           }
-          // The acks that rode on the device's frames go in the same call (one call, not two).
-          std::optional<v1::DeviceAck> ack = stream->TakeAcks();
-          if (ack.has_value()) batch->request.add_acks()->Swap(&*ack);
+          // The acks that rode on the device's frames go in the same call (one call, not two),
+          // within the call's budget of individual ids; the rest go to the ack pump below.
+          std::optional<v1::DeviceAck> ack = stream->TakeAcks(kMaxAckIdsPerCall - ack_ids);
+          if (ack.has_value()) {
+            ack_ids += static_cast<size_t>(ack->server_ids_size());
+            batch->request.add_acks()->Swap(&*ack);
+          }
+          if (stream->HasPendingAcks()) left_acks.push_back(stream);
           batch->segments.push_back(std::move(segment));
         }
         if (batch->segments.empty()) return;
@@ -1234,17 +1258,23 @@ void DeviceStream::ScheduleAcks() {
   hub_->acks_->Ready(shared_from_this());
 }
 
-std::optional<v1::DeviceAck> DeviceStream::TakeAcks() {
+std::optional<v1::DeviceAck> DeviceStream::TakeAcks(size_t max_ids) {
   std::lock_guard lock(mu_);
   ack_scheduled_ = false;
-  if (ack_up_to_.empty() && ack_ids_.empty()) return std::nullopt;
+  const size_t ids = std::min(max_ids, ack_ids_.size());
+  if (ack_up_to_.empty() && ids == 0) return std::nullopt;
   v1::DeviceAck ack;
   *ack.mutable_device() = Address(claims_);
   ack.set_up_to_server_id(std::move(ack_up_to_));
-  for (std::string& id : ack_ids_) ack.add_server_ids(std::move(id));
+  for (size_t i = 0; i < ids; ++i) ack.add_server_ids(std::move(ack_ids_[i]));
   ack_up_to_.clear();
-  ack_ids_.clear();
+  ack_ids_.erase(ack_ids_.begin(), ack_ids_.begin() + static_cast<std::ptrdiff_t>(ids));
   return ack;
+}
+
+bool DeviceStream::HasPendingAcks() {
+  std::lock_guard lock(mu_);
+  return !ack_up_to_.empty() || !ack_ids_.empty();
 }
 
 void DeviceStream::HandleSubscribePresence(const v1::SubscribePresence& subscribe) {

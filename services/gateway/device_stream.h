@@ -261,7 +261,10 @@ class DeviceStream final
   // `response` (null when the call failed) holds this stream's outcomes from `offset` on.
   bool OnSendOutcomes(const std::vector<uint64_t>& request_ids, const grpc::Status& status,
                       const padlock::v1::EnqueueResponse* response, int offset);
-  std::optional<padlock::v1::DeviceAck> TakeAcks();
+  // The pending acks as one DeviceAck with at most `max_ids` individual ids (the oldest; the rest
+  // stay pending, see HasPendingAcks), or nullopt when there is nothing to take.
+  std::optional<padlock::v1::DeviceAck> TakeAcks(size_t max_ids);
+  bool HasPendingAcks();
   bool Drained() const;
 
   StreamHub* const hub_;

@@ -650,6 +650,61 @@ TEST_P(GatewayE2eTest, ForgedReplayedOrCrossPurposeLoginSignaturesFail) {
   expect_refused(ops_[0]->LoginWith(alice.user, 1, c3->challenge(), good, &response));
 }
 
+// More out-of-order acks than one internal call may carry (the message-queue's limit is 10 000
+// individual ids per request) ride on a send: the gateway folds what fits into the send's Enqueue
+// and sends the rest with Ack, so the send is accepted and every entry is removed — an Enqueue
+// over the limit would fail as a whole, refusing the sends batched with it.
+TEST(GatewayAckBudgetE2eTest, MoreAcksThanOneCallTakesRideOnASendWithoutFailingIt) {
+  constexpr int kCount = 10'050;
+  auto stack = PadlockStack::Start({.gateway_env = {{"PADLOCK_MAX_UNACKED", "20000"}}});
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  AccountOps ops(grpc::CreateChannel((*stack)->gateway_target(), (*stack)->gateway_credentials()));
+  auto alice = ops.Register("alice.ackbudget");
+  auto bob = ops.Register("bob.ackbudget");
+  ASSERT_TRUE(alice.ok() && bob.ok());
+  auto a1 = DeviceConn::Open(ops.stub(), alice->primary_token);
+  auto b1 = DeviceConn::Open(ops.stub(), bob->primary_token, {.auto_ack = false, .revision = 2});
+  ASSERT_TRUE(a1->WaitConnected().has_value());
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  std::vector<uint64_t> ids;
+  for (int i = 0; i < kCount; ++i) {
+    ids.push_back(a1->Send(OneToOne(*alice, 1, *bob, absl::StrCat("budget-", i))));
+  }
+  for (uint64_t id : ids) {
+    auto r = a1->Result(id, absl::Seconds(60));
+    ASSERT_TRUE(r.has_value() && r->has_accepted()) << id;
+  }
+  ASSERT_TRUE(b1->WaitEnvelopes(kCount, absl::Seconds(60)));
+  auto mq = pb::MessageQueue::NewStub(
+      (*stack)->InternalChannel((*stack)->message_queue_target(), "gateway", "message-queue"));
+  auto depth = [&] {
+    pb::GetInboxInfoRequest request;
+    request.mutable_device()->set_user_id(bob->user);
+    request.mutable_device()->set_device_id(1);
+    pb::GetInboxInfoResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(mq->GetInboxInfo(&context, request, &response).ok());
+    return response.depth();
+  };
+  ASSERT_EQ(depth(), static_cast<uint64_t>(kCount));
+  pb::ClientFrame frame;  // every envelope acked one by one, newest first, and a reply
+  const std::vector<pb::Envelope> got = b1->Envelopes();
+  for (auto it = got.rbegin(); it != got.rend(); ++it) {
+    frame.mutable_acks()->add_server_ids(it->server_id());
+  }
+  frame.mutable_send()->set_request_id(1);
+  *frame.mutable_send()->mutable_message() = OneToOne(*bob, 1, *alice, "budget-reply");
+  ASSERT_TRUE(b1->Write(frame));
+  auto reply = b1->Result(1, absl::Seconds(30));
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_TRUE(reply->has_accepted()) << reply->DebugString();
+  EXPECT_TRUE(WaitFor([&] { return depth() == 0; }, absl::Seconds(30))) << depth();
+  EXPECT_EQ(runtime::testing::ScrapeValue((*stack)->gateway_metrics_port(),
+                                          "padlock_gateway_acks_folded_total", {}),
+            1);
+  for (const pb::ServerFrame& f : b1->Frames()) EXPECT_FALSE(f.has_error()) << f.DebugString();
+}
+
 INSTANTIATE_TEST_SUITE_P(RedisModes, GatewayE2eTest, ::testing::Values(false, true),
                          [](const auto& info) { return info.param ? "Cluster" : "Standalone"; });
 
