@@ -482,6 +482,12 @@ void StreamHub::Stop() {
   }
   wake_.notify_all();
   if (housekeeping_.joinable()) housekeeping_.join();
+  {
+    // Heartbeats still in flight call back into the hub: cancel them and wait for the callbacks.
+    std::unique_lock lock(mu_);
+    for (grpc::ClientContext* context : heartbeat_contexts_) context->TryCancel();
+    heartbeats_done_.wait(lock, [this] { return heartbeats_in_flight_ == 0; });
+  }
   if (subscriber_) subscriber_->Stop();
 }
 
@@ -641,33 +647,32 @@ void StreamHub::Housekeeping() {
 }
 
 void StreamHub::Heartbeat(const std::vector<std::shared_ptr<DeviceStream>>& streams) {
-  // One call per chunk of connections; the presence service answers which are stale (expired or
-  // displaced): those streams are told to reconnect, which registers them afresh.
+  // One asynchronous call per chunk of connections; the presence service answers which are stale
+  // (expired or displaced): those streams are told to reconnect, which registers them afresh.
+  // Housekeeping never waits for the answers, so a slow or frozen presence service delays no
+  // token expiry or read retry; while a round is still unanswered the next one is skipped.
   constexpr size_t kChunk = 1000;
-  std::map<std::pair<std::string, uint32_t>, std::pair<uint64_t, std::shared_ptr<DeviceStream>>>
-      by_device;
-  v1::HeartbeatRequest request;
-  request.set_gateway_id(settings_.gateway_id);
-  auto flush = [&] {
-    if (request.connections_size() == 0) return;
+  struct Call {
     grpc::ClientContext context;
-    SetDeadline(context, settings_.call_deadline);
+    v1::HeartbeatRequest request;
     v1::HeartbeatResponse response;
-    grpc::Status status = presence_->Heartbeat(&context, request, &response);
-    if (!status.ok()) {
-      runtime::LogWarn("presence heartbeat failed", {{"error", status.error_message()}});
-    } else {
-      for (const v1::DeviceConnection& stale : response.stale()) {
-        auto it = by_device.find({stale.device().user_id(), stale.device().device_id()});
-        if (it != by_device.end() && it->second.first == stale.epoch()) {
-          runtime::Increment(metrics_->closed.at("stale"));
-          it->second.second->Close(v1::Closing::REASON_DRAIN);
-        }
-      }
-    }
-    request.clear_connections();
-    by_device.clear();
+    std::map<std::pair<std::string, uint32_t>, std::pair<uint64_t, std::shared_ptr<DeviceStream>>>
+        by_device;
   };
+  {
+    std::lock_guard lock(mu_);
+    if (heartbeats_in_flight_ > 0) {
+      runtime::LogWarn("presence heartbeat skipped: the previous one is unanswered",
+                       {{"calls", static_cast<int64_t>(heartbeats_in_flight_)}});
+      return;
+    }
+  }
+  std::vector<std::unique_ptr<Call>> calls;
+  auto next = [&] {
+    calls.push_back(std::make_unique<Call>());
+    calls.back()->request.set_gateway_id(settings_.gateway_id);
+  };
+  next();
   for (const auto& stream : streams) {
     uint64_t epoch = 0;
     {
@@ -675,13 +680,45 @@ void StreamHub::Heartbeat(const std::vector<std::shared_ptr<DeviceStream>>& stre
       if (stream->phase_ != DeviceStream::Phase::kLive) continue;
       epoch = stream->epoch_;
     }
-    v1::DeviceConnection* c = request.add_connections();
+    Call& call = *calls.back();
+    v1::DeviceConnection* c = call.request.add_connections();
     *c->mutable_device() = Address(stream->claims());
     c->set_epoch(epoch);
-    by_device[{stream->claims().user_id, stream->claims().device_id}] = {epoch, stream};
-    if (static_cast<size_t>(request.connections_size()) >= kChunk) flush();
+    call.by_device[{stream->claims().user_id, stream->claims().device_id}] = {epoch, stream};
+    if (static_cast<size_t>(call.request.connections_size()) >= kChunk) next();
   }
-  flush();
+  if (calls.back()->request.connections_size() == 0) calls.pop_back();
+  if (calls.empty()) return;
+  {
+    std::lock_guard lock(mu_);
+    heartbeats_in_flight_ += static_cast<int>(calls.size());
+    for (const auto& call : calls) heartbeat_contexts_.insert(&call->context);
+  }
+  for (auto& owned : calls) {
+    Call* call = owned.release();
+    SetDeadline(call->context, settings_.call_deadline);
+    presence_->async()->Heartbeat(
+        &call->context, &call->request, &call->response, [this, call](grpc::Status status) {
+          std::unique_ptr<Call> done(call);
+          if (!status.ok()) {
+            runtime::LogWarn("presence heartbeat failed", {{"error", status.error_message()}});
+          } else {
+            for (const v1::DeviceConnection& stale : done->response.stale()) {
+              auto it = done->by_device.find({stale.device().user_id(), stale.device().device_id()});
+              if (it != done->by_device.end() && it->second.first == stale.epoch()) {
+                runtime::Increment(metrics_->closed.at("stale"));
+                it->second.second->Close(v1::Closing::REASON_DRAIN);
+              }
+            }
+          }
+          {
+            std::lock_guard lock(mu_);
+            heartbeat_contexts_.erase(&done->context);
+            --heartbeats_in_flight_;
+          }
+          heartbeats_done_.notify_all();
+        });
+  }
 }
 
 // ----- stream -----

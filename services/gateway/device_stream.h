@@ -21,8 +21,8 @@
 // Presence: Presence.Connect assigns the connection epoch (sent in `connected`); a `displaced`
 // event on the device channel with a higher epoch closes the stream with OK after a `displaced`
 // frame — only streams with a lower epoch close, also when the event overtakes the stream's own
-// Connect answer. The hub heartbeats every connection in one batched call per interval and
-// re-subscribes presence watches before they expire.
+// Connect answer. The hub heartbeats every connection in batched asynchronous calls per interval
+// (never waiting for them) and re-subscribes presence watches before they expire.
 //
 // Threading: gRPC callback reactions, Redis subscriber callbacks and async stub completions never
 // block: they take the stream's mutex briefly and start asynchronous operations. The stream's
@@ -182,6 +182,10 @@ class StreamHub {
   bool draining_ = false;
   bool stopping_ = false;
   std::vector<std::weak_ptr<DeviceStream>> tick_soon_;  // ScheduleTick
+  // Heartbeat calls not yet answered (Stop cancels them and waits for their callbacks).
+  int heartbeats_in_flight_ = 0;
+  std::set<grpc::ClientContext*> heartbeat_contexts_;
+  std::condition_variable heartbeats_done_;
   std::condition_variable wake_;
   std::thread housekeeping_;
 };

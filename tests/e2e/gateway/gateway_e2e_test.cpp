@@ -11,6 +11,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "padlock/v1/message_queue.grpc.pb.h"
 #include "services/common/statement/signed_statement.h"
@@ -703,6 +704,34 @@ TEST(GatewayAckBudgetE2eTest, MoreAcksThanOneCallTakesRideOnASendWithoutFailingI
                                           "padlock_gateway_acks_folded_total", {}),
             1);
   for (const pb::ServerFrame& f : b1->Frames()) EXPECT_FALSE(f.has_error()) << f.DebugString();
+}
+
+// A frozen presence service (SIGSTOP: heartbeats hang until their 40 s deadline) does not delay
+// token expiry: housekeeping never waits for a heartbeat's answer, so the stream gets
+// closing{TOKEN_EXPIRED} within a second or two of its token's expiry, not after the deadline.
+TEST(GatewayPresenceDownE2eTest, AFrozenPresenceServiceDoesNotDelayTokenExpiry) {
+  auto stack = PadlockStack::Start({.gateway_env = {{"PADLOCK_TOKEN_TTL", "10s"},
+                                                    {"PADLOCK_INTERNAL_DEADLINE", "40s"},
+                                                    {"PADLOCK_PRESENCE_HEARTBEAT", "200ms"}}});
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  AccountOps ops(grpc::CreateChannel((*stack)->gateway_target(), (*stack)->gateway_credentials()));
+  auto alice = ops.Register("alice.frozen", /*login=*/false);
+  ASSERT_TRUE(alice.ok()) << alice.status();
+  auto token = ops.Login(*alice, 1);
+  ASSERT_TRUE(token.ok()) << token.status();
+  const absl::Time expires = absl::Now() + absl::Seconds(10);  // at the latest
+  auto a1 = DeviceConn::Open(ops.stub(), *token);
+  ASSERT_TRUE(a1->WaitConnected().has_value());
+  const pid_t presence = (*stack)->service_pid("presence");
+  ASSERT_GT(presence, 0);
+  ASSERT_EQ(::kill(presence, SIGSTOP), 0);
+  absl::Cleanup thaw = [presence] { ::kill(presence, SIGCONT); };
+  // Expected within ~1 s of expiry (the once-a-second tick); a heartbeat blocking housekeeping
+  // would hold it until the 40 s deadline. 8 s of margin either way.
+  auto closing = a1->WaitFrame([](const pb::ServerFrame& f) { return f.has_closing(); },
+                               expires + absl::Seconds(8) - absl::Now());
+  ASSERT_TRUE(closing.has_value()) << "no closing frame within 8 s of the token's expiry";
+  EXPECT_EQ(closing->closing().reason(), pb::Closing::REASON_TOKEN_EXPIRED);
 }
 
 INSTANTIATE_TEST_SUITE_P(RedisModes, GatewayE2eTest, ::testing::Values(false, true),
