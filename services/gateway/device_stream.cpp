@@ -711,11 +711,11 @@ void StreamHub::Heartbeat(const std::vector<std::shared_ptr<DeviceStream>>& stre
               }
             }
           }
-          {
-            std::lock_guard lock(mu_);
-            heartbeat_contexts_.erase(&done->context);
-            --heartbeats_in_flight_;
-          }
+          // Notified under the lock: once Stop sees the count reach 0 the hub may be destroyed,
+          // so nothing of it may be touched after the mutex is released.
+          std::lock_guard lock(mu_);
+          heartbeat_contexts_.erase(&done->context);
+          --heartbeats_in_flight_;
           heartbeats_done_.notify_all();
         });
   }
