@@ -143,7 +143,8 @@ void Device::Queue(PendingSend send) {
 
 bool Device::ResendLocked(uint64_t sequence, uint64_t now, std::vector<PendingSend>& out) {
   SentMessage& m = ledger_[sequence - 1];
-  if (now - m.first_attempt_nanos > run_->resend_deadline_nanos) {
+  // `now` was read before the lock: a send queued since then is newer than it (not overdue).
+  if (now > m.first_attempt_nanos && now - m.first_attempt_nanos > run_->resend_deadline_nanos) {
     m.state = SentState::kGivenUp;
     run_->awaiting_result.fetch_sub(1, std::memory_order_relaxed);
     run_->NoteFailure(absl::StrCat(account_.user_id, ": send ", sequence,
@@ -685,15 +686,38 @@ class GrpcDeviceStream final : public DeviceStream,
     AddHold();
     StartRead(&read_frame_);
     StartCall();
+    bool close = false;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      started_ = true;
+      close = close_requested_;
+    }
+    // Whatever was queued (or a Close that came) before the call was bound.
+    if (close) {
+      Close();
+    } else {
+      Wake();
+    }
   }
 
+  // Called from outside the reactions, also before Start (the device queues a send as soon as
+  // the stream is its current one): until Start has bound the call, Start writes what is queued.
+  // Once the lock is dropped, a broken stream may release the run's hold and let OnDone run (and
+  // gRPC free the call) before StartWrite; a hold of its own, taken while the run's hold still
+  // stands, keeps the call alive until the write is started.
   void Wake() override {
     bool start = false;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (!writing_ && !writes_done_ && !hold_released_) start = NextLocked();
+      if (started_ && !writing_ && !writes_done_ && !hold_released_) {
+        start = NextLocked();
+        if (start) AddHold();
+      }
     }
-    if (start) StartWrite(write_frame_);
+    if (start) {
+      StartWrite(write_frame_);
+      RemoveHold();
+    }
   }
 
   void Close() override {
@@ -702,6 +726,7 @@ class GrpcDeviceStream final : public DeviceStream,
     {
       std::lock_guard<std::mutex> lock(mutex_);
       close_requested_ = true;
+      if (!started_) return;  // Start closes once the call is bound
       // What is left (acks, then the half-close) is written by the OnWriteDone chain.
       if (!writing_ && !writes_done_ && !hold_released_) start = NextLocked();
       release = !hold_released_;
@@ -774,6 +799,7 @@ class GrpcDeviceStream final : public DeviceStream,
   FrameScratch scratch_;
   const v1::ClientFrame* write_frame_ = nullptr;  // in scratch_, being written
   std::mutex mutex_;
+  bool started_ = false;  // Start bound the call: operations may be started
   bool writing_ = false;
   bool close_requested_ = false;
   bool writes_done_ = false;
