@@ -8,96 +8,17 @@
 #include "padlock/v1/common.pb.h"
 #include "services/common/channels/device_channel.h"
 #include "services/common/device_lists/device_list_summary.h"
+#include "services/key_directory/lua_scripts.h"
 
 namespace padlock::key_directory {
 namespace {
-
-constexpr char kConsumeLua[] = R"lua(
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-local ttl = redis.call('PTTL', KEYS[1])
-redis.call('DEL', KEYS[1])
-return {v, ttl}
-)lua";
-
-// The generation `g` is "<epoch>.<n>": the epoch is Redis' TIME when the hash was (re)created,
-// n counts steps. Strings, not Lua numbers (which print as 1.8e+15), and a hash that expired and
-// was created again never repeats an old generation, so a token read before the expiry cannot
-// match after it.
-constexpr char kSummaryPrelude[] = R"lua(
-local function now_ms(t) return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) end
-local function bump(g, t)
-  if g then
-    local epoch, n = string.match(g, '^(.*)%.(%d+)$')
-    if epoch then return epoch .. '.' .. tostring(tonumber(n) + 1) end
-  end
-  return t[1] .. '-' .. t[2] .. '.1'
-end
--- Changes in flight (field w), or 0 once their deadline (field wu) has passed: presumed dead.
-local function live_writers(w, wu, now)
-  if (tonumber(wu) or 0) < now then return 0 end
-  return tonumber(w) or 0
-end
-)lua";
-
-// BeginChange. KEYS: dl:{u}. ARGV: writer deadline ms, TTL ms. Returns the new generation.
-// In-flight changes past their deadline are forgotten (presumed dead).
-constexpr char kBeginBody[] = R"lua(
-local t = redis.call('TIME')
-local now = now_ms(t)
-local h = redis.call('HMGET', KEYS[1], 'g', 'w', 'wu')
-local w = live_writers(h[2], h[3], now)
-local wu = tonumber(h[3]) or 0
-local deadline = now + tonumber(ARGV[1])
-if deadline < wu then deadline = wu end
-local g = bump(h[1], t)
-redis.call('HDEL', KEYS[1], 's')
-redis.call('HSET', KEYS[1], 'g', g, 'w', tostring(w + 1), 'wu', string.format('%d', deadline))
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return g
-)lua";
-
-// EndChange. KEYS: dl:{u}. ARGV: the token from BeginChange, the summary ('' = none), its TTL ms,
-// the TTL ms without one. Stores the summary only when the generation is still the token (no
-// change began or ended since) and no other change is in flight; otherwise leaves none. Returns 1
-// when it stored one.
-constexpr char kEndBody[] = R"lua(
-local t = redis.call('TIME')
-local now = now_ms(t)
-local h = redis.call('HMGET', KEYS[1], 'g', 'w', 'wu')
-local w = live_writers(h[2], h[3], now)
-if w > 0 then w = w - 1 end
-local sole = h[1] == ARGV[1] and w == 0
-redis.call('HSET', KEYS[1], 'g', bump(h[1], t), 'w', tostring(w))
-if sole and ARGV[2] ~= '' then
-  redis.call('HSET', KEYS[1], 's', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
-  return 1
-end
-redis.call('HDEL', KEYS[1], 's')
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 0
-)lua";
-
-// Populate. KEYS: dl:{u}. ARGV: the token read before PostgreSQL ('' = the hash had no
-// generation), the summary, its TTL ms. Stores it only when the generation is unchanged, no
-// change is in flight (or the in-flight ones are past their deadline) and no summary is there.
-// Returns 1 when it stored it.
-constexpr char kPopulateBody[] = R"lua(
-local h = redis.call('HMGET', KEYS[1], 'g', 'w', 'wu', 's')
-if (h[1] or '') ~= ARGV[1] or h[4] then return 0 end
-if live_writers(h[2], h[3], now_ms(redis.call('TIME'))) > 0 then return 0 end
-redis.call('HSET', KEYS[1], 's', ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
-)lua";
 
 std::string Ms(absl::Duration d) { return absl::StrCat(absl::ToInt64Milliseconds(d)); }
 
 }  // namespace
 
 RedisInviteStore::RedisInviteStore(redis::RedisClient* redis)
-    : redis_(redis), consume_(kConsumeLua) {}
+    : redis_(redis), consume_(lua::kConsume) {}
 
 std::string RedisInviteStore::Key(const std::string& token) {
   return absl::StrCat("invite:{", token, "}");
@@ -132,9 +53,9 @@ absl::Status RedisInviteStore::Restore(const std::string& token, const Invite& i
 RedisDeviceListSummaries::RedisDeviceListSummaries(redis::RedisClient* redis, Options options)
     : redis_(redis),
       options_(options),
-      begin_(absl::StrCat(kSummaryPrelude, kBeginBody)),
-      end_(absl::StrCat(kSummaryPrelude, kEndBody)),
-      populate_(absl::StrCat(kSummaryPrelude, kPopulateBody)) {}
+      begin_(absl::StrCat(lua::kSummaryPrelude, lua::kBegin)),
+      end_(absl::StrCat(lua::kSummaryPrelude, lua::kEnd)),
+      populate_(absl::StrCat(lua::kSummaryPrelude, lua::kPopulate)) {}
 
 std::string RedisDeviceListSummaries::TtlMs(const device_lists::Summary& summary) const {
   return Ms(summary.listed ? options_.listed_ttl : options_.unlisted_ttl);

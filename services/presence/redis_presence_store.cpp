@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "services/common/channels/device_channel.h"
 #include "services/common/runtime/status_macros.h"
+#include "services/presence/lua_scripts.h"
 
 namespace padlock::presence {
 namespace {
@@ -17,239 +18,7 @@ namespace {
 using redis::Command;
 using redis::RedisReply;
 
-// Shared Lua helpers. An entry is "epoch|expires_at_ms|connected_at_ms|gateway_id"; parse()
-// returns its fields as strings (numbers are kept as decimal text so that Lua's doubles never
-// reformat them).
-constexpr char kPrelude[] = R"lua(
-local function parse(v)
-  return string.match(v, '^(%d+)|(%d+)|(%d+)|(.*)$')
-end
-local function live_count(key, now)
-  local all = redis.call('HGETALL', key)
-  local n = 0
-  for i = 2, #all, 2 do
-    local _, xs = parse(all[i])
-    if xs and tonumber(xs) > now then n = n + 1 end
-  end
-  return n
-end
-local function prune(key, now)
-  local all = redis.call('HGETALL', key)
-  local n, removed, last = 0, 0, 0
-  for i = 1, #all, 2 do
-    local _, xs = parse(all[i + 1])
-    local x = tonumber(xs or '0')
-    if x > now then
-      n = n + 1
-    else
-      redis.call('HDEL', key, all[i])
-      removed = removed + 1
-      if x > last then last = x end
-    end
-  end
-  return n, removed, last
-end
-local function meta(key)
-  local m = redis.call('HMGET', key, 'vis', 'seen')
-  return tonumber(m[1] or '1') or 1, tonumber(m[2] or '0') or 0
-end
--- Last seen is kept only while someone may see it (visibility everyone = 2; docs/PRIVACY.md):
--- records it when the user goes offline, or drops any earlier value. Returns what is kept.
-local function record_seen(key, vis, seen, ttl)
-  if vis ~= 2 then
-    redis.call('HDEL', key, 'seen')
-    return 0
-  end
-  redis.call('HSET', key, 'seen', seen)
-  redis.call('PEXPIRE', key, ttl)
-  return seen
-end
-local function extend(key, ttl)
-  local p = redis.call('PTTL', key)
-  if p == -1 or (p >= 0 and p < ttl) then redis.call('PEXPIRE', key, ttl) end
-end
-)lua";
-
-// KEYS: epoch, entries, meta. ARGV: device, gateway, vis (0 = keep), now, expires_at,
-// entries key ttl, meta_ttl. The INCR and the entry are written in one script, so two racing connects of a
-// device end with the entry holding the higher epoch, on any replica.
-constexpr char kConnect[] = R"lua(
-local now = tonumber(ARGV[4])
-local live = prune(KEYS[2], now)
-local displaced = 0
-local prev = redis.call('HGET', KEYS[2], ARGV[1])
-if prev then displaced = tonumber((parse(prev))) or 0 end
-local epoch = redis.call('INCR', KEYS[1])
--- The counter has a TTL; should it have lapsed under a still-live entry, stay above that entry.
-if epoch <= displaced then
-  epoch = displaced + 1
-  redis.call('SET', KEYS[1], epoch)
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('HSET', KEYS[2], ARGV[1], epoch .. '|' .. ARGV[5] .. '|' .. ARGV[4] .. '|' .. ARGV[2])
-extend(KEYS[2], tonumber(ARGV[6]))
-local prev_vis = meta(KEYS[3])
-if ARGV[3] ~= '0' then redis.call('HSET', KEYS[3], 'vis', ARGV[3]) end
-redis.call('PEXPIRE', KEYS[3], ARGV[7])
-local vis, seen = meta(KEYS[3])
--- Also clears a last seen stored before it was kept for visibility everyone only.
-if vis ~= 2 and seen ~= 0 then seen = record_seen(KEYS[3], vis, 0, 0) end
-local came = 0
-if live == 0 then came = 1 end
-return {epoch, displaced, came, prev_vis, vis, seen}
-)lua";
-
-// KEYS: entries, meta. ARGV: device, epoch, now, entry_ttl, meta_ttl.
-// Returns {was_current, went_offline, live, vis, seen, removed expires_at}.
-constexpr char kDisconnect[] = R"lua(
-local now = tonumber(ARGV[3])
-local cur = redis.call('HGET', KEYS[1], ARGV[1])
-local vis, seen = meta(KEYS[2])
-if not cur then return {0, 0, live_count(KEYS[1], now), vis, seen, 0} end
-local es, xs = parse(cur)
-if es ~= ARGV[2] then return {0, 0, live_count(KEYS[1], now), vis, seen, 0} end
-redis.call('HDEL', KEYS[1], ARGV[1])
-local x = tonumber(xs)
-local live = prune(KEYS[1], now)
-local went = 0
-if live == 0 then
-  went = 1
-  seen = now
-  -- An entry that had already expired was last vouched for at its last heartbeat.
-  if x <= now then seen = x - tonumber(ARGV[4]) end
-  seen = record_seen(KEYS[2], vis, seen, ARGV[5])
-end
-return {1, went, live, vis, seen, x}
-)lua";
-
-// KEYS: entries, meta. ARGV: now, new expires_at, entries key ttl, gateway, meta_ttl, then device,
-// epoch pairs. Returns 1 (extended) or 0 (stale) per pair. A user online for longer than the
-// last-seen TTL keeps their visibility: live heartbeats renew it.
-constexpr char kHeartbeat[] = R"lua(
-local now = tonumber(ARGV[1])
-local out = {}
-local any = false
-for i = 6, #ARGV, 2 do
-  local cur = redis.call('HGET', KEYS[1], ARGV[i])
-  local ok = 0
-  if cur then
-    local es, xs, cs, g = parse(cur)
-    if es == ARGV[i + 1] and g == ARGV[4] and tonumber(xs) > now then
-      redis.call('HSET', KEYS[1], ARGV[i], es .. '|' .. ARGV[2] .. '|' .. cs .. '|' .. g)
-      ok = 1
-      any = true
-    end
-  end
-  out[#out + 1] = ok
-end
-if any then
-  extend(KEYS[1], tonumber(ARGV[3]))
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
-end
-return out
-)lua";
-
-// KEYS: entries, meta. ARGV: now. Returns {live, vis, seen}. Read-only.
-constexpr char kRead[] = R"lua(
-local vis, seen = meta(KEYS[2])
-return {live_count(KEYS[1], tonumber(ARGV[1])), vis, seen}
-)lua";
-
-// KEYS: entries, meta. ARGV: vis, now, meta_ttl. Returns {live, vis, seen}. A switch away from
-// everyone deletes last seen: switching back shows "unknown" until the user next goes offline.
-constexpr char kSetVisibility[] = R"lua(
-redis.call('HSET', KEYS[2], 'vis', ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-local vis, seen = meta(KEYS[2])
-if vis ~= 2 and seen ~= 0 then seen = record_seen(KEYS[2], vis, 0, 0) end
-return {live_count(KEYS[1], tonumber(ARGV[2])), vis, seen}
-)lua";
-
-// KEYS: bucket. ARGV: now, burst, refill_ms. Returns {allowed, retry_after_ms}. The bucket holds
-// integer credit in ms (one change costs refill_ms; capacity burst × refill_ms), so no
-// floating-point rounding reaches the retry delay.
-constexpr char kRate[] = R"lua(
-local now = tonumber(ARGV[1])
-local refill = tonumber(ARGV[3])
-local cap = tonumber(ARGV[2]) * refill
-local t = redis.call('HMGET', KEYS[1], 'credit', 'ts')
-local credit = tonumber(t[1] or '') or cap
-local ts = tonumber(t[2] or '') or now
-if now > ts then
-  credit = math.min(cap, credit + (now - ts))
-  ts = now
-end
-local allowed, retry = 0, 0
-if credit >= refill then
-  credit = credit - refill
-  allowed = 1
-else
-  retry = refill - credit
-end
-redis.call('HSET', KEYS[1], 'credit', string.format('%d', credit), 'ts', string.format('%d', ts))
-redis.call('PEXPIRE', KEYS[1], cap)
-return {allowed, retry}
-)lua";
-
-// KEYS: watch set. ARGV: ttl, users... Returns the previous members.
-constexpr char kReplaceWatch[] = R"lua(
-local old = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
-if #ARGV > 1 then
-  for i = 2, #ARGV, 500 do
-    redis.call('SADD', KEYS[1], unpack(ARGV, i, math.min(i + 499, #ARGV)))
-  end
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-end
-return old
-)lua";
-
-// KEYS: subscribers, entries, meta. ARGV: member, expires_at, now, ttl. Returns {live, vis, seen}.
-constexpr char kAddSubscriber[] = R"lua(
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-extend(KEYS[1], tonumber(ARGV[4]))
-local vis, seen = meta(KEYS[3])
-return {live_count(KEYS[2], tonumber(ARGV[3])), vis, seen}
-)lua";
-
-// KEYS: entries, meta. ARGV: now, entry_ttl, meta_ttl. Removes every expired entry of the user;
-// only the call that removes the last live one reports went_offline, so concurrent sweepers
-// never report one expiry twice. Returns {removed, went_offline, live, vis, seen}.
-constexpr char kExpire[] = R"lua(
-local now = tonumber(ARGV[1])
-local live, removed, last = prune(KEYS[1], now)
-local vis, seen = meta(KEYS[2])
-local went = 0
-if removed > 0 and live == 0 then
-  went = 1
-  seen = record_seen(KEYS[2], vis, last - tonumber(ARGV[2]), ARGV[3])
-end
-return {removed, went, live, vis, seen}
-)lua";
-
-// KEYS: sweep index shard. ARGV: max score, members... Removes the members scored ≤ max (a
-// member re-added since with a later expiry stays).
-constexpr char kUnindex[] = R"lua(
-local max = tonumber(ARGV[1])
-local n = 0
-for i = 2, #ARGV do
-  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if s and tonumber(s) <= max then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    n = n + 1
-  end
-end
-return n
-)lua";
-
-// KEYS: lock. ARGV: owner.
-constexpr char kUnlock[] = R"lua(
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-)lua";
-
-std::string WithPrelude(const char* body) { return absl::StrCat(kPrelude, body); }
+std::string WithPrelude(const char* body) { return absl::StrCat(lua::kPrelude, body); }
 
 std::string Member(const DeviceKey& device) {
   return absl::StrCat(device.user_id, ":", device.device_id);
@@ -318,17 +87,17 @@ uint32_t Fnv1a(const std::string& s) {
 RedisPresenceStore::RedisPresenceStore(redis::RedisClient* redis, StoreTimings timings)
     : redis_(redis),
       timings_(timings),
-      connect_(WithPrelude(kConnect)),
-      disconnect_(WithPrelude(kDisconnect)),
-      heartbeat_(WithPrelude(kHeartbeat)),
-      read_(WithPrelude(kRead)),
-      set_visibility_(WithPrelude(kSetVisibility)),
-      rate_(kRate),
-      replace_watch_(kReplaceWatch),
-      add_subscriber_(WithPrelude(kAddSubscriber)),
-      expire_(WithPrelude(kExpire)),
-      unindex_(kUnindex),
-      unlock_(kUnlock) {}
+      connect_(WithPrelude(lua::kConnect)),
+      disconnect_(WithPrelude(lua::kDisconnect)),
+      heartbeat_(WithPrelude(lua::kHeartbeat)),
+      read_(WithPrelude(lua::kRead)),
+      set_visibility_(WithPrelude(lua::kSetVisibility)),
+      rate_(lua::kRate),
+      replace_watch_(lua::kReplaceWatch),
+      add_subscriber_(WithPrelude(lua::kAddSubscriber)),
+      expire_(WithPrelude(lua::kExpire)),
+      unindex_(lua::kUnindex),
+      unlock_(lua::kUnlock) {}
 
 int64_t RedisPresenceStore::EntriesKeyTtlMs() const {
   // The hash outlives its entries by a margin so that the sweep still finds an expired entry
