@@ -1,6 +1,6 @@
 #pragma once
 // A KeyStore in process memory for unit tests; held to PostgresKeyStore's behaviour by the
-// contract suite (tests/unit/key_directory/key_store_contract.h). Thread-safe (one mutex).
+// contract suite (tests/fakes/key_store_contract.h). Thread-safe (one mutex).
 #include <map>
 #include <mutex>
 #include <string>

@@ -1,6 +1,6 @@
 #pragma once
 // Domain types of the key-directory and the KeyStore interface (PostgresKeyStore in production,
-// InMemoryKeyStore in unit tests; tests/unit/key_directory/key_store_contract.h keeps them equal).
+// InMemoryKeyStore in unit tests; tests/fakes/key_store_contract.h keeps them equal).
 // Plain C++: no grpc, pqxx or hiredis here.
 #include <cstdint>
 #include <optional>

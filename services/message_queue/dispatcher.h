@@ -31,10 +31,6 @@ class Family;
 
 namespace padlock::message_queue {
 
-// main.cpp (being reshaped by the hot-path work) still names the clock this way; the alias goes
-// when it says runtime::SystemClock.
-using SystemClock = runtime::SystemClock;
-
 struct DispatchOptions {
   absl::Duration retention = absl::Hours(24 * 30);  // default and maximum time-to-live
   size_t max_sends_per_request = 1024;

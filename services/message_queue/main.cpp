@@ -61,8 +61,8 @@ int main() {
   mq::RedisInboxStore store(redis->get(), settings.limits, &admission);
   mq::RedisMemoryMonitor memory_monitor(redis->get(), &runner.metrics(), &admission);
   memory_monitor.Start(settings.memory_poll_interval);
-  mq::SystemClock clock;
-  mq::Dispatcher dispatcher(settings.dispatch, &directory, &store, &clock, &runner.metrics());
+  mq::Dispatcher dispatcher(settings.dispatch, &directory, &store, runtime::SystemClock::Get(),
+                            &runner.metrics());
   // Replicas must log the same key id, or retries across them are stored twice.
   runtime::LogInfo("dedupe ids",
                    {{"key_id", mq::DedupeIds(settings.dispatch.dedupe_secret).key_id()}});

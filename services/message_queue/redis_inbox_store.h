@@ -16,19 +16,6 @@
 
 namespace padlock::message_queue {
 
-struct InboxLimits {
-  absl::Duration retention = absl::Hours(24 * 30);  // time trim on append and read
-  uint64_t max_entries = 100'000;                   // per inbox; more → ResourceExhausted
-  uint64_t max_bytes = 256ull << 20;                // stored envelope bytes per inbox
-  absl::Duration dedupe_window = absl::Seconds(60);  // retries inside it return the first ids
-  // Wake-ups carry the envelope when its serialized size is at most this; else only the sequence.
-  uint64_t inline_wakeup_bytes = 4096;
-  // Durability policy: with replicas > 0, a send's writes (shared payloads, appends) are followed
-  // by WAIT on the connections that made them, and appends that fewer replicas confirmed within
-  // the timeout fail with Unavailable (the send is refused; a retry is deduplicated).
-  redis::ReplicaWait durability;
-};
-
 // Thread-safe; `redis`, `admission` (optional: none = no memory admission) and `clock` (optional:
 // none = the system clock; it dates dedupe windows) must outlive the store.
 class RedisInboxStore final : public InboxStore {

@@ -41,6 +41,7 @@
 #include "services/common/redis/cluster_slots.h"
 #include "services/common/redis/redis_options.h"
 #include "services/common/redis/redis_reply.h"
+#include "services/common/redis/replica_wait.h"
 
 namespace padlock::redis {
 
@@ -74,14 +75,6 @@ struct Command {
 struct NodeReply {
   std::string address;  // "host:port"
   absl::StatusOr<RedisReply> reply;
-};
-
-// Replication acknowledgement for ExecutePipelineAndWait.
-struct ReplicaWait {
-  int replicas = 0;  // replicas that must confirm; 0 = no WAIT
-  // WAIT's own timeout (at least 1 ms; WAIT 0 would block forever). Keep it well below
-  // RedisOptions::command_timeout, which bounds the read of WAIT's reply.
-  absl::Duration timeout = absl::Milliseconds(100);
 };
 
 namespace internal {

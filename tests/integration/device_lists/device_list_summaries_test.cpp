@@ -18,8 +18,8 @@
 #include "services/message_queue/redis_device_directory.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/redis_server.h"
-#include "tests/unit/key_directory/device_list_summaries_contract.h"
-#include "tests/unit/message_queue/fakes.h"
+#include "tests/fakes/device_list_summaries_contract.h"
+#include "tests/fakes/message_queue_fakes.h"
 
 namespace padlock {
 namespace {

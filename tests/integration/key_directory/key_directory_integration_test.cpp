@@ -31,7 +31,7 @@
 #include "tests/harness/harness.h"
 #include "tests/harness/postgres_server.h"
 #include "tests/harness/redis_server.h"
-#include "tests/unit/key_directory/key_store_contract.h"
+#include "tests/fakes/key_store_contract.h"
 #include "tests/unit/key_directory/test_identities.h"
 
 namespace padlock::key_directory::testing {

@@ -1,4 +1,4 @@
-// The InboxStore contract (tests/unit/message_queue/inbox_store_contract.h) on RedisInboxStore:
+// The InboxStore contract (tests/fakes/inbox_store_contract.h) on RedisInboxStore:
 // a real redis-server and a real 3-master Redis Cluster, flushed before each test.
 #include <memory>
 #include <utility>
@@ -6,7 +6,7 @@
 #include "services/common/redis/redis_client.h"
 #include "services/message_queue/redis_inbox_store.h"
 #include "tests/harness/redis_server.h"
-#include "tests/unit/message_queue/inbox_store_contract.h"
+#include "tests/fakes/inbox_store_contract.h"
 
 namespace padlock::message_queue {
 namespace {

@@ -35,7 +35,7 @@
 #include "services/message_queue/redis_memory_monitor.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/redis_server.h"
-#include "tests/unit/message_queue/fakes.h"
+#include "tests/fakes/message_queue_fakes.h"
 
 namespace padlock::message_queue {
 namespace {

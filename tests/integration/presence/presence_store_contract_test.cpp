@@ -11,7 +11,7 @@
 #include "services/common/redis/redis_client.h"
 #include "services/presence/redis_presence_store.h"
 #include "tests/harness/redis_server.h"
-#include "tests/unit/presence/in_memory_presence_store.h"
+#include "tests/fakes/in_memory_presence_store.h"
 
 namespace padlock::presence {
 namespace {

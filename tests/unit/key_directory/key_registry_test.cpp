@@ -6,10 +6,10 @@
 #include "absl/strings/match.h"
 #include "prometheus/registry.h"
 #include "services/key_directory/in_memory_key_store.h"
-#include "tests/unit/key_directory/device_list_summaries_contract.h"
+#include "tests/fakes/device_list_summaries_contract.h"
 #include "tests/fakes/manual_clock.h"
-#include "tests/unit/key_directory/fakes.h"
-#include "tests/unit/key_directory/key_store_contract.h"
+#include "tests/fakes/key_directory_fakes.h"
+#include "tests/fakes/key_store_contract.h"
 #include "tests/unit/key_directory/test_identities.h"
 
 namespace padlock::key_directory::testing {

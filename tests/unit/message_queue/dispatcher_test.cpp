@@ -12,7 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/manual_clock.h"
-#include "tests/unit/message_queue/fakes.h"
+#include "tests/fakes/message_queue_fakes.h"
 
 namespace padlock::message_queue {
 namespace {

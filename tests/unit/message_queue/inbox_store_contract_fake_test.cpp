@@ -3,8 +3,8 @@
 #include <memory>
 
 #include "tests/fakes/manual_clock.h"
-#include "tests/unit/message_queue/fakes.h"
-#include "tests/unit/message_queue/inbox_store_contract.h"
+#include "tests/fakes/message_queue_fakes.h"
+#include "tests/fakes/inbox_store_contract.h"
 
 namespace padlock::message_queue {
 namespace {

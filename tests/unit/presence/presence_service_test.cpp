@@ -10,7 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/manual_clock.h"
-#include "tests/unit/presence/in_memory_presence_store.h"
+#include "tests/fakes/in_memory_presence_store.h"
 
 namespace padlock::presence {
 namespace {

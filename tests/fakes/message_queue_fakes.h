@@ -17,7 +17,6 @@
 #include "services/message_queue/device_directory.h"
 #include "services/message_queue/dispatcher.h"
 #include "services/message_queue/inbox_store.h"
-#include "services/message_queue/redis_inbox_store.h"
 
 namespace padlock::message_queue {
 

@@ -1,4 +1,4 @@
-#include "tests/unit/message_queue/fakes.h"
+#include "tests/fakes/message_queue_fakes.h"
 
 #include <algorithm>
 #include <utility>

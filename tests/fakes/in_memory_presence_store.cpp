@@ -1,4 +1,4 @@
-#include "tests/unit/presence/in_memory_presence_store.h"
+#include "tests/fakes/in_memory_presence_store.h"
 
 #include <algorithm>
 #include <set>
