@@ -229,6 +229,7 @@ void PrintEvent(Context& c, const MessengerEvent& e) {
         line.Str("event", "unsupported_content").Str("from", e.peer).Num("device", e.peer_device)
             .Str("message_id", Hex(e.message_id)).Str("detail", e.detail);
         break;
+      case Kind::kError: line.Str("event", "error").Str("detail", e.detail); break;
     }
     c.out << line.str() << std::endl;
     return;
@@ -293,6 +294,9 @@ void PrintEvent(Context& c, const MessengerEvent& e) {
       break;
     case Kind::kStopped:
       c.err << "(connection closed: " << e.detail << ")" << std::endl;
+      break;
+    case Kind::kError:
+      c.err << "! " << e.detail << std::endl;
       break;
     default:
       break;
