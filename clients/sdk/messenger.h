@@ -155,8 +155,10 @@ class Messenger {
   // not carried over: peers see the change (STALE) and must accept the new security code.
   // PermissionDenied on a linked device (the key-directory lets only the primary change its
   // key; a linked device is unlinked and linked again under a new device id); AlreadyExists when
-  // `fresh.home` holds an account; the server's errors otherwise.
-  absl::StatusOr<std::unique_ptr<Messenger>> ChangeIdentity(MessengerOptions fresh);
+  // `fresh.home` holds an account; the server's errors otherwise. The new install talks through
+  // `transport`, or a gateway client from fresh.gateway when it is null.
+  absl::StatusOr<std::unique_ptr<Messenger>> ChangeIdentity(
+      MessengerOptions fresh, std::unique_ptr<Transport> transport = nullptr);
   // Generates `count` one-time prekeys, stores them and uploads them. Returns the server's count.
   absl::StatusOr<uint32_t> ReplenishPreKeys(uint32_t count);
 

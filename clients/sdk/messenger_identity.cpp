@@ -76,7 +76,8 @@ absl::Status Messenger::AcceptIdentity(const std::string& peer) {
   return outbox_.Flush();
 }
 
-absl::StatusOr<std::unique_ptr<Messenger>> Messenger::ChangeIdentity(MessengerOptions fresh) {
+absl::StatusOr<std::unique_ptr<Messenger>> Messenger::ChangeIdentity(
+    MessengerOptions fresh, std::unique_ptr<Transport> transport) {
   if (!core_.account.has_value()) return account().status();
   if (core_.account->device_id != 1) {
     return absl::PermissionDeniedError(
@@ -86,7 +87,8 @@ absl::StatusOr<std::unique_ptr<Messenger>> Messenger::ChangeIdentity(MessengerOp
   if (fresh.home == core_.options.home) {
     return absl::InvalidArgumentError("the new identity needs a fresh folder");
   }
-  absl::StatusOr<std::unique_ptr<Messenger>> next = Open(std::move(fresh));
+  absl::StatusOr<std::unique_ptr<Messenger>> next =
+      transport == nullptr ? Open(std::move(fresh)) : Open(std::move(fresh), std::move(transport));
   if (!next.ok()) return next.status();
   Messenger& n = **next;
   if (n.registered() || n.link_pending()) {
