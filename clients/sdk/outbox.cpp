@@ -28,6 +28,17 @@ void RemoveRecipient(padlock::v1::OutgoingMessage& message, const std::string& u
   }
 }
 
+// Reports a local store failure as kError instead of dropping it: the server's answer was taken
+// into account, but the device's record of it (history status, outbox row) may lag.
+void ReportIfFailed(const absl::Status& status, const char* what, const std::string& message_id,
+                    std::vector<MessengerEvent>& out) {
+  if (status.ok()) return;
+  MessengerEvent e{.kind = MessengerEvent::Kind::kError};
+  e.message_id = message_id;
+  e.detail = absl::StrCat(what, ": ", status.message());
+  out.push_back(std::move(e));
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> Outbox::Compose(const std::string& peer, ContentKind kind,
@@ -178,8 +189,10 @@ void Outbox::HandleSendResult(const padlock::v1::SendResult& result,
   const std::string message_id = it->second;
   in_flight_.erase(it);
   auto fail = [&](std::string detail) {
-    (void)core_.store->RemoveOutbox(message_id);
-    (void)core_.store->RaiseMessageStatus(message_id, MessageStatus::kFailed);
+    ReportIfFailed(core_.store->RemoveOutbox(message_id), "remove a failed message from the outbox",
+                   message_id, out);
+    ReportIfFailed(core_.store->RaiseMessageStatus(message_id, MessageStatus::kFailed),
+                   "mark a message failed", message_id, out);
     MessengerEvent e{.kind = MessengerEvent::Kind::kSendFailed};
     e.message_id = message_id;
     e.detail = std::move(detail);
@@ -187,8 +200,11 @@ void Outbox::HandleSendResult(const padlock::v1::SendResult& result,
   };
   switch (result.outcome_case()) {
     case padlock::v1::SendResult::kAccepted: {
-      (void)core_.store->RemoveOutbox(message_id);
-      (void)core_.store->RaiseMessageStatus(message_id, MessageStatus::kSent);
+      // A row left behind is sent again and deduplicated by the server.
+      ReportIfFailed(core_.store->RemoveOutbox(message_id), "remove a sent message from the outbox",
+                     message_id, out);
+      ReportIfFailed(core_.store->RaiseMessageStatus(message_id, MessageStatus::kSent),
+                     "mark a message sent", message_id, out);
       mismatch_retries_.erase(message_id);
       MessengerEvent e{.kind = MessengerEvent::Kind::kSent};
       e.message_id = message_id;
@@ -216,10 +232,14 @@ void Outbox::HandleSendResult(const padlock::v1::SendResult& result,
         fail(absl::StrCat("cannot re-address the message: ", fixed.message()));
         return;
       }
+      // Not in flight any more: if it cannot go out now, the next flush sends it.
       absl::StatusOr<std::vector<OutboxEntry>> entries = core_.store->ListOutbox();
-      if (!entries.ok()) return;
+      if (!entries.ok()) {
+        ReportIfFailed(entries.status(), "resend a re-addressed message", message_id, out);
+        return;
+      }
       for (const OutboxEntry& entry : *entries) {
-        if (entry.message_id == message_id) (void)Send(entry);
+        if (entry.message_id == message_id) (void)Send(entry);  // Unavailable: resent on connect
       }
       return;
     }
@@ -296,6 +316,7 @@ std::optional<absl::Time> Outbox::NextRetry() const {
 
 void Outbox::FlushIfDue(absl::Time now) {
   std::optional<absl::Time> next = NextRetry();
+  // A write that fails here (the connection dropped) is retried on the next `connected`.
   if (next.has_value() && *next <= now) (void)Flush();
 }
 
