@@ -271,6 +271,48 @@ TEST_F(MessengerTransportTest, ChangedIdentityHoldsMessagesUntilAccepted) {
   EXPECT_EQ(message->text, "after");
 }
 
+TEST_F(MessengerTransportTest, EnvelopeFromAnUnacceptedKeyIsKeptUnreadUntilAccepted) {
+  Device alice = Join("alice");
+  Device bob = Join("bob");
+  ASSERT_NE(alice.m, nullptr);
+  ASSERT_NE(bob.m, nullptr);
+  ASSERT_TRUE(alice.m->ComposeText("bob", "hi").ok());  // alice now trusts bob's first key
+
+  auto new_transport = std::make_unique<FakeTransport>(directory_);
+  FakeTransport* bob_new_transport = new_transport.get();
+  absl::StatusOr<std::unique_ptr<Messenger>> reinstalled =
+      bob.m->ChangeIdentity(Options("bob-new"), std::move(new_transport));
+  ASSERT_TRUE(reinstalled.ok()) << reinstalled.status();
+  Device bob2{bob_new_transport, *std::move(reinstalled)};
+  ASSERT_TRUE(bob2.m->Connect(kWait).ok());
+  ASSERT_TRUE(bob2.m->ComposeText("alice", "new phone").ok());
+  ASSERT_TRUE(bob2.m->FlushOutbox().ok());
+  ASSERT_EQ(bob2.stream()->sends().size(), 1u);
+
+  const size_t written_before = alice.stream()->written().size();
+  alice.stream()->Push(DeliverFrame(
+      {*EnvelopeFor(bob2.stream()->sends()[0], Address("bob", 1), Address("alice", 1), "s-9")}));
+  std::vector<MessengerEvent> events = PumpUntil(*alice.m, Saw(Kind::kIdentityChanged));
+  ASSERT_NE(Find(events, Kind::kIdentityChanged), nullptr);
+  EXPECT_EQ(Find(events, Kind::kMessage), nullptr);   // not read
+  EXPECT_EQ(Find(events, Kind::kRejected), nullptr);  // nor dropped
+  EXPECT_TRUE(alice.m->IdentityHeld("bob"));
+  for (size_t i = written_before; i < alice.stream()->written().size(); ++i) {
+    EXPECT_FALSE(alice.stream()->written()[i].has_ack()) << "acknowledged before acceptance";
+  }
+
+  ASSERT_TRUE(alice.m->AcceptIdentity("bob").ok());
+  events = PumpUntil(*alice.m, Saw(Kind::kMessage));
+  const MessengerEvent* message = Find(events, Kind::kMessage);
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->text, "new phone");
+  bool acked = false;
+  for (const padlock::v1::ClientFrame& f : alice.stream()->written()) {
+    if (f.has_ack()) acked = acked || f.ack().server_ids(0) == "s-9";
+  }
+  EXPECT_TRUE(acked);
+}
+
 TEST_F(MessengerTransportTest, ReceiptThatCannotBeComposedIsReportedNotDropped) {
   Device alice = Join("alice");
   Device bob = Join("bob");
