@@ -256,40 +256,53 @@ bool FakeStreamControl::stopped() const {
   return stopped_;
 }
 
-// What the Messenger holds: it reads and writes through the shared control.
+absl::Status FakeStreamControl::Write(const padlock::v1::ClientFrame& frame) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!connected_ || stopped_) return absl::UnavailableError("not connected");
+  written_.push_back(frame);
+  return absl::OkStatus();
+}
+
+std::optional<client::StreamEvent> FakeStreamControl::Next(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] { return !events_.empty(); });
+  if (events_.empty()) return std::nullopt;
+  client::StreamEvent event = std::move(events_.front());
+  events_.pop_front();
+  return event;
+}
+
+bool FakeStreamControl::connected() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return connected_ && !stopped_;
+}
+
+void FakeStreamControl::Stop() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopped_ = true;
+  connected_ = false;
+}
+
+namespace {
+
+// What the Messenger holds; the test keeps the shared control.
 class FakeStream final : public client::TransportStream {
  public:
   explicit FakeStream(std::shared_ptr<FakeStreamControl> control) : c_(std::move(control)) {}
-  ~FakeStream() override { Stop(); }
+  ~FakeStream() override { c_->Stop(); }
 
-  absl::Status Write(const padlock::v1::ClientFrame& frame) override {
-    std::lock_guard<std::mutex> lock(c_->mu_);
-    if (!c_->connected_ || c_->stopped_) return absl::UnavailableError("not connected");
-    c_->written_.push_back(frame);
-    return absl::OkStatus();
-  }
+  absl::Status Write(const padlock::v1::ClientFrame& frame) override { return c_->Write(frame); }
   std::optional<client::StreamEvent> Next(absl::Duration timeout) override {
-    std::unique_lock<std::mutex> lock(c_->mu_);
-    c_->cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout),
-                     [&] { return !c_->events_.empty(); });
-    if (c_->events_.empty()) return std::nullopt;
-    client::StreamEvent event = std::move(c_->events_.front());
-    c_->events_.pop_front();
-    return event;
+    return c_->Next(timeout);
   }
-  bool connected() const override {
-    std::lock_guard<std::mutex> lock(c_->mu_);
-    return c_->connected_ && !c_->stopped_;
-  }
-  void Stop() override {
-    std::lock_guard<std::mutex> lock(c_->mu_);
-    c_->stopped_ = true;
-    c_->connected_ = false;
-  }
+  bool connected() const override { return c_->connected(); }
+  void Stop() override { c_->Stop(); }
 
  private:
   std::shared_ptr<FakeStreamControl> c_;
 };
+
+}  // namespace
 
 // ---- FakeTransport ------------------------------------------------------------------------
 

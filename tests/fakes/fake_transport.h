@@ -93,8 +93,13 @@ class FakeStreamControl {
   std::vector<padlock::v1::SendRequest> sends() const;
   bool stopped() const;
 
+  // The SDK's side (the TransportStream the messenger holds forwards here).
+  absl::Status Write(const padlock::v1::ClientFrame& frame);
+  std::optional<client::StreamEvent> Next(absl::Duration timeout);
+  bool connected() const;
+  void Stop();
+
  private:
-  friend class FakeStream;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool connected_ ABSL_GUARDED_BY(mu_) = false;
