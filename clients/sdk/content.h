@@ -21,6 +21,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -79,5 +81,64 @@ absl::StatusOr<std::string> EncodeContent(const Content& content);
 // bucket). A newer format version (only bytes 0 and 1 are read) or an unknown kind is returned,
 // not refused: see the note at the top.
 absl::StatusOr<Content> DecodeContent(std::string_view padded);
+
+// ---- Bodies: what each kind carries inside Content::body (docs/PROTOCOL.md) ----
+
+// Delivery state of an outgoing message in history.
+// kDelivered, kRead and kUnsupported are also the status byte of receipt bodies on the wire
+// (docs/PROTOCOL.md "Receipt"). kUnsupported: the recipient's client could not show the message
+// (a content kind or format it does not know) and said so.
+enum class MessageStatus : int {
+  kPending = 0,
+  kSent = 1,
+  kDelivered = 2,
+  kRead = 3,
+  kFailed = 4,
+  kUnsupported = 5,
+};
+
+// How a text body names its conversation, so that this account's other devices file a copy
+// under the right peer: u16 big-endian length of the recipient user id, the id, then the text.
+std::string EncodeTextBody(std::string_view to_user, std::string_view text);
+absl::StatusOr<std::pair<std::string, std::string>> DecodeTextBody(std::string_view body);
+// A receipt body: one status byte (MessageStatus kDelivered or kRead), then 16-byte message ids.
+// With status kUnsupported the status byte is followed by the receiver's capabilities (below),
+// then the ids. DecodeReceiptBody reads all three statuses (DataLoss for any other).
+std::string EncodeReceiptBody(MessageStatus status, const std::vector<std::string>& message_ids);
+absl::StatusOr<std::pair<MessageStatus, std::vector<std::string>>> DecodeReceiptBody(
+    std::string_view body);
+
+// What a client reads: the highest content format version and the content kinds (ascending).
+// Sent in "unsupported" receipts so that the sender knows what the peer's client can show.
+struct ContentCapabilities {
+  uint8_t format_version = kContentFormatVersion;
+  std::vector<uint8_t> kinds = {};
+  bool operator==(const ContentCapabilities&) const = default;
+};
+// This SDK's Messenger: format 1; kinds text, receipt, typing, group key distribution, group
+// update, story (not call signal: no body layout is defined for it yet).
+ContentCapabilities MessengerCapabilities();
+// An "unsupported" receipt: status byte 5, format version byte, kind count byte, the kinds, then
+// 16-byte message ids (at least one).
+std::string EncodeUnsupportedReceiptBody(const ContentCapabilities& capabilities,
+                                         const std::vector<std::string>& message_ids);
+// The capabilities of an "unsupported" receipt body. DataLoss for any other body.
+absl::StatusOr<ContentCapabilities> DecodeUnsupportedReceiptCapabilities(std::string_view body);
+
+// A story body: u32 big-endian time-to-live in seconds (not 0), then the text.
+std::string EncodeStoryBody(uint32_t ttl_seconds, std::string_view text);
+absl::StatusOr<std::pair<uint32_t, std::string>> DecodeStoryBody(std::string_view body);
+
+// A group update body: 16-byte group id, u16 title length, title, u16 member count, then each
+// member as u16 length + user id.
+struct GroupUpdate {
+  std::string group_id;
+  std::string title;
+  std::vector<std::string> members = {};
+};
+std::string EncodeGroupUpdate(const GroupUpdate& update);
+absl::StatusOr<GroupUpdate> DecodeGroupUpdate(std::string_view body);
+// The history conversation of a group: "group:" + hex(group id).
+std::string GroupConversation(std::string_view group_id);
 
 }  // namespace padlock::client

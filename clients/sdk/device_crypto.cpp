@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "clients/sdk/errors.h"
 #include "clients/sdk/signal_handles.h"
 
 namespace padlock::client {
@@ -82,7 +83,7 @@ absl::Status SignalError(int rc, std::string_view what) {
     case SG_ERR_INVALID_KEY:
       return absl::DataLossError(absl::StrCat(message, " (invalid message)"));
     case SG_ERR_UNTRUSTED_IDENTITY:
-      return absl::FailedPreconditionError(absl::StrCat(message, " (untrusted identity)"));
+      return UntrustedIdentityError(absl::StrCat(message, " (untrusted identity)"));
     case SG_ERR_NO_SESSION:
       return absl::FailedPreconditionError(absl::StrCat(message, " (no session)"));
     case SG_ERR_INVALID_KEY_ID:

@@ -249,19 +249,21 @@ absl::StatusOr<padlock::v1::DeleteAccountResponse> GatewayClient::DeleteAccount(
       "delete account");
 }
 
+std::unique_ptr<TransportStream> GatewayClient::OpenStream() { return GatewayStream::Start(*this); }
+
 // ---------------------------------------------------------------------------------------------
 
-std::unique_ptr<DeviceStream> DeviceStream::Start(GatewayClient& client) {
-  std::unique_ptr<DeviceStream> stream(new DeviceStream(client));
+std::unique_ptr<GatewayStream> GatewayStream::Start(GatewayClient& client) {
+  std::unique_ptr<GatewayStream> stream(new GatewayStream(client));
   stream->thread_ = std::thread([s = stream.get()] { s->Run(); });
   return stream;
 }
 
-DeviceStream::DeviceStream(GatewayClient& client) : client_(client) {}
+GatewayStream::GatewayStream(GatewayClient& client) : client_(client) {}
 
-DeviceStream::~DeviceStream() { Stop(); }
+GatewayStream::~GatewayStream() { Stop(); }
 
-void DeviceStream::Stop() {
+void GatewayStream::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -271,19 +273,19 @@ void DeviceStream::Stop() {
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
 }
 
-bool DeviceStream::connected() const {
+bool GatewayStream::connected() const {
   std::lock_guard<std::mutex> lock(mu_);
   return connected_;
 }
 
-absl::Status DeviceStream::Write(const padlock::v1::ClientFrame& frame) {
+absl::Status GatewayStream::Write(const padlock::v1::ClientFrame& frame) {
   std::lock_guard<std::mutex> lock(write_mu_);
   if (stream_ == nullptr || !connected()) return absl::UnavailableError("not connected");
   if (!stream_->Write(frame)) return absl::UnavailableError("device stream closed");
   return absl::OkStatus();
 }
 
-void DeviceStream::Push(StreamEvent event) {
+void GatewayStream::Push(StreamEvent event) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     events_.push_back(std::move(event));
@@ -291,7 +293,7 @@ void DeviceStream::Push(StreamEvent event) {
   cv_.notify_all();
 }
 
-std::optional<StreamEvent> DeviceStream::Next(absl::Duration timeout) {
+std::optional<StreamEvent> GatewayStream::Next(absl::Duration timeout) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, absl::ToChronoMilliseconds(timeout), [&] { return !events_.empty(); });
   if (events_.empty()) return std::nullopt;
@@ -300,13 +302,13 @@ std::optional<StreamEvent> DeviceStream::Next(absl::Duration timeout) {
   return event;
 }
 
-bool DeviceStream::Sleep(absl::Duration d) {
+bool GatewayStream::Sleep(absl::Duration d) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait_for(lock, absl::ToChronoMilliseconds(d), [&] { return stopping_; });
   return !stopping_;
 }
 
-void DeviceStream::Run() {
+void GatewayStream::Run() {
   absl::Duration backoff = client_.options().min_backoff;
   std::mt19937_64 jitter(std::random_device{}());
   auto stop_with = [&](absl::Status status) {

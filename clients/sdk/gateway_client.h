@@ -11,9 +11,9 @@
 // `retry-after-ms` (trailing metadata, or Refusal.retry_after_ms) as a status payload: read it
 // with RetryAfter(). A gateway that cannot be reached is UNAVAILABLE "cannot reach gateway ...".
 //
-// Thread-safety: GatewayClient is thread-safe (the token is guarded). DeviceStream runs one
+// Thread-safety: GatewayClient is thread-safe (the token is guarded). GatewayStream runs one
 // reader thread; Write may be called from any thread (writes are serialized) and Next from one
-// consumer thread.
+// consumer thread. Both implement the SDK's transport interface (transport.h).
 
 #include <condition_variable>
 #include <cstdint>
@@ -31,6 +31,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/grpcpp.h"
+#include "clients/sdk/transport.h"
 #include "padlock/v1/gateway.grpc.pb.h"
 
 namespace padlock::client {
@@ -47,9 +48,6 @@ struct GatewayClientOptions {
   absl::Duration max_backoff = absl::Seconds(5);
 };
 
-// Signs a login statement with the device's identity key (64-byte XEdDSA signature).
-using LoginSigner = std::function<absl::StatusOr<std::string>(std::string_view statement)>;
-
 // The status payload type URL that carries the retry-after delay in milliseconds (decimal).
 inline constexpr std::string_view kRetryAfterPayload = "padlock/retry-after-ms";
 
@@ -61,38 +59,43 @@ absl::Status WithRetryAfter(absl::Status status, absl::Duration retry_after);
 // The server's requested wait for a RESOURCE_EXHAUSTED status; nullopt when it said none.
 std::optional<absl::Duration> RetryAfter(const absl::Status& status);
 
-class GatewayClient {
+class GatewayClient final : public Transport {
  public:
   // InvalidArgument for an empty target; NotFound when the CA file cannot be read. Does not
   // connect (gRPC connects on the first call).
   static absl::StatusOr<std::unique_ptr<GatewayClient>> Create(GatewayClientOptions options);
 
   // The device this client logs in as, and how it signs. Clears any token.
-  void SetDevice(const padlock::v1::DeviceAddress& device, LoginSigner signer);
+  void SetDevice(const padlock::v1::DeviceAddress& device, LoginSigner signer) override;
 
   // Needs no token.
-  absl::StatusOr<padlock::v1::RegisterResponse> Register(const padlock::v1::RegisterRequest& r);
+  absl::StatusOr<padlock::v1::RegisterResponse> Register(
+      const padlock::v1::RegisterRequest& r) override;
 
   // Logs in now (replacing any token). FailedPrecondition when SetDevice was not called;
   // UNAUTHENTICATED "login failed" when the server does not know the device or key.
-  absl::Status Login();
+  absl::Status Login() override;
   // The current token, logging in when there is none or it expires within a minute.
   absl::StatusOr<std::string> Token();
   // Forgets `token` if it is the current one (the server refused it).
   void InvalidateToken(const std::string& token);
 
   absl::StatusOr<padlock::v1::PublishPreKeysResponse> PublishPreKeys(
-      const padlock::v1::GatewayPublishPreKeysRequest& request);
+      const padlock::v1::GatewayPublishPreKeysRequest& request) override;
   absl::StatusOr<padlock::v1::ClaimBundlesResponse> ClaimBundles(const std::string& user_id,
-                                                                 uint32_t device_id);
-  absl::StatusOr<padlock::v1::GetDeviceListResponse> GetDeviceList(const std::string& user_id);
+                                                                 uint32_t device_id) override;
+  absl::StatusOr<padlock::v1::GetDeviceListResponse> GetDeviceList(
+      const std::string& user_id) override;
   absl::StatusOr<padlock::v1::PublishDeviceListResponse> PublishDeviceList(
-      const padlock::v1::GatewayPublishDeviceListRequest& request);
-  absl::StatusOr<padlock::v1::DeleteAccountResponse> DeleteAccount();
+      const padlock::v1::GatewayPublishDeviceListRequest& request) override;
+  absl::StatusOr<padlock::v1::DeleteAccountResponse> DeleteAccount() override;
   // Replaces this device's identity key (primary only; see Messenger::ChangeIdentity). The
   // token used is the old key's; afterwards SetDevice with the new key's signer.
   absl::StatusOr<padlock::v1::ChangeIdentityResponse> ChangeIdentity(
-      const padlock::v1::GatewayChangeIdentityRequest& request);
+      const padlock::v1::GatewayChangeIdentityRequest& request) override;
+  // A GatewayStream on this client.
+  std::unique_ptr<TransportStream> OpenStream() override;
+  std::string target() const override { return options_.target; }
 
   padlock::v1::Gateway::Stub& stub() { return *stub_; }
   const GatewayClientOptions& options() const { return options_; }
@@ -117,46 +120,30 @@ class GatewayClient {
   std::mutex login_mu_;
 };
 
-// What DeviceStream::Next hands out.
-struct StreamEvent {
-  enum class Kind {
-    // A frame from the server (the first of every connection is `connected`). The stream asks
-    // for revision 2 and unpacks a frame's `send_results` into one `send_result` frame each,
-    // ahead of the frame's own content (a frame that carried only outcomes is not handed out).
-    kFrame,
-    // The connection ended; the stream reconnects by itself after a backoff. `status` says why.
-    kDisconnected,
-    // The stream stopped for good (displaced, revoked, UNIMPLEMENTED, login refused, or Stop()).
-    kStopped,
-  };
-  Kind kind = Kind::kFrame;
-  padlock::v1::ServerFrame frame;
-  absl::Status status;
-};
-
 // The device stream Gateway.Connect, kept open: a reader thread reads frames into a queue and
 // reconnects with exponential backoff after transport faults; an UNAUTHENTICATED end logs in
 // again. `displaced` and `closing` REVOKED stop it for good; `closing` DRAIN reconnects at once.
-class DeviceStream {
+// It asks for stream revision 2 and unpacks each frame's `send_results` (StreamEvent::kFrame).
+class GatewayStream final : public TransportStream {
  public:
   // Starts connecting in the background. `client` must outlive the stream and have a device set.
-  static std::unique_ptr<DeviceStream> Start(GatewayClient& client);
-  ~DeviceStream();
-  DeviceStream(const DeviceStream&) = delete;
-  DeviceStream& operator=(const DeviceStream&) = delete;
+  static std::unique_ptr<GatewayStream> Start(GatewayClient& client);
+  ~GatewayStream();
+  GatewayStream(const GatewayStream&) = delete;
+  GatewayStream& operator=(const GatewayStream&) = delete;
 
   // Sends one frame on the current connection. Unavailable when there is none (the caller resends
   // after the next `connected` frame). Safe from any thread.
-  absl::Status Write(const padlock::v1::ClientFrame& frame);
+  absl::Status Write(const padlock::v1::ClientFrame& frame) override;
   // The next event, waiting up to `timeout`; nullopt on timeout.
-  std::optional<StreamEvent> Next(absl::Duration timeout);
+  std::optional<StreamEvent> Next(absl::Duration timeout) override;
   // True between a `connected` frame and the end of that connection.
-  bool connected() const;
+  bool connected() const override;
   // Closes the stream and joins the reader thread (idempotent).
-  void Stop();
+  void Stop() override;
 
  private:
-  explicit DeviceStream(GatewayClient& client);
+  explicit GatewayStream(GatewayClient& client);
   void Run();
   void Push(StreamEvent event);
   // Waits `d` or until Stop(); false when stopping.

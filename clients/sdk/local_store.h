@@ -25,6 +25,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "clients/sdk/content.h"
 #include "clients/sdk/identity.h"
 
 struct sqlite3;
@@ -73,18 +74,6 @@ struct OutboxEntry {
   int64_t created_at_ms = 0;
 };
 
-// Delivery state of an outgoing message in history.
-// kDelivered, kRead and kUnsupported are also the status byte of receipt bodies on the wire
-// (docs/PROTOCOL.md "Receipt"). kUnsupported: the recipient's client could not show the message
-// (a content kind or format it does not know) and said so.
-enum class MessageStatus : int {
-  kPending = 0,
-  kSent = 1,
-  kDelivered = 2,
-  kRead = 3,
-  kFailed = 4,
-  kUnsupported = 5,
-};
 
 // One message in the local history.
 struct HistoryMessage {

@@ -1,22 +1,17 @@
 #pragma once
 // Messenger: one device of one account, end to end — the account lifecycle (register as primary,
-// prekey replenishment), verified device lists, 1:1 text with a durable outbox, receiving with
-// dedupe and history, and delivery receipts — over a GatewayClient and a DeviceStream, with all
-// state in the device's LocalStore (docs/CLIENT.md).
+// link, unlink, prekey replenishment and rotation), verified device lists, 1:1 and group text,
+// stories, receipts and typing — over a Transport (transport.h: a real gateway, or a fake in
+// tests), with all state in the device's LocalStore (docs/CLIENT.md).
 //
-// Sending: ComposeText encrypts for every device on the recipient's verified device list and for
-// every other device of this account, and stores the message (message id + each device's
-// ciphertext, as one serialized OutgoingMessage) in the outbox and the history in one
-// transaction, before anything goes out. The outbox is sent whenever the stream (re)connects and
-// each entry is resent with the same message id and the same bytes until the server accepts it.
-// Only a device mismatch (MISMATCHED_DEVICES / STALE_DEVICES: nothing was stored) changes an entry:
-// ciphertexts for devices that left are dropped, devices that are new or reinstalled get a fresh
-// session and ciphertext, and the ciphertexts of the others stay byte for byte.
-//
-// Receiving: each envelope is decrypted, its message id recorded, the text stored in history —
-// in one transaction with the ratchet step — and only then acknowledged. A duplicate (same
-// sender and message id, or a replayed ciphertext) is acknowledged and dropped; a tampered or
-// undecryptable one is reported (kRejected), acknowledged and leaves the session as it was.
+// A façade over parts that share a MessengerCore (messenger_core.h):
+//   Recipients     verified device lists, sessions, a ciphertext per device (recipients.h)
+//   Outbox         pending sends: compose, flush, resend, mismatch repair, retries (outbox.h)
+//   Receiver       decrypt, dedupe, history, acks, receipts (receiver.h)
+//   IdentityHolds  users whose new identity key is not accepted yet (identity_holds.h)
+// Groups, linking, account upkeep, stories and identity changes are the Messenger's own, in
+// messenger_groups.cpp, messenger_link.cpp, messenger_account.cpp, messenger_stories.cpp and
+// messenger_identity.cpp. Body codecs are in content.h; typed errors in errors.h.
 //
 // Not thread-safe: one thread drives a Messenger (Pump runs the event loop on the caller's thread;
 // only the stream's reader runs elsewhere).
@@ -37,136 +32,16 @@
 #include "clients/sdk/crypto_provider.h"
 #include "clients/sdk/device_crypto.h"
 #include "clients/sdk/gateway_client.h"
+#include "clients/sdk/identity_holds.h"
 #include "clients/sdk/local_store.h"
+#include "clients/sdk/messenger_core.h"
+#include "clients/sdk/outbox.h"
+#include "clients/sdk/receiver.h"
+#include "clients/sdk/recipients.h"
+#include "clients/sdk/transport.h"
 #include "padlock/v1/gateway.pb.h"
-#include "services/common/runtime/clock.h"
 
 namespace padlock::client {
-
-struct MessengerOptions {
-  // The device's folder (created with mode 0700); the database is <home>/padlock.db.
-  std::string home = {};
-  // Encrypts the database (SQLCipher) when non-empty.
-  std::string passphrase = {};
-  GatewayClientOptions gateway = {};
-  // Send a delivery receipt for every text received.
-  bool send_receipts = true;
-  // Answer a message this client cannot show (unknown content kind or newer format) with an
-  // "unsupported" receipt, so that the sender learns it was not shown (docs/PROTOCOL.md).
-  bool send_unsupported_receipts = true;
-  // Process `deliver` frames (false: leave envelopes in the inbox, e.g. for a send-only run).
-  bool receive = true;
-  // One-time prekeys generated at registration and per replenishment (≤ 100 per upload).
-  uint32_t prekey_batch = 100;
-  // Called with every delivered envelope before it is processed (tests and diagnostics: it sees
-  // exactly what the server delivered, ciphertext included).
-  std::function<void(const padlock::v1::Envelope&)> on_envelope = {};
-
-  // Pause between two login attempts of CompleteLink (see there).
-  absl::Duration link_poll_interval = absl::Seconds(2);
-
-  // ---- Account upkeep and stories (messenger_account.cpp, messenger_stories.cpp) ----
-  // Rotate the signed prekey once the current one is older than this (RotateSignedPreKeyIfDue).
-  absl::Duration signed_prekey_rotation = absl::Hours(24 * 7);
-  // How long a replaced signed prekey's private half is kept, so that PreKey messages built on it
-  // and still waiting in the inbox decrypt; then it is deleted. Default: the server's default
-  // retention (PADLOCK_RETENTION, 30 d), the longest an envelope waits.
-  absl::Duration signed_prekey_grace = absl::Hours(24 * 30);
-  // Time-to-live of a posted story, sent to the server as ttl_seconds (it caps it at retention).
-  absl::Duration story_ttl = absl::Hours(24);
-  // The wall clock (the system clock when null; must outlive the messenger): message timestamps,
-  // send retries, waits, signed-prekey ages and story expiry. Tests inject one.
-  runtime::Clock* clock = nullptr;
-};
-
-// Something the caller may want to show, produced by Pump.
-struct MessengerEvent {
-  enum class Kind {
-    kConnected,        // the stream is up (detail: epoch)
-    kDisconnected,     // the stream dropped; it reconnects by itself (detail: why)
-    kStopped,          // the stream ended for good (displaced, revoked, refused; detail)
-    kMessage,          // a text arrived (peer, device, conversation, text, message_id)
-    kReceipt,          // the peer's device got (or read) our messages (status, message_ids)
-    kSent,             // the server accepted an outbox entry (message_id, conversation)
-    kSendFailed,       // the server refused an entry for good (detail)
-    kQueueEmpty,       // the backlog present at connect time has been delivered
-    kGap,              // envelopes expired before this device fetched them (gap)
-    kRejected,         // an envelope did not decrypt (tampered, corrupt, or identity changed)
-    kPreKeysReplenished,  // one-time prekeys uploaded after PreKeysLow (detail: count)
-    kGroupUpdated,     // a group was created, changed, or this account was removed (conversation)
-    kTyping,           // the peer is typing (text "1") or stopped (text "0"); online only
-    kStory,            // a story arrived (peer, peer_device, text, message_id, expires_at_ms)
-    // A device of `peer` (peer_device) has a new identity key ("security code changed"; detail
-    // says what): messages to `peer` are held in the outbox, not sent, until AcceptIdentity.
-    kIdentityChanged,
-    // The peer's device could not show our messages `message_ids` (a content kind or format its
-    // client does not know) and said so with an "unsupported" receipt; detail names what it
-    // reads (docs/PROTOCOL.md "Unsupported content"). Their history status is kUnsupported.
-    kUnsupported,
-    // A message from `peer` (message_id) has a content kind or format this client cannot show
-    // (detail says which). It was acknowledged and the sender was sent an "unsupported" receipt.
-    kUnsupportedContent,
-  };
-  Kind kind = Kind::kMessage;
-  std::string peer = {};     // sender user (kMessage, kReceipt, kRejected)
-  uint32_t peer_device = 0;
-  bool outgoing = false;     // kMessage: a copy of this account's own message (another device)
-  std::string conversation = {};  // the other user of the conversation
-  std::string text = {};
-  std::string message_id = {};    // 16 bytes
-  std::vector<std::string> message_ids = {};  // kReceipt
-  MessageStatus receipt_status = MessageStatus::kDelivered;
-  uint64_t sent_at_ms = 0;   // server timestamp
-  uint64_t sequence = 0;
-  padlock::v1::Gap gap = {};
-  std::string detail = {};
-  // ---- Stories (messenger_stories.cpp) ----
-  int64_t expires_at_ms = 0;  // kStory: not shown from then on
-};
-
-// How a text body names its conversation, so that this account's other devices file a copy
-// under the right peer: u16 big-endian length of the recipient user id, the id, then the text.
-std::string EncodeTextBody(std::string_view to_user, std::string_view text);
-absl::StatusOr<std::pair<std::string, std::string>> DecodeTextBody(std::string_view body);
-// A receipt body: one status byte (MessageStatus kDelivered or kRead), then 16-byte message ids.
-// With status kUnsupported the status byte is followed by the receiver's capabilities (below),
-// then the ids. DecodeReceiptBody reads all three statuses (DataLoss for any other).
-std::string EncodeReceiptBody(MessageStatus status, const std::vector<std::string>& message_ids);
-absl::StatusOr<std::pair<MessageStatus, std::vector<std::string>>> DecodeReceiptBody(
-    std::string_view body);
-
-// What a client reads: the highest content format version and the content kinds (ascending).
-// Sent in "unsupported" receipts so that the sender knows what the peer's client can show.
-struct ContentCapabilities {
-  uint8_t format_version = kContentFormatVersion;
-  std::vector<uint8_t> kinds = {};
-  bool operator==(const ContentCapabilities&) const = default;
-};
-// This SDK's Messenger: format 1; kinds text, receipt, typing, group key distribution, group
-// update, story (not call signal: no body layout is defined for it yet).
-ContentCapabilities MessengerCapabilities();
-// An "unsupported" receipt: status byte 5, format version byte, kind count byte, the kinds, then
-// 16-byte message ids (at least one).
-std::string EncodeUnsupportedReceiptBody(const ContentCapabilities& capabilities,
-                                         const std::vector<std::string>& message_ids);
-// The capabilities of an "unsupported" receipt body. DataLoss for any other body.
-absl::StatusOr<ContentCapabilities> DecodeUnsupportedReceiptCapabilities(std::string_view body);
-
-// A story body: u32 big-endian time-to-live in seconds (not 0), then the text.
-std::string EncodeStoryBody(uint32_t ttl_seconds, std::string_view text);
-absl::StatusOr<std::pair<uint32_t, std::string>> DecodeStoryBody(std::string_view body);
-
-// A group update body: 16-byte group id, u16 title length, title, u16 member count, then each
-// member as u16 length + user id.
-struct GroupUpdate {
-  std::string group_id;
-  std::string title;
-  std::vector<std::string> members = {};
-};
-std::string EncodeGroupUpdate(const GroupUpdate& update);
-absl::StatusOr<GroupUpdate> DecodeGroupUpdate(std::string_view body);
-// The history conversation of a group: "group:" + hex(group id).
-std::string GroupConversation(std::string_view group_id);
 
 // What a link code carries (Messenger::CreateLinkRequest): the new device's public keys.
 struct LinkCodeContents {
@@ -185,6 +60,9 @@ class Messenger {
   // Opens (creating) the device folder and database, and the gateway client (not connected).
   // PermissionDenied for a wrong passphrase; Internal when the folder cannot be created.
   static absl::StatusOr<std::unique_ptr<Messenger>> Open(MessengerOptions options);
+  // The same over `transport` instead of a gateway client (options.gateway is not used).
+  static absl::StatusOr<std::unique_ptr<Messenger>> Open(MessengerOptions options,
+                                                         std::unique_ptr<Transport> transport);
   ~Messenger();
   Messenger(const Messenger&) = delete;
   Messenger& operator=(const Messenger&) = delete;
@@ -195,7 +73,7 @@ class Messenger {
   // or the server's AlreadyExists when the user id is taken; RESOURCE_EXHAUSTED (RetryAfter) when
   // rate limited; Unavailable when the gateway cannot be reached.
   absl::Status Register(const std::string& user_id, const std::string& invite_token = "");
-  bool registered() const { return account_.has_value(); }
+  bool registered() const { return core_.account.has_value(); }
 
   // ---- Linking a second device (docs/CLIENT.md "Linking") ----
   // On the NEW device: creates its keys for account `user_id` and returns the link code to type
@@ -265,7 +143,7 @@ class Messenger {
   // Whether messages to `peer` are held because a device of theirs changed identity (detected
   // through a MISMATCHED/STALE answer, a device-list refresh, or an undecryptable pre-key
   // message). Kept in memory: after a restart the next send rediscovers it the same way.
-  bool IdentityHeld(const std::string& peer) const { return held_.count(peer) > 0; }
+  bool IdentityHeld(const std::string& peer) const { return holds_.Held(peer); }
 
   // ---- Identity change (docs/CLIENT.md "Identity changes and safety numbers") ----
   // Moves this PRIMARY device to a new identity key, as a reinstall does: makes a new identity,
@@ -277,8 +155,10 @@ class Messenger {
   // not carried over: peers see the change (STALE) and must accept the new security code.
   // PermissionDenied on a linked device (the key-directory lets only the primary change its
   // key; a linked device is unlinked and linked again under a new device id); AlreadyExists when
-  // `fresh.home` holds an account; the server's errors otherwise.
-  absl::StatusOr<std::unique_ptr<Messenger>> ChangeIdentity(MessengerOptions fresh);
+  // `fresh.home` holds an account; the server's errors otherwise. The new install talks through
+  // `transport`, or a gateway client from fresh.gateway when it is null.
+  absl::StatusOr<std::unique_ptr<Messenger>> ChangeIdentity(
+      MessengerOptions fresh, std::unique_ptr<Transport> transport = nullptr);
   // Generates `count` one-time prekeys, stores them and uploads them. Returns the server's count.
   absl::StatusOr<uint32_t> ReplenishPreKeys(uint32_t count);
 
@@ -333,36 +213,39 @@ class Messenger {
   // ones are deleted.
   absl::StatusOr<std::vector<StoryRecord>> ListStories();
 
-  LocalStore& store() { return *store_; }
+  LocalStore& store() { return *core_.store; }
   // The device's crypto (for tests and tools; not thread-safe, like the Messenger).
-  DeviceCrypto& crypto() { return *crypto_; }
-  GatewayClient& gateway() { return *gateway_; }
-  SignalContext& signal_context() { return *context_; }
+  DeviceCrypto& crypto() { return *core_.crypto; }
+  Transport& transport() { return *core_.transport; }
+  // The gateway client of a Messenger opened on a gateway (Open without a transport); aborts on
+  // one opened over another transport.
+  GatewayClient& gateway();
+  SignalContext& signal_context() { return *core_.context; }
   // Entries in the outbox.
   absl::StatusOr<size_t> OutboxSize();
+  // Receipts that could not be composed (each also reported as a kError event).
+  uint64_t receipt_failures() const { return receiver_.receipt_failures(); }
 
  private:
-  struct Pending {  // an outbox entry sent on the current connection, awaiting its SendResult
-    std::string message_id;
-  };
-
   explicit Messenger(MessengerOptions options);
   absl::Status Start();  // after the account exists: crypto + login identity
   void HandleEvent(StreamEvent event, std::vector<MessengerEvent>& out);
-  void HandleDeliver(const padlock::v1::Deliver& deliver, std::vector<MessengerEvent>& out);
-  void HandleSendResult(const padlock::v1::SendResult& result, std::vector<MessengerEvent>& out);
-  absl::Status SendEntry(const OutboxEntry& entry);
-  // Queues `kind`/`body` for `peer`'s devices and this account's other devices.
+  absl::Time ClockNow() const { return core_.Now(); }
+  // The parts' operations that the groups, stories and link files use.
   absl::StatusOr<std::string> Compose(const std::string& peer, ContentKind kind,
                                       const std::string& body, bool keep_in_history,
-                                      const std::string& history_text);
-  // Adds recipients (claiming bundles as needed) for every device of `list` not in `skip`.
+                                      const std::string& history_text) {
+    return outbox_.Compose(peer, kind, body, keep_in_history, history_text);
+  }
   absl::Status AddRecipients(const padlock::v1::SignedDeviceList& list, const Content& content,
-                             padlock::v1::OutgoingMessage& message);
-  absl::StatusOr<padlock::v1::SignedDeviceList> CachedDeviceList(const std::string& user_id);
-  absl::Status EnsureSession(const padlock::v1::DeviceListEntry& entry, const std::string& user);
-  absl::Status FixMismatch(const std::string& message_id, const padlock::v1::Mismatch& mismatch);
-  absl::Status Ack(const std::vector<std::string>& server_ids);
+                             padlock::v1::OutgoingMessage& message) {
+    return recipients_.AddRecipients(list, content, message);
+  }
+  absl::StatusOr<padlock::v1::SignedDeviceList> CachedDeviceList(const std::string& user_id) {
+    return recipients_.CachedDeviceList(user_id);
+  }
+
+  // ---- Groups (messenger_groups.cpp) ----
   // Group parts of receiving, run inside the receive transaction.
   absl::Status ApplyGroupUpdate(const RemoteAddress& sender, std::string_view body,
                                 MessengerEvent& event);
@@ -370,48 +253,21 @@ class Messenger {
   absl::Status DecryptGroupMessage(const padlock::v1::Envelope& envelope, MessengerEvent& event);
   // Sends the group update to `users` (1:1 each).
   absl::Status SendGroupUpdate(const GroupRecord& group, const std::vector<std::string>& users);
-  // Re-addresses a shared-payload entry after a mismatch (see FixMismatch).
+  // Re-addresses a shared-payload entry after a mismatch (the Outbox calls it).
   absl::Status FixGroupMismatch(const OutboxEntry& entry, padlock::v1::OutgoingMessage& message,
                                 const padlock::v1::Mismatch& mismatch);
 
-  // Pause between two login attempts of CompleteLink (see there).
-  absl::Duration link_poll_interval = absl::Seconds(2);
-
-  // ---- Account upkeep and stories (messenger_account.cpp, messenger_stories.cpp) ----
-  absl::Time ClockNow() const;
+  // ---- Stories (messenger_stories.cpp) ----
   // Stores a received story (inside the receive transaction) and fills the kStory event.
   absl::Status ApplyStory(const RemoteAddress& sender, const padlock::v1::Envelope& envelope,
                           std::string_view body, MessengerEvent& event);
 
-  MessengerOptions options_;
-  std::unique_ptr<SignalContext> context_;
-  std::unique_ptr<LocalStore> store_;
-  std::unique_ptr<GatewayClient> gateway_;
-  std::unique_ptr<DeviceCrypto> crypto_;
-  std::unique_ptr<DeviceStream> stream_;
-  std::optional<AccountRecord> account_;
+  MessengerCore core_;
   std::optional<AccountRecord> pending_link_;  // a linked device not yet approved (device id 0)
-  uint64_t next_request_id_ = 1;
-  std::map<uint64_t, Pending> in_flight_;         // request id → entry
-  std::map<std::string, absl::Time> retry_at_;    // message id → when to resend (rate limited)
-  std::map<std::string, int> mismatch_retries_;   // message id → mismatches fixed so far
-
-  // ---- Identity changes ----
-  // Records that `status` (an identity-changed error) holds messages to its user and queues a
-  // kIdentityChanged event once per (user, device). False when `status` is not one.
-  bool HoldForIdentityChange(const absl::Status& status);
-  // Moves queued events (identity changes noticed outside Pump) to `out`.
-  void DrainPendingEvents(std::vector<MessengerEvent>& out);
-  // Whether `entry` addresses (or is for) a user whose messages are held.
-  bool EntryHeld(const OutboxEntry& entry) const;
-  // Re-addresses queued 1:1 entries that involve `user` to `list` (AcceptIdentity).
-  absl::Status ReaddressFor(const std::string& user, const padlock::v1::SignedDeviceList& list,
-                            const std::set<uint32_t>& changed);
-  std::map<std::string, std::set<uint32_t>> held_;  // user → devices with an unaccepted key
-  std::vector<MessengerEvent> pending_events_;
-  // Envelopes from a key not accepted yet, unacknowledged, read after AcceptIdentity (this
-  // connection only: after a reconnect the server delivers them again).
-  std::vector<padlock::v1::Envelope> held_incoming_;
+  IdentityHolds holds_;
+  Recipients recipients_;
+  Outbox outbox_;
+  Receiver receiver_;
 };
 
 }  // namespace padlock::client

@@ -25,74 +25,17 @@ absl::StatusOr<std::string> RandomId() {
   return out;
 }
 
-void PutU16(std::string& out, size_t v) {
-  out.push_back(static_cast<char>((v >> 8) & 0xff));
-  out.push_back(static_cast<char>(v & 0xff));
-}
-
-bool GetString(std::string_view& in, std::string& out) {
-  if (in.size() < 2) return false;
-  const size_t len = (static_cast<uint8_t>(in[0]) << 8) | static_cast<uint8_t>(in[1]);
-  if (in.size() < 2 + len) return false;
-  out = std::string(in.substr(2, len));
-  in.remove_prefix(2 + len);
-  return true;
-}
-
 bool IsMember(const GroupRecord& group, const std::string& user) {
   return std::find(group.members.begin(), group.members.end(), user) != group.members.end();
 }
 
 }  // namespace
 
-std::string EncodeGroupUpdate(const GroupUpdate& update) {
-  std::string out = update.group_id;
-  PutU16(out, update.title.size());
-  out += update.title;
-  PutU16(out, update.members.size());
-  for (const std::string& m : update.members) {
-    PutU16(out, m.size());
-    out += m;
-  }
-  return out;
-}
-
-absl::StatusOr<GroupUpdate> DecodeGroupUpdate(std::string_view body) {
-  GroupUpdate update;
-  if (body.size() < kGroupIdSize + 4) return absl::DataLossError("group update too short");
-  update.group_id = std::string(body.substr(0, kGroupIdSize));
-  body.remove_prefix(kGroupIdSize);
-  if (!GetString(body, update.title) || body.size() < 2) {
-    return absl::DataLossError("group update: bad title");
-  }
-  const size_t count = (static_cast<uint8_t>(body[0]) << 8) | static_cast<uint8_t>(body[1]);
-  body.remove_prefix(2);
-  for (size_t i = 0; i < count; ++i) {
-    std::string member;
-    if (!GetString(body, member) || member.empty()) {
-      return absl::DataLossError("group update: bad member");
-    }
-    update.members.push_back(std::move(member));
-  }
-  if (!body.empty()) return absl::DataLossError("group update: trailing bytes");
-  return update;
-}
-
-std::string GroupConversation(std::string_view group_id) {
-  static const char* kDigits = "0123456789abcdef";
-  std::string out = "group:";
-  for (unsigned char c : group_id) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
 absl::Status Messenger::SendGroupUpdate(const GroupRecord& group,
                                         const std::vector<std::string>& users) {
   const std::string body = EncodeGroupUpdate({group.group_id, group.title, group.members});
   for (const std::string& user : users) {
-    if (user == account_->user_id) {
+    if (user == core_.account->user_id) {
       // This account's other devices (if any) keep the same groups.
       absl::StatusOr<padlock::v1::SignedDeviceList> own = CachedDeviceList(user);
       if (!own.ok()) return own.status();
@@ -106,16 +49,16 @@ absl::Status Messenger::SendGroupUpdate(const GroupRecord& group,
 
 absl::StatusOr<std::string> Messenger::CreateGroup(const std::string& title,
                                                    const std::vector<std::string>& members) {
-  if (!account_.has_value()) return account().status();
+  if (!core_.account.has_value()) return core_.RequireAccount();
   absl::StatusOr<std::string> group_id = RandomId();
   if (!group_id.ok()) return group_id.status();
-  GroupRecord group{*group_id, title, {account_->user_id}, 0};
+  GroupRecord group{*group_id, title, {core_.account->user_id}, 0};
   for (const std::string& m : members) {
     if (!IsMember(group, m)) group.members.push_back(m);
   }
   std::sort(group.members.begin(), group.members.end());
-  absl::Status status = store_->InTransaction([&]() -> absl::Status {
-    if (absl::Status s = store_->SaveGroup(group); !s.ok()) return s;
+  absl::Status status = core_.store->InTransaction([&]() -> absl::Status {
+    if (absl::Status s = core_.store->SaveGroup(group); !s.ok()) return s;
     return SendGroupUpdate(group, group.members);
   });
   if (!status.ok()) return status;
@@ -124,15 +67,15 @@ absl::StatusOr<std::string> Messenger::CreateGroup(const std::string& title,
 }
 
 absl::Status Messenger::AddGroupMember(const std::string& group_id, const std::string& user) {
-  absl::StatusOr<std::optional<GroupRecord>> group = store_->LoadGroup(group_id);
+  absl::StatusOr<std::optional<GroupRecord>> group = core_.store->LoadGroup(group_id);
   if (!group.ok()) return group.status();
   if (!group->has_value()) return absl::NotFoundError("no such group");
   GroupRecord g = **group;
   if (IsMember(g, user)) return absl::OkStatus();
   g.members.push_back(user);
   std::sort(g.members.begin(), g.members.end());
-  absl::Status status = store_->InTransaction([&]() -> absl::Status {
-    if (absl::Status s = store_->SaveGroup(g); !s.ok()) return s;
+  absl::Status status = core_.store->InTransaction([&]() -> absl::Status {
+    if (absl::Status s = core_.store->SaveGroup(g); !s.ok()) return s;
     return SendGroupUpdate(g, g.members);
   });
   if (status.ok()) (void)FlushOutbox();
@@ -140,7 +83,7 @@ absl::Status Messenger::AddGroupMember(const std::string& group_id, const std::s
 }
 
 absl::Status Messenger::RemoveGroupMember(const std::string& group_id, const std::string& user) {
-  absl::StatusOr<std::optional<GroupRecord>> group = store_->LoadGroup(group_id);
+  absl::StatusOr<std::optional<GroupRecord>> group = core_.store->LoadGroup(group_id);
   if (!group.ok()) return group.status();
   if (!group->has_value()) return absl::NotFoundError("no such group");
   GroupRecord g = **group;
@@ -150,14 +93,14 @@ absl::Status Messenger::RemoveGroupMember(const std::string& group_id, const std
   // The removed member holds this device's current sender key: start a new one, which only the
   // remaining members will get.
   ++g.epoch;
-  absl::Status status = store_->InTransaction([&]() -> absl::Status {
-    if (absl::Status s = store_->DeleteSenderKey(
-            group_id, {account_->user_id, static_cast<int32_t>(account_->device_id)});
+  absl::Status status = core_.store->InTransaction([&]() -> absl::Status {
+    if (absl::Status s = core_.store->DeleteSenderKey(
+            group_id, {core_.account->user_id, static_cast<int32_t>(core_.account->device_id)});
         !s.ok()) {
       return s;
     }
-    if (user == account_->user_id) return store_->DeleteGroup(group_id);
-    if (absl::Status s = store_->SaveGroup(g); !s.ok()) return s;
+    if (user == core_.account->user_id) return core_.store->DeleteGroup(group_id);
+    if (absl::Status s = core_.store->SaveGroup(g); !s.ok()) return s;
     return SendGroupUpdate(g, told);
   });
   if (status.ok()) (void)FlushOutbox();
@@ -166,17 +109,17 @@ absl::Status Messenger::RemoveGroupMember(const std::string& group_id, const std
 
 absl::StatusOr<std::string> Messenger::ComposeGroupText(const std::string& group_id,
                                                         const std::string& text) {
-  if (!account_.has_value()) return account().status();
-  absl::StatusOr<std::optional<GroupRecord>> loaded = store_->LoadGroup(group_id);
+  if (!core_.account.has_value()) return core_.RequireAccount();
+  absl::StatusOr<std::optional<GroupRecord>> loaded = core_.store->LoadGroup(group_id);
   if (!loaded.ok()) return loaded.status();
   if (!loaded->has_value()) return absl::NotFoundError("no such group");
   const GroupRecord group = **loaded;
   absl::StatusOr<std::string> message_id = RandomId();
   if (!message_id.ok()) return message_id.status();
-  const RemoteAddress self{account_->user_id, static_cast<int32_t>(account_->device_id)};
+  const RemoteAddress self{core_.account->user_id, static_cast<int32_t>(core_.account->device_id)};
   padlock::v1::OutgoingMessage message;
   message.set_message_id(*message_id);
-  absl::Status status = store_->InTransaction([&]() -> absl::Status {
+  absl::Status status = core_.store->InTransaction([&]() -> absl::Status {
     for (const std::string& user : group.members) {
       absl::StatusOr<padlock::v1::SignedDeviceList> list = CachedDeviceList(user);
       if (!list.ok()) return list.status();
@@ -189,20 +132,20 @@ absl::StatusOr<std::string> Messenger::ComposeGroupText(const std::string& group
         r->mutable_device()->set_device_id(d.device_id());
         r->set_registration_id(d.registration_id());
         r->set_header(group_id);
-        absl::StatusOr<bool> shared = store_->SenderKeyShared(group_id, device, group.epoch);
+        absl::StatusOr<bool> shared = core_.store->SenderKeyShared(group_id, device, group.epoch);
         if (!shared.ok()) return shared.status();
         lacking = lacking || !*shared;
       }
       if (!lacking) continue;
       // Queued before the group message, so every member device has the key when it arrives
       // (one sender device's envelopes reach each inbox in order).
-      absl::StatusOr<Ciphertext> distribution = crypto_->GroupDistribution(group_id);
+      absl::StatusOr<Ciphertext> distribution = core_.crypto->GroupDistribution(group_id);
       if (!distribution.ok()) return distribution.status();
       absl::StatusOr<std::string> sent = Compose(
           user, ContentKind::kGroupKeyDistribution, group_id + distribution->bytes, false, "");
       if (!sent.ok()) return sent.status();
       for (const padlock::v1::DeviceListEntry& d : list->list().devices()) {
-        if (absl::Status s = store_->MarkSenderKeyShared(
+        if (absl::Status s = core_.store->MarkSenderKeyShared(
                 group_id, {user, static_cast<int32_t>(d.device_id())}, group.epoch);
             !s.ok()) {
           return s;
@@ -213,21 +156,21 @@ absl::StatusOr<std::string> Messenger::ComposeGroupText(const std::string& group
       return absl::FailedPreconditionError("the group has no other member device");
     }
     absl::StatusOr<Ciphertext> ciphertext =
-        crypto_->GroupEncrypt(group_id, Content{ContentKind::kText, EncodeTextBody("", text)});
+        core_.crypto->GroupEncrypt(group_id, Content{ContentKind::kText, EncodeTextBody("", text)});
     if (!ciphertext.ok()) return ciphertext.status();
     message.set_shared_ciphertext(ciphertext->bytes);
     message.set_shared_type(ciphertext->type);
     const int64_t now = absl::ToUnixMillis(ClockNow());
     const std::string conversation = GroupConversation(group_id);
-    if (absl::Status s = store_->AddOutbox({*message_id, conversation,
+    if (absl::Status s = core_.store->AddOutbox({*message_id, conversation,
                                             static_cast<uint8_t>(ContentKind::kText), text,
                                             message.SerializeAsString(), now});
         !s.ok()) {
       return s;
     }
-    return store_->AddMessage({*message_id, conversation, account_->user_id, account_->device_id,
-                               static_cast<uint8_t>(ContentKind::kText), text, now, now, true,
-                               MessageStatus::kPending});
+    return core_.store->AddMessage(
+        {*message_id, conversation, core_.account->user_id, core_.account->device_id,
+         static_cast<uint8_t>(ContentKind::kText), text, now, now, true, MessageStatus::kPending});
   });
   if (!status.ok()) return status;
   return *message_id;
@@ -248,7 +191,7 @@ absl::Status Messenger::FixGroupMismatch(const OutboxEntry& entry,
   for (const padlock::v1::Recipient& r : message.recipients()) {
     if (!r.header().empty()) group_id = r.header();
   }
-  return store_->InTransaction([&]() -> absl::Status {
+  return core_.store->InTransaction([&]() -> absl::Status {
     for (const padlock::v1::DeviceMismatch& user : mismatch.users()) {
       absl::StatusOr<padlock::v1::SignedDeviceList> list = RefreshDeviceList(user.user_id());
       if (!list.ok()) return list.status();
@@ -260,7 +203,8 @@ absl::Status Messenger::FixGroupMismatch(const OutboxEntry& entry,
         }
       }
       for (const padlock::v1::DeviceListEntry& d : list->list().devices()) {
-        if (user.user_id() == account_->user_id && d.device_id() == account_->device_id) continue;
+        if (user.user_id() == core_.account->user_id && d.device_id() == core_.account->device_id)
+          continue;
         padlock::v1::Recipient* r = message.add_recipients();
         r->mutable_device()->set_user_id(user.user_id());
         r->mutable_device()->set_device_id(d.device_id());
@@ -268,23 +212,23 @@ absl::Status Messenger::FixGroupMismatch(const OutboxEntry& entry,
         r->set_header(group_id);
       }
       for (uint32_t d : user.stale_device_ids()) {
-        if (absl::Status s = store_->DeleteSession({user.user_id(), static_cast<int32_t>(d)});
+        if (absl::Status s = core_.store->DeleteSession({user.user_id(), static_cast<int32_t>(d)});
             !s.ok()) {
           return s;
         }
       }
       // New and reinstalled devices need this device's sender key before the message.
-      absl::StatusOr<Ciphertext> distribution = crypto_->GroupDistribution(group_id);
+      absl::StatusOr<Ciphertext> distribution = core_.crypto->GroupDistribution(group_id);
       if (!distribution.ok()) return distribution.status();
       absl::StatusOr<std::string> sent = Compose(user.user_id(), ContentKind::kGroupKeyDistribution,
                                                  group_id + distribution->bytes, false, "");
       if (!sent.ok()) return sent.status();
     }
     // Move the entry behind the distributions just queued (same message id, same ciphertext).
-    if (absl::Status s = store_->RemoveOutbox(entry.message_id); !s.ok()) return s;
+    if (absl::Status s = core_.store->RemoveOutbox(entry.message_id); !s.ok()) return s;
     OutboxEntry moved = entry;
     moved.payload = message.SerializeAsString();
-    return store_->AddOutbox(moved);
+    return core_.store->AddOutbox(moved);
   });
 }
 
@@ -292,7 +236,7 @@ absl::Status Messenger::ApplyGroupUpdate(const RemoteAddress& sender, std::strin
                                          MessengerEvent& event) {
   absl::StatusOr<GroupUpdate> update = DecodeGroupUpdate(body);
   if (!update.ok()) return update.status();
-  absl::StatusOr<std::optional<GroupRecord>> known = store_->LoadGroup(update->group_id);
+  absl::StatusOr<std::optional<GroupRecord>> known = core_.store->LoadGroup(update->group_id);
   if (!known.ok()) return known.status();
   event.kind = MessengerEvent::Kind::kGroupUpdated;
   event.conversation = GroupConversation(update->group_id);
@@ -308,12 +252,12 @@ absl::Status Messenger::ApplyGroupUpdate(const RemoteAddress& sender, std::strin
     return absl::OkStatus();
   }
   const bool me_in = std::find(update->members.begin(), update->members.end(),
-                               account_->user_id) != update->members.end();
-  const RemoteAddress self{account_->user_id, static_cast<int32_t>(account_->device_id)};
+                               core_.account->user_id) != update->members.end();
+  const RemoteAddress self{core_.account->user_id, static_cast<int32_t>(core_.account->device_id)};
   if (!me_in) {
     event.detail = absl::StrCat(sender.user_id, " removed you from ", update->title);
-    if (absl::Status s = store_->DeleteSenderKey(update->group_id, self); !s.ok()) return s;
-    return store_->DeleteGroup(update->group_id);
+    if (absl::Status s = core_.store->DeleteSenderKey(update->group_id, self); !s.ok()) return s;
+    return core_.store->DeleteGroup(update->group_id);
   }
   GroupRecord group{update->group_id, update->title, update->members, 0};
   if (known->has_value()) {
@@ -327,24 +271,24 @@ absl::Status Messenger::ApplyGroupUpdate(const RemoteAddress& sender, std::strin
     }
     if (removed) {
       ++group.epoch;
-      if (absl::Status s = store_->DeleteSenderKey(update->group_id, self); !s.ok()) return s;
+      if (absl::Status s = core_.store->DeleteSenderKey(update->group_id, self); !s.ok()) return s;
     }
   }
   std::string names;
   for (const std::string& m : group.members) names += (names.empty() ? "" : ", ") + m;
   event.detail = absl::StrCat(update->title, ": ", names);
-  return store_->SaveGroup(group);
+  return core_.store->SaveGroup(group);
 }
 
 absl::Status Messenger::ApplyGroupKey(const RemoteAddress& sender, std::string_view body) {
   if (body.size() <= kGroupIdSize) return absl::DataLossError("sender key message too short");
   const std::string group_id(body.substr(0, kGroupIdSize));
-  absl::StatusOr<std::optional<GroupRecord>> group = store_->LoadGroup(group_id);
+  absl::StatusOr<std::optional<GroupRecord>> group = core_.store->LoadGroup(group_id);
   if (!group.ok()) return group.status();
   if (!group->has_value() || !IsMember(**group, sender.user_id)) {
     return absl::FailedPreconditionError("sender key for a group the sender is not in");
   }
-  return crypto_->ProcessGroupDistribution(
+  return core_.crypto->ProcessGroupDistribution(
       group_id, sender,
       Ciphertext{padlock::v1::ENVELOPE_TYPE_SENDER_KEY_DISTRIBUTION,
                  std::string(body.substr(kGroupIdSize))});
@@ -355,12 +299,12 @@ absl::Status Messenger::DecryptGroupMessage(const padlock::v1::Envelope& envelop
   const std::string& group_id = envelope.recipient_header();
   const RemoteAddress sender{envelope.sender().user_id(),
                              static_cast<int32_t>(envelope.sender().device_id())};
-  absl::StatusOr<std::optional<GroupRecord>> group = store_->LoadGroup(group_id);
+  absl::StatusOr<std::optional<GroupRecord>> group = core_.store->LoadGroup(group_id);
   if (!group.ok()) return group.status();
   if (!group->has_value() || !IsMember(**group, sender.user_id)) {
     return absl::FailedPreconditionError("group message for a group this device is not in");
   }
-  absl::StatusOr<Content> content = crypto_->GroupDecrypt(
+  absl::StatusOr<Content> content = core_.crypto->GroupDecrypt(
       group_id, sender, Ciphertext{envelope.type(), envelope.ciphertext()});
   if (!content.ok()) return content.status();
   const std::vector<uint8_t> readable = MessengerCapabilities().kinds;
@@ -368,7 +312,7 @@ absl::Status Messenger::DecryptGroupMessage(const padlock::v1::Envelope& envelop
       std::find(readable.begin(), readable.end(), static_cast<uint8_t>(content->kind)) ==
           readable.end()) {
     // A newer client's group content: reported and answered "unsupported" (HandleDeliver).
-    absl::StatusOr<bool> fresh = store_->MarkReceived(sender, envelope.message_id());
+    absl::StatusOr<bool> fresh = core_.store->MarkReceived(sender, envelope.message_id());
     if (!fresh.ok()) return fresh.status();
     event.kind = MessengerEvent::Kind::kUnsupportedContent;
     event.detail = absl::StrCat("group content kind ", static_cast<int>(content->kind),
@@ -379,15 +323,15 @@ absl::Status Messenger::DecryptGroupMessage(const padlock::v1::Envelope& envelop
   if (content->kind != ContentKind::kText) return absl::DataLossError("unexpected group content");
   absl::StatusOr<std::pair<std::string, std::string>> text = DecodeTextBody(content->body);
   if (!text.ok()) return text.status();
-  absl::StatusOr<bool> fresh = store_->MarkReceived(sender, envelope.message_id());
+  absl::StatusOr<bool> fresh = core_.store->MarkReceived(sender, envelope.message_id());
   if (!fresh.ok()) return fresh.status();
-  const bool own = sender.user_id == account_->user_id;
+  const bool own = sender.user_id == core_.account->user_id;
   event.kind = MessengerEvent::Kind::kMessage;
   event.outgoing = own;
   event.conversation = GroupConversation(group_id);
   event.text = text->second;
   event.detail = (*group)->title;
-  return store_->AddMessage({envelope.message_id(), event.conversation, sender.user_id,
+  return core_.store->AddMessage({envelope.message_id(), event.conversation, sender.user_id,
                              static_cast<uint32_t>(sender.device_id),
                              static_cast<uint8_t>(ContentKind::kText), text->second,
                              static_cast<int64_t>(envelope.server_timestamp_ms()),

@@ -93,11 +93,11 @@ absl::StatusOr<LinkCodeContents> ParseLinkCode(const std::string& code) {
 }
 
 absl::StatusOr<std::string> Messenger::CreateLinkRequest(const std::string& user_id) {
-  if (account_.has_value()) {
+  if (core_.account.has_value()) {
     return absl::AlreadyExistsError(
-        absl::StrCat("this folder is already registered as ", account_->user_id));
+        absl::StrCat("this folder is already registered as ", core_.account->user_id));
   }
-  const std::string code_path = options_.home + "/link-code";
+  const std::string code_path = core_.options.home + "/link-code";
   if (pending_link_.has_value()) {
     FILE* f = std::fopen(code_path.c_str(), "r");
     if (f != nullptr) {
@@ -107,22 +107,23 @@ absl::StatusOr<std::string> Messenger::CreateLinkRequest(const std::string& user
       return std::string(buf, n);
     }
   }
-  absl::StatusOr<IdentityKeyPair> identity = GenerateIdentityKeyPair(*context_);
+  absl::StatusOr<IdentityKeyPair> identity = GenerateIdentityKeyPair(*core_.context);
   if (!identity.ok()) return identity.status();
-  absl::StatusOr<uint32_t> registration_id = GenerateRegistrationId(*context_);
+  absl::StatusOr<uint32_t> registration_id = GenerateRegistrationId(*core_.context);
   if (!registration_id.ok()) return registration_id.status();
   absl::StatusOr<SignedPreKey> signed_prekey =
-      GenerateSignedPreKey(*context_, *identity, 1,
+      GenerateSignedPreKey(*core_.context, *identity, 1,
                            static_cast<uint64_t>(absl::ToUnixMillis(ClockNow())));
   if (!signed_prekey.ok()) return signed_prekey.status();
   const AccountRecord pending{user_id, 0, 1, signed_prekey->id};
-  absl::Status saved = store_->InTransaction([&]() -> absl::Status {
-    if (absl::Status s = store_->SaveLocalIdentity(*identity, *registration_id); !s.ok()) return s;
-    if (absl::Status s = store_->StoreSignedPreKey(signed_prekey->id, signed_prekey->record);
+  absl::Status saved = core_.store->InTransaction([&]() -> absl::Status {
+    if (absl::Status s = core_.store->SaveLocalIdentity(*identity, *registration_id); !s.ok())
+      return s;
+    if (absl::Status s = core_.store->StoreSignedPreKey(signed_prekey->id, signed_prekey->record);
         !s.ok()) {
       return s;
     }
-    return store_->SaveAccount(pending);
+    return core_.store->SaveAccount(pending);
   });
   if (!saved.ok()) return saved;
   pending_link_ = pending;
@@ -137,21 +138,21 @@ absl::StatusOr<std::string> Messenger::CreateLinkRequest(const std::string& user
 }
 
 absl::StatusOr<uint32_t> Messenger::ApproveLink(const std::string& code) {
-  if (!account_.has_value()) return account().status();
-  if (account_->device_id != 1) {
+  if (!core_.account.has_value()) return core_.RequireAccount();
+  if (core_.account->device_id != 1) {
     return absl::FailedPreconditionError("only the primary device (device 1) can link devices");
   }
   absl::StatusOr<LinkCodeContents> link = ParseLinkCode(code);
   if (!link.ok()) return link.status();
-  if (link->user_id != account_->user_id) {
+  if (link->user_id != core_.account->user_id) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the code is for account ", link->user_id, ", not ", account_->user_id));
+        absl::StrCat("the code is for account ", link->user_id, ", not ", core_.account->user_id));
   }
   if (!statement::VerifySignedPreKey(link->identity_key, link->signed_prekey_public,
                                      link->signed_prekey_signature)) {
     return absl::InvalidArgumentError("the code's signed prekey does not verify");
   }
-  absl::StatusOr<padlock::v1::SignedDeviceList> current = RefreshDeviceList(account_->user_id);
+  absl::StatusOr<padlock::v1::SignedDeviceList> current = RefreshDeviceList(core_.account->user_id);
   if (!current.ok()) return current.status();
   uint32_t next_id = 1;
   for (const padlock::v1::DeviceListEntry& e : current->list().devices()) {
@@ -159,7 +160,7 @@ absl::StatusOr<uint32_t> Messenger::ApproveLink(const std::string& code) {
     next_id = std::max(next_id, e.device_id() + 1);
   }
   padlock::v1::SignedDeviceList next;
-  next.mutable_list()->set_user_id(account_->user_id);
+  next.mutable_list()->set_user_id(core_.account->user_id);
   next.mutable_list()->set_version(current->list().version() + 1);
   for (const padlock::v1::DeviceListEntry& e : current->list().devices()) {
     *next.mutable_list()->add_devices() = e;
@@ -168,9 +169,10 @@ absl::StatusOr<uint32_t> Messenger::ApproveLink(const std::string& code) {
   added->set_device_id(next_id);
   added->set_identity_key(link->identity_key);
   added->set_registration_id(link->registration_id);
-  absl::StatusOr<IdentityKeyPair> identity = store_->LoadLocalIdentity();
+  absl::StatusOr<IdentityKeyPair> identity = core_.store->LoadLocalIdentity();
   if (!identity.ok()) return identity.status();
-  if (absl::Status s = SignDeviceList(*context_, identity->private_key, next); !s.ok()) return s;
+  if (absl::Status s = SignDeviceList(*core_.context, identity->private_key, next); !s.ok())
+    return s;
 
   padlock::v1::GatewayPublishDeviceListRequest request;
   *request.mutable_device_list() = next;
@@ -180,10 +182,10 @@ absl::StatusOr<uint32_t> Messenger::ApproveLink(const std::string& code) {
   keys->mutable_signed_prekey()->set_public_key(link->signed_prekey_public);
   keys->mutable_signed_prekey()->set_signature(link->signed_prekey_signature);
   absl::StatusOr<padlock::v1::PublishDeviceListResponse> published =
-      gateway_->PublishDeviceList(request);
+      core_.transport->PublishDeviceList(request);
   if (!published.ok()) return published.status();
-  if (absl::Status s = store_->SaveVerifiedDeviceList(
-          account_->user_id, {next.list().version(), next.SerializeAsString()});
+  if (absl::Status s = core_.store->SaveVerifiedDeviceList(
+          core_.account->user_id, {next.list().version(), next.SerializeAsString()});
       !s.ok()) {
     return s;
   }
@@ -191,13 +193,13 @@ absl::StatusOr<uint32_t> Messenger::ApproveLink(const std::string& code) {
 }
 
 absl::Status Messenger::CompleteLink(absl::Duration timeout) {
-  if (account_.has_value()) return absl::OkStatus();
+  if (core_.account.has_value()) return absl::OkStatus();
   if (!pending_link_.has_value()) {
     return absl::FailedPreconditionError("no link request in this folder: run `padlock link`");
   }
-  absl::StatusOr<IdentityKeyPair> identity = store_->LoadLocalIdentity();
+  absl::StatusOr<IdentityKeyPair> identity = core_.store->LoadLocalIdentity();
   if (!identity.ok()) return identity.status();
-  SignalContext* context = context_.get();
+  SignalContext* context = core_.context.get();
   const std::string private_key = identity->private_key;
   const absl::Time deadline = ClockNow() + timeout;
   for (uint64_t attempt = 0;; ++attempt) {
@@ -206,15 +208,15 @@ absl::Status Messenger::CompleteLink(absl::Duration timeout) {
     padlock::v1::DeviceAddress address;
     address.set_user_id(pending_link_->user_id);
     address.set_device_id(id);
-    gateway_->SetDevice(address, [context, private_key](std::string_view statement) {
+    core_.transport->SetDevice(address, [context, private_key](std::string_view statement) {
       return Sign(*context, private_key, statement);
     });
-    absl::Status login = gateway_->Login();
+    absl::Status login = core_.transport->Login();
     if (login.ok()) {
       AccountRecord account = *pending_link_;
       account.device_id = id;
-      if (absl::Status s = store_->SetAccountDevice(id); !s.ok()) return s;
-      account_ = account;
+      if (absl::Status s = core_.store->SetAccountDevice(id); !s.ok()) return s;
+      core_.account = account;
       pending_link_.reset();
       if (absl::Status s = Start(); !s.ok()) return s;
       absl::StatusOr<padlock::v1::SignedDeviceList> list = RefreshDeviceList(account.user_id);
@@ -223,12 +225,12 @@ absl::Status Messenger::CompleteLink(absl::Duration timeout) {
       if (self == nullptr || self->identity_key() != identity->public_key) {
         return absl::DataLossError("the signed device list does not hold this device's key");
       }
-      absl::StatusOr<uint32_t> uploaded = ReplenishPreKeys(options_.prekey_batch);
+      absl::StatusOr<uint32_t> uploaded = ReplenishPreKeys(core_.options.prekey_batch);
       if (!uploaded.ok()) return uploaded.status();
-      std::remove((options_.home + "/link-code").c_str());
+      std::remove((core_.options.home + "/link-code").c_str());
       return absl::OkStatus();
     }
-    absl::Duration pause = options_.link_poll_interval;
+    absl::Duration pause = core_.options.link_poll_interval;
     if (absl::IsResourceExhausted(login)) {
       // The address's login or challenge budget is spent (other clients behind the same
       // address, or an earlier run): wait as told instead of giving up.

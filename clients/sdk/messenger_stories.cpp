@@ -23,36 +23,19 @@ constexpr std::string_view kStoryConversation = "story:";
 
 }  // namespace
 
-std::string EncodeStoryBody(uint32_t ttl_seconds, std::string_view text) {
-  std::string out;
-  for (int shift = 24; shift >= 0; shift -= 8) {
-    out.push_back(static_cast<char>((ttl_seconds >> shift) & 0xff));
-  }
-  out.append(text);
-  return out;
-}
-
-absl::StatusOr<std::pair<uint32_t, std::string>> DecodeStoryBody(std::string_view body) {
-  if (body.size() < 4) return absl::DataLossError("story body too short");
-  uint32_t ttl = 0;
-  for (int i = 0; i < 4; ++i) ttl = (ttl << 8) | static_cast<uint8_t>(body[i]);
-  if (ttl == 0) return absl::DataLossError("story without a time-to-live");
-  return std::make_pair(ttl, std::string(body.substr(4)));
-}
-
 absl::StatusOr<std::string> Messenger::ComposeStory(const std::vector<std::string>& audience,
                                                     const std::string& text) {
-  if (!account_.has_value()) return account().status();
+  if (!core_.account.has_value()) return core_.RequireAccount();
   std::vector<std::string> users;
   for (const std::string& u : audience) {
-    if (u.empty() || u == account_->user_id) continue;
+    if (u.empty() || u == core_.account->user_id) continue;
     if (std::find(users.begin(), users.end(), u) == users.end()) users.push_back(u);
   }
   if (users.empty()) {
     return absl::InvalidArgumentError("a story needs at least one other user to post to");
   }
   const uint32_t ttl_seconds = static_cast<uint32_t>(
-      std::max<int64_t>(1, absl::ToInt64Seconds(options_.story_ttl)));
+      std::max<int64_t>(1, absl::ToInt64Seconds(core_.options.story_ttl)));
   // Every list is verified before anything is encrypted: an unknown user fails the whole post.
   std::vector<padlock::v1::SignedDeviceList> lists;
   for (const std::string& u : users) {
@@ -60,7 +43,7 @@ absl::StatusOr<std::string> Messenger::ComposeStory(const std::vector<std::strin
     if (!list.ok()) return list.status();
     lists.push_back(*std::move(list));
   }
-  absl::StatusOr<padlock::v1::SignedDeviceList> own_list = CachedDeviceList(account_->user_id);
+  absl::StatusOr<padlock::v1::SignedDeviceList> own_list = CachedDeviceList(core_.account->user_id);
   if (!own_list.ok()) return own_list.status();
   std::string message_id(16, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(message_id.data()), 16) != 1) {
@@ -73,19 +56,20 @@ absl::StatusOr<std::string> Messenger::ComposeStory(const std::vector<std::strin
   message.set_ttl_seconds(ttl_seconds);
   const int64_t now = absl::ToUnixMillis(ClockNow());
   // As for a text: sessions, ratchet steps, the outbox entry and the own copy commit together.
-  absl::Status status = store_->InTransaction([&]() -> absl::Status {
+  absl::Status status = core_.store->InTransaction([&]() -> absl::Status {
     for (const padlock::v1::SignedDeviceList& list : lists) {
       if (absl::Status s = AddRecipients(list, content, message); !s.ok()) return s;
     }
     if (absl::Status s = AddRecipients(*own_list, content, message); !s.ok()) return s;
-    if (absl::Status s = store_->AddOutbox(OutboxEntry{
+    if (absl::Status s = core_.store->AddOutbox(OutboxEntry{
             message_id, std::string(kStoryConversation), static_cast<uint8_t>(ContentKind::kStory),
             body, message.SerializeAsString(), now});
         !s.ok()) {
       return s;
     }
-    return store_->AddStory(StoryRecord{message_id, account_->user_id, account_->device_id, text,
-                                        now, now + int64_t{ttl_seconds} * 1000, true, users});
+    return core_.store->AddStory(StoryRecord{message_id, core_.account->user_id,
+                                             core_.account->device_id, text, now,
+                                             now + int64_t{ttl_seconds} * 1000, true, users});
   });
   if (!status.ok()) return status;
   return message_id;
@@ -102,10 +86,10 @@ absl::StatusOr<std::string> Messenger::PostStory(const std::vector<std::string>&
 absl::StatusOr<std::vector<StoryRecord>> Messenger::ListStories() {
   const int64_t now = absl::ToUnixMillis(ClockNow());
   // Expired stories are gone for good, not merely hidden.
-  if (absl::StatusOr<int64_t> deleted = store_->DeleteExpiredStories(now); !deleted.ok()) {
+  if (absl::StatusOr<int64_t> deleted = core_.store->DeleteExpiredStories(now); !deleted.ok()) {
     return deleted.status();
   }
-  return store_->ListStories(now);
+  return core_.store->ListStories(now);
 }
 
 absl::Status Messenger::ApplyStory(const RemoteAddress& sender,
@@ -119,13 +103,13 @@ absl::Status Messenger::ApplyStory(const RemoteAddress& sender,
   if (envelope.expires_at_ms() > 0) {
     expires = std::min(expires, static_cast<int64_t>(envelope.expires_at_ms()));
   }
-  const bool own = sender.user_id == account_->user_id;
+  const bool own = sender.user_id == core_.account->user_id;
   event.kind = MessengerEvent::Kind::kStory;
   event.outgoing = own;
   event.conversation = std::string(kStoryConversation);
   event.text = story->second;
   event.expires_at_ms = expires;
-  absl::Status stored = store_->AddStory(StoryRecord{envelope.message_id(), sender.user_id,
+  absl::Status stored = core_.store->AddStory(StoryRecord{envelope.message_id(), sender.user_id,
                                                      static_cast<uint32_t>(sender.device_id),
                                                      story->second, posted, expires, own, {}});
   // A copy already stored (the dedupe set was lost): nothing to add.

@@ -125,7 +125,7 @@ TEST_F(SecurityE2eTest, AThousandEnvelopesDeliveredOutOfOrderDecryptExactlyOnce)
   std::vector<OutboxEntry> shuffled = *outbox;
   std::mt19937 rng(20261126);
   std::shuffle(shuffled.begin(), shuffled.end(), rng);
-  std::unique_ptr<DeviceStream> raw = DeviceStream::Start(alice->gateway());
+  std::unique_ptr<GatewayStream> raw = GatewayStream::Start(alice->gateway());
   const absl::Time connect_deadline = absl::Now() + absl::Seconds(20);
   while (!raw->connected() && absl::Now() < connect_deadline) {
     std::optional<StreamEvent> e = raw->Next(absl::Milliseconds(200));

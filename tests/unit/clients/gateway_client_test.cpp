@@ -1,4 +1,4 @@
-// GatewayClient and DeviceStream against an in-process fake gateway on a loopback port (real
+// GatewayClient and GatewayStream against an in-process fake gateway on a loopback port (real
 // gRPC, no services): login with a real identity-key signature over the shared login statement,
 // re-login after UNAUTHENTICATED, retry-after from trailing metadata, an unreachable gateway, and
 // a device stream that reconnects after a transport fault.
@@ -209,8 +209,8 @@ TEST(GatewayClientUnreachable, LoginIsUnavailable) {
   EXPECT_EQ(client->Login().code(), absl::StatusCode::kUnavailable);
 }
 
-TEST_F(GatewayClientTest, DeviceStreamReconnectsAfterATransportFault) {
-  std::unique_ptr<DeviceStream> stream = DeviceStream::Start(*client_);
+TEST_F(GatewayClientTest, GatewayStreamReconnectsAfterATransportFault) {
+  std::unique_ptr<GatewayStream> stream = GatewayStream::Start(*client_);
   auto next_frame = [&]() -> padlock::v1::ServerFrame {
     for (int i = 0; i < 50; ++i) {
       std::optional<StreamEvent> e = stream->Next(absl::Seconds(10));
