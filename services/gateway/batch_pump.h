@@ -3,11 +3,7 @@
 // fewer than `max_in_flight` batches are out, the next batch takes what it can from the list and
 // starts. An answered batch may put items back (they have more work) and starts the next ones.
 //
-// Derived (CRTP) provides, all three called by Flush:
-//   void Fill(Batch& batch, std::deque<Item>& ready);  // under the pump's mutex: take work
-//   static bool Empty(const Batch& batch);             // nothing taken: the batch is not started
-//   void Start(std::unique_ptr<Batch> batch);          // outside the mutex: start the call; once
-//                                                      // answered, call Done
+// A pump derives from it and implements the three hooks (called by Flush, once per batch).
 // Lock order: the pump's mutex is held while Fill takes work from the items (pump → item), never
 // while Start runs. Thread-safe.
 
@@ -21,7 +17,7 @@
 
 namespace padlock::gateway {
 
-template <typename Derived, typename Item, typename Batch>
+template <typename Item, typename Batch>
 class BatchPump {
  public:
   explicit BatchPump(int max_in_flight) : max_in_flight_(max_in_flight) {}
@@ -44,7 +40,15 @@ class BatchPump {
   }
 
  protected:
-  ~BatchPump() = default;
+  virtual ~BatchPump() = default;
+
+  // Under the pump's mutex: moves work from `ready` into `batch` (an item with work left may stay
+  // in `ready`). Must not call into the pump.
+  virtual void Fill(Batch& batch, std::deque<Item>& ready) = 0;
+  // Nothing was taken: the batch is dropped, not started.
+  virtual bool Empty(const Batch& batch) const = 0;
+  // Outside the mutex: starts the call; once it is answered the pump must call Done.
+  virtual void Start(std::unique_ptr<Batch> batch) = 0;
 
   void Flush() {
     while (true) {
@@ -52,11 +56,11 @@ class BatchPump {
       {
         std::lock_guard lock(mu_);
         if (in_flight_ >= max_in_flight_) return;
-        derived().Fill(*batch, ready_);
-        if (Derived::Empty(*batch)) return;
+        Fill(*batch, ready_);
+        if (Empty(*batch)) return;
         ++in_flight_;
       }
-      derived().Start(std::move(batch));
+      Start(std::move(batch));
     }
   }
 
@@ -79,8 +83,6 @@ class BatchPump {
   }
 
  private:
-  Derived& derived() { return static_cast<Derived&>(*this); }
-
   const int max_in_flight_;
   mutable std::mutex mu_;
   std::deque<Item> ready_ ABSL_GUARDED_BY(mu_);

@@ -34,7 +34,7 @@ struct AckBatch {
 };
 
 // Every argument must outlive the pump.
-class AckPump final : public BatchPump<AckPump, std::shared_ptr<DeviceStream>, AckBatch> {
+class AckPump final : public BatchPump<std::shared_ptr<DeviceStream>, AckBatch> {
  public:
   AckPump(const StreamSettings* settings, padlock::v1::MessageQueue::Stub* queue,
           StreamMetrics* metrics);
@@ -43,10 +43,9 @@ class AckPump final : public BatchPump<AckPump, std::shared_ptr<DeviceStream>, A
   void Submit(google::protobuf::RepeatedPtrField<padlock::v1::DeviceAck> acks);
 
  private:
-  friend class BatchPump<AckPump, std::shared_ptr<DeviceStream>, AckBatch>;  // the CRTP hooks
-  void Fill(AckBatch& batch, std::deque<std::shared_ptr<DeviceStream>>& ready);
-  static bool Empty(const AckBatch& batch) { return batch.request.acks_size() == 0; }
-  void Start(std::unique_ptr<AckBatch> batch);
+  void Fill(AckBatch& batch, std::deque<std::shared_ptr<DeviceStream>>& ready) override;
+  bool Empty(const AckBatch& batch) const override { return batch.request.acks_size() == 0; }
+  void Start(std::unique_ptr<AckBatch> batch) override;
   void Complete(AckBatch* raw, const grpc::Status& status);
 
   const StreamSettings* const settings_;
@@ -68,16 +67,15 @@ struct SendBatch {
 };
 
 // Every argument must outlive the pump.
-class SendPump final : public BatchPump<SendPump, std::shared_ptr<DeviceStream>, SendBatch> {
+class SendPump final : public BatchPump<std::shared_ptr<DeviceStream>, SendBatch> {
  public:
   SendPump(const StreamSettings* settings, padlock::v1::MessageQueue::Stub* queue,
            StreamMetrics* metrics, AckPump* acks);
 
  private:
-  friend class BatchPump<SendPump, std::shared_ptr<DeviceStream>, SendBatch>;  // the CRTP hooks
-  void Fill(SendBatch& batch, std::deque<std::shared_ptr<DeviceStream>>& ready);
-  static bool Empty(const SendBatch& batch) { return batch.segments.empty(); }
-  void Start(std::unique_ptr<SendBatch> batch);
+  void Fill(SendBatch& batch, std::deque<std::shared_ptr<DeviceStream>>& ready) override;
+  bool Empty(const SendBatch& batch) const override { return batch.segments.empty(); }
+  void Start(std::unique_ptr<SendBatch> batch) override;
   void Complete(SendBatch* raw, const grpc::Status& status);
 
   const StreamSettings* const settings_;
