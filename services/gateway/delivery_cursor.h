@@ -1,7 +1,7 @@
 #pragma once
-// One stream's delivery position: what it handed out, what the device acked, and when it must read
-// the inbox instead of pushing a wake-up's envelope. No transport: the stream asks it what to do and
-// performs the reads and writes itself. Not thread-safe (the stream's mutex guards it).
+// One stream's delivery position: what it handed out, what the device acked, and when it must
+// read the inbox instead of pushing a wake-up's envelope. No transport: the stream asks it what to
+// do and performs the reads and writes itself. Not thread-safe (the stream's mutex guards it).
 //
 // The cursor is the server id and sequence of the last envelope handed out. A wake-up that carries
 // the next sequence is pushed at once, unless a read is due or in flight or the unacked window is
@@ -24,8 +24,8 @@ namespace padlock::gateway {
 
 class DeliveryCursor {
  public:
-  // `clock` must outlive the cursor. At most `max_unacked` envelopes are out unacknowledged; a failed
-  // read is retried `read_retry` later.
+  // `clock` must outlive the cursor. At most `max_unacked` envelopes are out unacknowledged; a
+  // failed read is retried `read_retry` later.
   DeliveryCursor(runtime::Clock* clock, uint32_t max_unacked, absl::Duration read_retry);
 
   // ----- wake-ups and subscriptions -----

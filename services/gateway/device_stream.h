@@ -163,7 +163,7 @@ class DeviceStream final
   padlock::v1::ClientFrame in_;
   bool read_pending_ ABSL_GUARDED_BY(mu_) = false;
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;  // too many queued sends: resume when they drain
-  bool client_done_ ABSL_GUARDED_BY(mu_) = false;  // the client half-closed or the call was cancelled
+  bool client_done_ ABSL_GUARDED_BY(mu_) = false;  // half-closed by the client, or cancelled
 
   // Delivery.
   DeliveryCursor cursor_ ABSL_GUARDED_BY(mu_);

@@ -97,8 +97,8 @@ size_t StreamHub::stream_count() const {
   return streams_;
 }
 
-grpc::ServerBidiReactor<v1::ClientFrame, v1::ServerFrame>* StreamHub::Connect(grpc::CallbackServerContext* context,
-                            absl::StatusOr<SessionClaims> claims) {
+grpc::ServerBidiReactor<v1::ClientFrame, v1::ServerFrame>* StreamHub::Connect(
+    grpc::CallbackServerContext* context, absl::StatusOr<SessionClaims> claims) {
   if (!claims.ok()) {
     runtime::Increment(metrics_->rejected.at("unauthenticated"));
     return MakeRejectedStream(runtime::ToGrpcStatus(claims.status()));

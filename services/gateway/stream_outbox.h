@@ -18,7 +18,9 @@ namespace padlock::gateway {
 class StreamOutbox {
  public:
   StreamOutbox(uint32_t revision, size_t deliver_batch, size_t deliver_batch_bytes)
-      : revision_(revision), deliver_batch_(deliver_batch), deliver_batch_bytes_(deliver_batch_bytes) {}
+      : revision_(revision),
+        deliver_batch_(deliver_batch),
+        deliver_batch_bytes_(deliver_batch_bytes) {}
 
   void PushEnvelope(padlock::v1::Envelope envelope) { items_.emplace_back(std::move(envelope)); }
   void PushFrame(padlock::v1::ServerFrame frame) { items_.emplace_back(std::move(frame)); }
