@@ -152,6 +152,10 @@ void DeviceStream::CompleteCloseLocked() {
 
 void DeviceStream::Displace(uint64_t by_epoch) {
   std::lock_guard lock(mu_);
+  DisplaceLocked(by_epoch);
+}
+
+void DeviceStream::DisplaceLocked(uint64_t by_epoch) {
   displaced_by_ = std::max(displaced_by_, by_epoch);
   // Only a connection with a lower epoch closes; before our own epoch is known, remember it.
   if (epoch_ == 0 || by_epoch <= epoch_ || finish_status_.has_value()) return;

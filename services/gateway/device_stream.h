@@ -112,6 +112,7 @@ class DeviceStream final
   void StartUp();  // on the executor: device listed? Presence.Connect
   void Fail(const grpc::Status& status);  // finish with an error (nothing was written yet)
   void Displace(uint64_t by_epoch);
+  void DisplaceLocked(uint64_t by_epoch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CompleteCloseLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);  // Closing frame, then finish
 

@@ -66,7 +66,7 @@ void DeviceStream::StartUp() {
   connected.mutable_connected()->set_stream_revision(revision_);
   outbox_.PushFrameFirst(std::move(connected));  // the first frame of every stream
   if (displaced_by_ > epoch_) {
-    Displace(displaced_by_);
+    DisplaceLocked(displaced_by_);
     return;
   }
   if (closing_reason_ != v1::Closing::REASON_UNSPECIFIED) {  // drained while starting (Close)
