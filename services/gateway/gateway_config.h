@@ -52,7 +52,7 @@
 
 #include "services/common/runtime/config.h"
 #include "services/gateway/authenticator.h"
-#include "services/gateway/device_stream.h"
+#include "services/gateway/stream_settings.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/push_registry.h"
 #include "services/gateway/turn.h"

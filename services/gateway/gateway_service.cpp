@@ -19,6 +19,7 @@
 #include "services/common/runtime/upstream_status.h"
 #include "services/common/runtime/unary.h"
 #include "services/common/statement/ids.h"
+#include "services/gateway/device_stream.h"
 #include "services/gateway/key_directory_client.h"
 
 namespace padlock::gateway {

@@ -10,7 +10,7 @@
 // BoundedExecutor, whose full queue answers RESOURCE_EXHAUSTED at once. ClaimBundles needs no
 // blocking work and never touches the executor: it relays straight from the callback thread.
 //
-// Connect (the device stream) is handed to the StreamHub (device_stream.h).
+// Connect (the device stream) is handed to the StreamHub (stream_hub.h).
 
 #include <atomic>
 #include <cstddef>
@@ -22,7 +22,7 @@
 #include "padlock/v1/gateway.grpc.pb.h"
 #include "services/common/runtime/executor.h"
 #include "services/gateway/authenticator.h"
-#include "services/gateway/device_stream.h"
+#include "services/gateway/stream_hub.h"
 #include "services/gateway/push_registry.h"
 #include "services/gateway/rate_limiter.h"
 #include "services/gateway/turn.h"

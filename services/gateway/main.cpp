@@ -9,7 +9,7 @@
 #include "services/common/runtime/server.h"
 #include "services/common/wiring/wiring.h"
 #include "services/gateway/authenticator.h"
-#include "services/gateway/device_stream.h"
+#include "services/gateway/stream_hub.h"
 #include "services/gateway/gateway_config.h"
 #include "services/gateway/gateway_service.h"
 #include "services/gateway/key_directory_client.h"
