@@ -64,6 +64,20 @@ class BatchPump {
     }
   }
 
+  // Queues `item` without starting a batch: the pump flushes later (a linger).
+  void Add(Item item) {
+    std::lock_guard lock(mu_);
+    ready_.push_back(std::move(item));
+  }
+
+  // `take(ready)` may move work out of the ready list under the pump's mutex (another pump's
+  // batch carrying it). Lock order: the caller's pump → this pump → item.
+  template <typename Take>
+  void TakeFromReady(Take take) {
+    std::lock_guard lock(mu_);
+    take(ready_);
+  }
+
   // A batch started outside Flush counts as in flight too (until its Done).
   void AddInFlight() {
     std::lock_guard lock(mu_);

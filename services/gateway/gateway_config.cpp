@@ -112,6 +112,8 @@ GatewaySettings GatewaySettingsFromConfig(runtime::Config& config) {
   }
   st.call_deadline = config.Duration("PADLOCK_INTERNAL_DEADLINE", absl::Seconds(5),
                                      absl::Milliseconds(10), absl::Minutes(1));
+  st.ack_linger = config.Duration("PADLOCK_ACK_LINGER", absl::Milliseconds(5), absl::ZeroDuration(),
+                                  absl::Minutes(1));
   st.heartbeat_interval = config.Duration("PADLOCK_PRESENCE_HEARTBEAT", absl::Seconds(15),
                                           absl::Milliseconds(100), absl::Minutes(10));
   s.keepalive_time = config.Duration("PADLOCK_KEEPALIVE_TIME", absl::Seconds(30),

@@ -3,6 +3,8 @@
 #include <prometheus/counter.h>
 #include <prometheus/histogram.h>
 
+#include <deque>
+#include <iterator>
 #include <optional>
 #include <utility>
 
@@ -22,7 +24,39 @@ AckPump::AckPump(const StreamSettings* settings, v1::MessageQueue::Stub* queue,
     : BatchPump(settings->max_batches_in_flight),
       settings_(settings),
       queue_(queue),
-      metrics_(metrics) {}
+      metrics_(metrics) {
+  if (settings_->ack_linger > absl::ZeroDuration()) {
+    linger_ = std::make_unique<LingerTimer>(settings_->ack_linger, [this] { Flush(); });
+  }
+}
+
+AckPump::~AckPump() { linger_.reset(); }
+
+void AckPump::Ready(std::shared_ptr<DeviceStream> stream) {
+  if (linger_ == nullptr) {
+    BatchPump::Ready(std::move(stream));
+    return;
+  }
+  Add(std::move(stream));
+  linger_->Arm();
+}
+
+void AckPump::TakeLingering(google::protobuf::RepeatedPtrField<v1::DeviceAck>* out,
+                            size_t max_devices, size_t* ids) {
+  TakeFromReady([&](std::deque<std::shared_ptr<DeviceStream>>& waiting) {
+    auto it = waiting.begin();
+    while (it != waiting.end() && static_cast<size_t>(out->size()) < max_devices &&
+           *ids < kMaxAckIdsPerCall) {
+      std::optional<v1::DeviceAck> ack = (*it)->TakeAcks(kMaxAckIdsPerCall - *ids);
+      if (ack.has_value()) {
+        *ids += static_cast<size_t>(ack->server_ids_size());
+        out->Add()->Swap(&*ack);
+      }
+      // A stream with ids beyond the budget keeps its place for the next call.
+      it = (*it)->HasPendingAcks() ? std::next(it) : waiting.erase(it);
+    }
+  });
+}
 
 void AckPump::Submit(google::protobuf::RepeatedPtrField<v1::DeviceAck> acks) {
   auto batch = std::make_unique<AckBatch>();
@@ -115,6 +149,11 @@ void SendPump::Fill(SendBatch& batch, std::deque<std::shared_ptr<DeviceStream>>&
     }
     if (stream->HasPendingAcks()) batch.left_acks.push_back(stream);
     batch.segments.push_back(std::move(segment));
+  }
+  // Acks waiting in the ack pump ride along: one call instead of two (lock order: send pump →
+  // ack pump → stream).
+  if (!batch.segments.empty()) {
+    acks_->TakeLingering(batch.request.mutable_acks(), settings_->max_batch_acks, &ack_ids);
   }
 }
 

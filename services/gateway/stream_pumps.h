@@ -3,7 +3,10 @@
 //  - SendPump: pending sends into MessageQueue.Enqueue (≤ max_batch_sends), at most one batch per
 //    stream in flight, so the sends of one device reach the queue in the order it sent them; the
 //    acks that rode on those devices' frames go in the same call.
-//  - AckPump: all other acks into MessageQueue.Ack (≤ max_batch_acks devices).
+//  - AckPump: all other acks. They linger (StreamSettings::ack_linger) for more acks, and an
+//    Enqueue call that starts meanwhile carries them too (TakeLingering); what is left goes into
+//    MessageQueue.Ack (≤ max_batch_acks devices). Under sparse traffic most acks are alone, and a
+//    call of their own each cost the queue as much as the send did.
 // Each call carries at most kMaxAckIdsPerCall individual acked ids. Thread-safe.
 
 #include <grpcpp/grpcpp.h>
@@ -14,6 +17,7 @@
 
 #include "padlock/v1/message_queue.grpc.pb.h"
 #include "services/gateway/batch_pump.h"
+#include "services/gateway/linger_timer.h"
 #include "services/gateway/stream_metrics.h"
 #include "services/gateway/stream_settings.h"
 
@@ -38,9 +42,18 @@ class AckPump final : public BatchPump<std::shared_ptr<DeviceStream>, AckBatch> 
  public:
   AckPump(const StreamSettings* settings, padlock::v1::MessageQueue::Stub* queue,
           StreamMetrics* metrics);
+  ~AckPump() override;
+
+  // `stream` has acks: they linger (if configured), then go in an Ack batch.
+  void Ready(std::shared_ptr<DeviceStream> stream);
 
   // Sends `acks` in a batch of their own at once (acks an Enqueue could not apply).
   void Submit(google::protobuf::RepeatedPtrField<padlock::v1::DeviceAck> acks);
+
+  // For the send pump's Fill: moves the waiting acks into `out` while it holds fewer than
+  // `max_devices` entries and `*ids` stays within kMaxAckIdsPerCall (counted in `*ids`).
+  void TakeLingering(google::protobuf::RepeatedPtrField<padlock::v1::DeviceAck>* out,
+                     size_t max_devices, size_t* ids);
 
  private:
   void Fill(AckBatch& batch, std::deque<std::shared_ptr<DeviceStream>>& ready) override;
@@ -51,6 +64,8 @@ class AckPump final : public BatchPump<std::shared_ptr<DeviceStream>, AckBatch> 
   const StreamSettings* const settings_;
   padlock::v1::MessageQueue::Stub* const queue_;
   StreamMetrics* const metrics_;
+  // Last: destroyed first, so no linger fires into a half-destroyed pump.
+  std::unique_ptr<LingerTimer> linger_;  // null without a linger
 };
 
 struct SendBatch {

@@ -32,6 +32,9 @@ struct StreamSettings {
   size_t max_batch_sends = 1024;
   int max_batches_in_flight = 4;
   size_t max_batch_acks = 1024;
+  // Acks that do not ride on a send wait this long for more acks, or for an Enqueue call that
+  // carries them, before an Ack call of their own starts (0: at once).
+  absl::Duration ack_linger = absl::Milliseconds(5);
   // Deadline of each call to the message-queue and presence.
   absl::Duration call_deadline = absl::Seconds(5);
   // Presence heartbeat period (well under the presence TTL, 60 s by default).

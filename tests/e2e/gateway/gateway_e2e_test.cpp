@@ -706,6 +706,60 @@ TEST(GatewayAckBudgetE2eTest, MoreAcksThanOneCallTakesRideOnASendWithoutFailingI
   for (const pb::ServerFrame& f : b1->Frames()) EXPECT_FALSE(f.has_error()) << f.DebugString();
 }
 
+// A lone ack (from a device that only reads) waits in the gateway's ack batching for up to
+// PADLOCK_ACK_LINGER, and the next Enqueue call — any device's send — carries it. With a linger
+// of a minute, riding on another device's send is the only way the entry goes within the test.
+TEST(GatewayAckLingerE2eTest, ALoneAckRidesOnTheNextSendOfAnotherDevice) {
+  auto stack = PadlockStack::Start({.gateway_env = {{"PADLOCK_ACK_LINGER", "60s"}}});
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  AccountOps ops(grpc::CreateChannel((*stack)->gateway_target(), (*stack)->gateway_credentials()));
+  auto alice = ops.Register("alice.linger");
+  auto bob = ops.Register("bob.linger");
+  auto carol = ops.Register("carol.linger");
+  auto dave = ops.Register("dave.linger");  // never connects: nothing of his is acked
+  ASSERT_TRUE(alice.ok() && bob.ok() && carol.ok() && dave.ok());
+  auto a1 = DeviceConn::Open(ops.stub(), alice->primary_token);
+  auto b1 = DeviceConn::Open(ops.stub(), bob->primary_token, {.auto_ack = false, .revision = 2});
+  auto c1 = DeviceConn::Open(ops.stub(), carol->primary_token);
+  ASSERT_TRUE(a1->WaitConnected().has_value() && c1->WaitConnected().has_value());
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  auto mq = pb::MessageQueue::NewStub(
+      (*stack)->InternalChannel((*stack)->message_queue_target(), "gateway", "message-queue"));
+  auto bobs_depth = [&] {
+    pb::GetInboxInfoRequest request;
+    request.mutable_device()->set_user_id(bob->user);
+    request.mutable_device()->set_device_id(1);
+    pb::GetInboxInfoResponse response;
+    grpc::ClientContext context;
+    EXPECT_TRUE(mq->GetInboxInfo(&context, request, &response).ok());
+    return response.depth();
+  };
+  auto folded = [&] {
+    return runtime::testing::ScrapeValue((*stack)->gateway_metrics_port(),
+                                         "padlock_gateway_acks_folded_total", {});
+  };
+  auto r = a1->Result(a1->Send(OneToOne(*alice, 1, *bob, "linger-1")));
+  ASSERT_TRUE(r.has_value() && r->has_accepted());
+  ASSERT_TRUE(b1->WaitEnvelopes(1));
+  ASSERT_EQ(bobs_depth(), 1u);
+  const double folded_before = folded();
+
+  pb::ClientFrame lone;  // an ack and nothing else
+  lone.mutable_acks()->set_up_to_server_id(b1->Envelopes()[0].server_id());
+  ASSERT_TRUE(b1->Write(lone));
+  // Carol writes to dave until one of her sends has carried bob's ack (the gateway reads the two
+  // streams on its own schedule, so the first send may go before the ack has arrived).
+  bool gone = false;
+  for (int i = 0; i < 20 && !gone; ++i) {
+    auto sent = c1->Result(c1->Send(OneToOne(*carol, 1, *dave, absl::StrCat("carry-", i))));
+    ASSERT_TRUE(sent.has_value() && sent->has_accepted());
+    gone = WaitFor([&] { return bobs_depth() == 0; }, absl::Milliseconds(500));
+  }
+  EXPECT_TRUE(gone) << "bob's ack was not carried by carol's sends";
+  EXPECT_EQ(folded(), folded_before + 1);
+  for (const pb::ServerFrame& f : b1->Frames()) EXPECT_FALSE(f.has_error()) << f.DebugString();
+}
+
 // A frozen presence service (SIGSTOP: heartbeats hang until their 40 s deadline) does not delay
 // token expiry: housekeeping never waits for a heartbeat's answer, so the stream gets
 // closing{TOKEN_EXPIRED} within a second or two of its token's expiry, not after the deadline.

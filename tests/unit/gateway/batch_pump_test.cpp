@@ -22,6 +22,25 @@ class FakePump final : public BatchPump<int, std::vector<int>> {
   FakePump(int max_in_flight, size_t per_batch) : BatchPump(max_in_flight), per_batch_(per_batch) {}
 
   // Answers the oldest started batch; `again` rejoin the ready list.
+  // Queued without a batch, then flushed later (the ack pump's linger).
+  void AddOnly(int item) { Add(item); }
+  void FlushNow() { Flush(); }
+  // Another pump's batch takes the waiting items it wants.
+  std::vector<int> TakeEven() {
+    std::vector<int> taken;
+    TakeFromReady([&](std::deque<int>& ready) {
+      for (auto it = ready.begin(); it != ready.end();) {
+        if (*it % 2 == 0) {
+          taken.push_back(*it);
+          it = ready.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    });
+    return taken;
+  }
+
   void Answer(std::vector<int> again = {}) {
     ASSERT_FALSE(started.empty());
     started.erase(started.begin());
@@ -91,6 +110,30 @@ TEST(BatchPump, ItemsWithMoreWorkRejoinWhenTheirBatchIsAnswered) {
   EXPECT_THAT(pump.started[0], ElementsAre(7));
   pump.Answer();
   EXPECT_THAT(pump.started, IsEmpty());
+  EXPECT_TRUE(pump.Idle());
+}
+
+TEST(BatchPump, AddedItemsWaitForAFlushAndGoInOneBatch) {
+  FakePump pump(/*max_in_flight=*/2, /*per_batch=*/10);
+  pump.AddOnly(1);
+  pump.AddOnly(2);
+  EXPECT_THAT(pump.started, IsEmpty());
+  EXPECT_FALSE(pump.Idle());  // work waits
+  pump.FlushNow();
+  ASSERT_EQ(pump.started.size(), 1u);
+  EXPECT_THAT(pump.started[0], ElementsAre(1, 2));
+}
+
+TEST(BatchPump, WorkTakenByAnotherBatchIsNotStartedAgain) {
+  FakePump pump(/*max_in_flight=*/2, /*per_batch=*/10);
+  pump.AddOnly(1);
+  pump.AddOnly(2);
+  pump.AddOnly(4);
+  EXPECT_THAT(pump.TakeEven(), ElementsAre(2, 4));
+  pump.FlushNow();
+  ASSERT_EQ(pump.started.size(), 1u);
+  EXPECT_THAT(pump.started[0], ElementsAre(1));
+  pump.Answer();
   EXPECT_TRUE(pump.Idle());
 }
 
