@@ -94,9 +94,9 @@ Device::Device(RunState* run, uint32_t index, DeviceAccount account)
   backoff_nanos_ = kFirstBackoffNanos;
 }
 
-void Device::Connect(std::unique_ptr<DeviceStream> stream) {
+void Device::Connect(std::unique_ptr<StreamTransport> stream) {
   connect_started_nanos_ = NowNanos();
-  DeviceStream* started;
+  StreamTransport* started;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stream_ = std::move(stream);
@@ -129,7 +129,7 @@ void Device::Queue(PendingSend send) {
   run_->in_flight.fetch_add(1, std::memory_order_relaxed);
   run_->awaiting_result.fetch_add(1, std::memory_order_relaxed);
   run_->sent.fetch_add(1, std::memory_order_relaxed);
-  DeviceStream* stream = nullptr;
+  StreamTransport* stream = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     // A device without a live stream (resend mode) sends it from its ledger when it reconnects.
@@ -192,7 +192,7 @@ void Device::Tick(uint64_t now) {
     }
     retry_.swap(waiting);
   }
-  DeviceStream* stream = nullptr;
+  StreamTransport* stream = nullptr;
   if (!due.empty()) {
     std::lock_guard<std::mutex> lock(mutex_);
     // Without a live stream they stay pending in the ledger: the reconnect sends them.
@@ -233,8 +233,8 @@ void Device::Reconnect(uint64_t now, bool log_in) {
     }
     retry_.clear();
   }
-  std::unique_ptr<DeviceStream> stream = run_->new_stream(this);
-  DeviceStream* started = nullptr;
+  std::unique_ptr<StreamTransport> stream = run_->new_stream(this);
+  StreamTransport* started = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (!close_requested_) {
@@ -338,7 +338,7 @@ const v1::ClientFrame* Device::NextFrame(FrameScratch& scratch) {
 }
 
 void Device::FlushAck() {
-  DeviceStream* stream = nullptr;
+  StreamTransport* stream = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (unacked_ > 0) {
@@ -351,7 +351,7 @@ void Device::FlushAck() {
 }
 
 void Device::Close() {
-  DeviceStream* stream = nullptr;
+  StreamTransport* stream = nullptr;
   bool broken = false;
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -373,7 +373,7 @@ void Device::Close() {
 }
 
 void Device::Cancel() {
-  DeviceStream* stream = nullptr;
+  StreamTransport* stream = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (live_) stream = stream_.get();
@@ -514,7 +514,7 @@ void Device::HandleDeliver(const v1::Deliver& deliver) {
   }
   if (gaps > 0) run_->inbox_gaps.fetch_add(gaps, std::memory_order_relaxed);
 
-  DeviceStream* wake = nullptr;
+  StreamTransport* wake = nullptr;
   if (n > 0) {
     std::lock_guard<std::mutex> lock(mutex_);
     ack_up_to_ = deliver.envelopes(deliver.envelopes_size() - 1).server_id();
@@ -671,10 +671,10 @@ namespace {
 // Device::NextFrame. A hold keeps OnDone from running while other threads may still start
 // writes (a receiver queues its sender's next send; the ack flusher) until Close() or a broken
 // stream releases it.
-class GrpcDeviceStream final : public DeviceStream,
+class GrpcStreamTransport final : public StreamTransport,
                                public grpc::ClientBidiReactor<v1::ClientFrame, v1::ServerFrame> {
  public:
-  GrpcDeviceStream(Device* device, std::shared_ptr<grpc::Channel> channel)
+  GrpcStreamTransport(Device* device, std::shared_ptr<grpc::Channel> channel)
       : device_(device), stub_(v1::Gateway::NewStub(std::move(channel))) {}
 
   void Start() override {
@@ -808,9 +808,9 @@ class GrpcDeviceStream final : public DeviceStream,
 
 }  // namespace
 
-std::unique_ptr<DeviceStream> MakeGrpcDeviceStream(Device* device,
-                                                   std::shared_ptr<grpc::Channel> channel) {
-  return std::make_unique<GrpcDeviceStream>(device, std::move(channel));
+std::unique_ptr<StreamTransport> MakeGrpcStreamTransport(
+    Device* device, std::shared_ptr<grpc::Channel> channel) {
+  return std::make_unique<GrpcStreamTransport>(device, std::move(channel));
 }
 
 }  // namespace padlock::loadgen

@@ -1,8 +1,8 @@
 #pragma once
 // One simulated device: what it sends (a ledger of its own messages, counted by the receivers),
 // what it receives (latency, duplicate and gap checks, cumulative acks), and its Gateway.Connect
-// stream behind a small transport interface (DeviceStream): the gRPC callback client
-// (MakeGrpcDeviceStream, below) or the epoll + nghttp2 client of h2_transport.h. The ledger, ack
+// stream behind a small transport interface (StreamTransport): the gRPC callback client
+// (MakeGrpcStreamTransport, below) or the epoll + nghttp2 client of h2_transport.h. The ledger, ack
 // and latency logic is the same for both. RunState is what all devices of one run share.
 //
 // Threading: transports call the Device from their own threads (gRPC's callback threads, the h2
@@ -44,7 +44,7 @@
 namespace padlock::loadgen {
 
 class Device;
-class DeviceStream;
+class StreamTransport;
 
 // Nanoseconds on the monotonic clock (the payload's send time).
 uint64_t NowNanos();
@@ -92,7 +92,7 @@ struct RunState {
   uint64_t resend_deadline_nanos = 120'000'000'000ull;
   // For reconnects: a new stream for a device on the run's transport, and a fresh login (sets
   // the account's token; called from the resender thread, may block).
-  std::function<std::unique_ptr<DeviceStream>(Device*)> new_stream;
+  std::function<std::unique_ptr<StreamTransport>(Device*)> new_stream;
   std::function<absl::Status(DeviceAccount&)> log_in;
   // Told of every accepted send and received envelope when set (Options::monitor).
   RunMonitor* monitor = nullptr;
@@ -156,9 +156,9 @@ struct FrameScratch {
 // write from its Device (Device::NextFrame) and hands it what it reads (Device::OnFrame); the
 // Device calls Wake whenever NextFrame may have something new. Start, Wake, Close and Cancel may
 // be called from any thread; the Device owns the stream and outlives it.
-class DeviceStream {
+class StreamTransport {
  public:
-  virtual ~DeviceStream() = default;
+  virtual ~StreamTransport() = default;
   // Opens the stream with the device's bearer token; `connected` and the rest arrive via OnFrame.
   virtual void Start() = 0;
   // Device::NextFrame may return a frame now: write it (and whatever follows) soon.
@@ -174,7 +174,7 @@ class Device {
   Device(RunState* run, uint32_t index, DeviceAccount account);
 
   // Opens the device's stream on `stream` (made for this device) and starts reading.
-  void Connect(std::unique_ptr<DeviceStream> stream);
+  void Connect(std::unique_ptr<StreamTransport> stream);
   // Queues one 1:1 send to device `recipient` (chat, open, backlog); `send_nanos` is the time
   // the send counts from.
   void SendTo(uint32_t recipient, uint64_t send_nanos);
@@ -276,7 +276,7 @@ class Device {
 
   std::mutex mutex_;
   // Set once, by Connect; null before (what is queued then is written once the stream starts).
-  std::unique_ptr<DeviceStream> stream_;
+  std::unique_ptr<StreamTransport> stream_;
   std::deque<PendingSend> pending_;
   std::string ack_up_to_;
   std::string last_acked_;  // never ack the same id twice (the gateway answers a StreamError)
@@ -289,7 +289,7 @@ class Device {
   uint64_t reconnect_at_ = 0;     // the stream broke: reconnect at (0: not due)
   uint64_t backoff_nanos_ = 0;    // the next reconnect's backoff (doubles, reset on connected)
   bool needs_login_ = false;      // the last stream ended UNAUTHENTICATED
-  std::vector<std::unique_ptr<DeviceStream>> retired_;  // broken streams, kept until the end
+  std::vector<std::unique_ptr<StreamTransport>> retired_;  // broken streams, kept until the end
   uint64_t last_inbox_sequence_ = 0;
   uint64_t rng_state_;
 
@@ -300,7 +300,7 @@ class Device {
 
 // The gRPC callback-API transport (--transport=grpc): a ClientBidiReactor on `channel`, which
 // must be the device's own (one TCP connection per device). Plaintext or TLS, as the channel is.
-std::unique_ptr<DeviceStream> MakeGrpcDeviceStream(Device* device,
-                                                   std::shared_ptr<grpc::Channel> channel);
+std::unique_ptr<StreamTransport> MakeGrpcStreamTransport(
+    Device* device, std::shared_ptr<grpc::Channel> channel);
 
 }  // namespace padlock::loadgen

@@ -141,9 +141,9 @@ namespace {
 thread_local const H2EventLoop* current_loop = nullptr;
 }  // namespace
 
-// One device's connection and stream. Public methods (DeviceStream) run on any thread and only
+// One device's connection and stream. Public methods (StreamTransport) run on any thread and only
 // post requests; everything else runs on the loop thread.
-class H2Stream final : public DeviceStream {
+class H2Stream final : public StreamTransport {
  public:
   H2Stream(H2EventLoop* loop, Device* device)
       : loop_(loop), device_(device), deframer_(kMaxMessageBytes) {}
@@ -635,7 +635,7 @@ absl::StatusOr<std::unique_ptr<H2Client>> H2Client::Create(const std::string& ta
 
 H2Client::~H2Client() = default;
 
-std::unique_ptr<DeviceStream> H2Client::NewStream(Device* device) {
+std::unique_ptr<StreamTransport> H2Client::NewStream(Device* device) {
   H2EventLoop* loop = loops_[device->index() % loops_.size()].get();
   auto stream = std::make_unique<H2Stream>(loop, device);
   loop->Adopt(stream.get());

@@ -42,7 +42,7 @@ class H2Client {
 
   // A stream for `device` on loop `device->index() % threads`; Device::Connect starts it. The
   // stream must not outlive this client's loops once started (destroy the client first).
-  std::unique_ptr<DeviceStream> NewStream(Device* device);
+  std::unique_ptr<StreamTransport> NewStream(Device* device);
 
  private:
   H2Client() = default;

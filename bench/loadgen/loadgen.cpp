@@ -117,7 +117,7 @@ class Runner {
   void LoadWindow();
   uint32_t RandomOther(uint32_t self);
   // A stream for device `i` on the chosen transport.
-  std::unique_ptr<DeviceStream> NewStream(size_t i);
+  std::unique_ptr<StreamTransport> NewStream(size_t i);
 
   const Options& options_;
   Progress progress_;
@@ -138,10 +138,10 @@ class Runner {
   std::unique_ptr<H2Client> h2_;
 };
 
-std::unique_ptr<DeviceStream> Runner::NewStream(size_t i) {
+std::unique_ptr<StreamTransport> Runner::NewStream(size_t i) {
   Device* device = run_.devices[i].get();
   if (h2_ != nullptr) return h2_->NewStream(device);
-  return MakeGrpcDeviceStream(device, channels_[i]);
+  return MakeGrpcStreamTransport(device, channels_[i]);
 }
 
 void Runner::LoadWindow() {

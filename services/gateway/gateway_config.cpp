@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "services/common/runtime/absl_compat.h"
+#include "services/common/runtime/secret.h"
 
 namespace padlock::gateway {
 namespace {
@@ -21,7 +22,7 @@ std::string Secret(runtime::Config& config, std::string_view variable, bool requ
     }
     return "";
   }
-  absl::StatusOr<std::string> secret = ParseTokenSecret(config.String(variable, ""), variable);
+  absl::StatusOr<std::string> secret = runtime::ParseSecret(config.String(variable, ""), variable);
   if (!secret.ok()) {
     config.AddError(variable, ToStd(secret.status().message()));
     return "";

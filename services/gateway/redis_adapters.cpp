@@ -7,26 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "padlock/v1/gateway.pb.h"
 #include "services/common/channels/device_channel.h"
+#include "services/gateway/lua_scripts.h"
 
 namespace padlock::gateway {
-namespace {
-
-// KEYS: the device's challenge key. ARGV: the hex challenge. Deletes the key and returns the
-// audience only when the stored challenge is this one; nil otherwise (a wrong guess leaves the
-// device's real challenge in place).
-constexpr char kConsumeLua[] = R"lua(
-local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, #ARGV[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return string.sub(v, #ARGV[1] + 1)
-end
-return false
-)lua";
-
-}  // namespace
 
 RedisChallengeStore::RedisChallengeStore(redis::RedisClient* redis)
-    : redis_(redis), consume_(kConsumeLua) {}
+    : redis_(redis), consume_(lua::kConsume) {}
 
 std::string RedisChallengeStore::Key(const DeviceRef& device) {
   return absl::StrCat("gateway:challenge:{", device.user_id, ":", device.device_id, "}");

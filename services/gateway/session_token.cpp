@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
-#include "absl/strings/str_cat.h"
 #include "services/common/runtime/absl_compat.h"
 
 namespace padlock::gateway {
@@ -48,33 +47,7 @@ std::string HmacSha256(std::string_view key, std::string_view data) {
 
 absl::Status Invalid() { return absl::UnauthenticatedError(kInvalidTokenMessage); }
 
-bool IsHex(std::string_view value) {
-  if (value.empty() || value.size() % 2 != 0) return false;
-  for (char c : value) {
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
-      return false;
-    }
-  }
-  return true;
-}
-
 }  // namespace
-
-absl::StatusOr<std::string> ParseTokenSecret(std::string_view value, std::string_view variable) {
-  std::string decoded;
-  if (IsHex(value)) {
-    decoded = absl::HexStringToBytes(std::string(value));
-  } else if (!absl::Base64Unescape(std::string(value), &decoded) &&
-             !absl::WebSafeBase64Unescape(std::string(value), &decoded)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(ToAbsl(variable), ": neither hex nor base64 (give at least 32 random bytes)"));
-  }
-  if (decoded.size() < 32) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        ToAbsl(variable), ": decodes to ", decoded.size(), " bytes, at least 32 required"));
-  }
-  return decoded;
-}
 
 SessionTokens::Key SessionTokens::MakeKey(std::string secret) {
   std::string input = "padlock-token-key-id-v1";

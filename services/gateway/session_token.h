@@ -33,16 +33,11 @@ struct SessionClaims {
   std::string key_id = {};
 };
 
-// Parses a cluster secret given as hex (only [0-9a-fA-F], even length) or base64 (standard or
-// URL-safe alphabet, padding optional). InvalidArgument naming `variable` when it decodes to fewer
-// than 32 bytes or is neither.
-absl::StatusOr<std::string> ParseTokenSecret(std::string_view value, std::string_view variable);
-
 // Issues and verifies tokens. Immutable after construction; thread-safe.
 class SessionTokens {
  public:
   // `secret` signs new tokens; `previous` (may be empty) is accepted for verification only. Both
-  // are raw bytes (ParseTokenSecret); the caller guarantees at least 32 bytes each.
+  // are raw bytes (runtime::ParseSecret); the caller guarantees at least 32 bytes each.
   SessionTokens(std::string secret, std::string previous);
 
   // A token carrying `claims` (its key_id is ignored and set to the current secret's).

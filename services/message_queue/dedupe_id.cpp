@@ -7,9 +7,7 @@
 #include <cstdlib>
 #include <utility>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
-#include "absl/strings/str_cat.h"
 #include "services/common/runtime/absl_compat.h"
 
 namespace padlock::message_queue {
@@ -22,14 +20,6 @@ void AppendU32(std::string* out, uint32_t v) {
   out->push_back(static_cast<char>(v >> 16));
   out->push_back(static_cast<char>(v >> 8));
   out->push_back(static_cast<char>(v));
-}
-
-bool IsHex(std::string_view value) {
-  if (value.empty() || value.size() % 2 != 0) return false;
-  for (char c : value) {
-    if (!absl::ascii_isxdigit(static_cast<unsigned char>(c))) return false;
-  }
-  return true;
 }
 
 std::string RandomSecret() {
@@ -45,7 +35,7 @@ std::string RandomSecret() {
 
 DedupeIds::DedupeIds(std::string secret)
     : secret_(secret.empty() ? RandomSecret() : std::move(secret)) {
-  if (secret_.size() < kMinSecretBytes) std::abort();  // ParseDedupeSecret rejects these
+  if (secret_.size() < kMinSecretBytes) std::abort();  // runtime::ParseSecret rejects these
   std::string input = "padlock-dedupe-key-id-v1";
   input.append(secret_);
   unsigned char digest[SHA256_DIGEST_LENGTH];
@@ -71,22 +61,6 @@ std::string DedupeIds::ForSend(std::string_view sender_user, uint32_t sender_dev
     std::abort();  // HMAC-SHA256 over memory cannot fail short of a broken libcrypto
   }
   return std::string(reinterpret_cast<const char*>(mac), kIdBytes);
-}
-
-absl::StatusOr<std::string> ParseDedupeSecret(std::string_view value, std::string_view variable) {
-  std::string decoded;
-  if (IsHex(value)) {
-    decoded = absl::HexStringToBytes(std::string(value));
-  } else if (!absl::Base64Unescape(std::string(value), &decoded) &&
-             !absl::WebSafeBase64Unescape(std::string(value), &decoded)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        ToAbsl(variable), ": neither hex nor base64 (give at least 32 random bytes)"));
-  }
-  if (decoded.size() < DedupeIds::kMinSecretBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        ToAbsl(variable), ": decodes to ", decoded.size(), " bytes, at least 32 required"));
-  }
-  return decoded;
 }
 
 }  // namespace padlock::message_queue

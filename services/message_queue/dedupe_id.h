@@ -30,7 +30,7 @@ class DedupeIds {
   static constexpr size_t kIdBytes = 16;
   static constexpr size_t kMinSecretBytes = 32;
 
-  // `secret` is raw bytes, at least kMinSecretBytes (ParseDedupeSecret checks that); an empty
+  // `secret` is raw bytes, at least kMinSecretBytes (runtime::ParseSecret checks that); an empty
   // `secret` draws a random one for this object only — ids then match within this process alone
   // (unit tests, embedded use), never across replicas. Any other length aborts (a caller bug).
   explicit DedupeIds(std::string secret);
@@ -48,10 +48,5 @@ class DedupeIds {
   std::string secret_;
   std::string key_id_;
 };
-
-// Parses PADLOCK_DEDUPE_SECRET: hex (only [0-9a-fA-F], even length) or base64 (standard or
-// URL-safe), decoding to at least 32 bytes. InvalidArgument naming `variable` otherwise (never
-// quoting the value).
-absl::StatusOr<std::string> ParseDedupeSecret(std::string_view value, std::string_view variable);
 
 }  // namespace padlock::message_queue

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "services/common/runtime/absl_compat.h"
+#include "services/common/runtime/secret.h"
 #include "services/message_queue/dedupe_id.h"
 
 namespace padlock::message_queue {
@@ -17,7 +18,8 @@ std::string DedupeSecret(runtime::Config& config) {
                                "every replica (e.g. openssl rand -hex 32)");
     return "";
   }
-  absl::StatusOr<std::string> secret = ParseDedupeSecret(config.String(kVariable, ""), kVariable);
+  absl::StatusOr<std::string> secret =
+      runtime::ParseSecret(config.String(kVariable, ""), kVariable);
   if (!secret.ok()) {
     config.AddError(kVariable, ToStd(secret.status().message()));
     return "";

@@ -29,11 +29,9 @@ std::string PayloadKey(const SharedPayload& payload) {
   return absl::StrCat("gp:{", payload.id, "}");
 }
 
-std::string MetaKey(const DeviceKey& d) {
-  return absl::StrCat("qm:", channels::DeviceHashTag(d.user_id, d.device_id));
-}
+std::string MetaKey(const DeviceKey& d) { return channels::InboxMetaKey(d.user_id, d.device_id); }
 std::string DedupeKey(const DeviceKey& d, int64_t parity) {
-  return absl::StrCat("qd", parity, ":", channels::DeviceHashTag(d.user_id, d.device_id));
+  return channels::InboxDedupeKey(d.user_id, d.device_id, parity);
 }
 
 absl::Status ReplyError(const RedisReply& reply, std::string_view what) {

@@ -25,10 +25,18 @@ std::string SequenceKey(std::string_view user_id, uint32_t device_id) {
   return absl::StrCat("seq:", DeviceHashTag(user_id, device_id));
 }
 
+std::string InboxMetaKey(std::string_view user_id, uint32_t device_id) {
+  return absl::StrCat("qm:", DeviceHashTag(user_id, device_id));
+}
+
+std::string InboxDedupeKey(std::string_view user_id, uint32_t device_id, int64_t parity) {
+  return absl::StrCat("qd", parity, ":", DeviceHashTag(user_id, device_id));
+}
+
 std::vector<std::string> DeviceInboxKeys(std::string_view user_id, uint32_t device_id) {
-  const std::string tag = DeviceHashTag(user_id, device_id);
-  return {absl::StrCat("q:", tag), absl::StrCat("seq:", tag), absl::StrCat("qm:", tag),
-          absl::StrCat("qd0:", tag), absl::StrCat("qd1:", tag)};
+  return {InboxKey(user_id, device_id), SequenceKey(user_id, device_id),
+          InboxMetaKey(user_id, device_id), InboxDedupeKey(user_id, device_id, 0),
+          InboxDedupeKey(user_id, device_id, 1)};
 }
 
 std::string PushSubscriptionKey(std::string_view user_id, uint32_t device_id) {

@@ -29,10 +29,13 @@ std::string DeviceChannel(std::string_view user_id, uint32_t device_id);
 std::string InboxKey(std::string_view user_id, uint32_t device_id);
 // "seq:{alice:2}": the device's inbox sequence counter (message-queue).
 std::string SequenceKey(std::string_view user_id, uint32_t device_id);
+// "qm:{alice:2}": the device's inbox metadata hash (byte count, cumulative-ack floor).
+std::string InboxMetaKey(std::string_view user_id, uint32_t device_id);
+// "qd0:{alice:2}" / "qd1:{alice:2}": the device's two dedupe buckets, by `parity` (0 or 1).
+std::string InboxDedupeKey(std::string_view user_id, uint32_t device_id, int64_t parity);
 // Every Redis key the message-queue keeps for one device, all with the device's hash tag (so one
-// DEL removes them on one shard): the inbox stream, the sequence counter, the inbox metadata hash
-// "qm:{alice:2}" (byte count, cumulative-ack floor) and the two dedupe buckets
-// "qd0:{alice:2}", "qd1:{alice:2}" (docs/MESSAGE_QUEUE.md). Deleting them purges the device.
+// DEL removes them on one shard): InboxKey, SequenceKey, InboxMetaKey and both InboxDedupeKeys
+// (docs/MESSAGE_QUEUE.md). Deleting them purges the device.
 std::vector<std::string> DeviceInboxKeys(std::string_view user_id, uint32_t device_id);
 // "push:{alice:2}": the device's Web Push subscription (gateway; a serialized
 // padlock.v1.PushSubscription with a TTL, docs/PUSH.md). Not one of the inbox keys: the

@@ -91,22 +91,5 @@ TEST(SessionTokens, MalformedTokensAreRefused) {
   ExpectInvalid(tokens.Verify(absl::WebSafeBase64Escape(std::string(60, '\0')), kNow));
 }
 
-TEST(ParseTokenSecret, AcceptsHexAndBase64OfAtLeast32Bytes) {
-  const std::string bytes(32, '\x5a');
-  EXPECT_EQ(*ParseTokenSecret(absl::BytesToHexString(bytes), "V"), bytes);
-  EXPECT_EQ(*ParseTokenSecret(absl::Base64Escape(bytes), "V"), bytes);
-  EXPECT_EQ(*ParseTokenSecret(absl::WebSafeBase64Escape(bytes), "V"), bytes);
-}
-
-TEST(ParseTokenSecret, RefusesShortOrGarbage) {
-  absl::StatusOr<std::string> short_secret =
-      ParseTokenSecret(absl::BytesToHexString(std::string(31, 'x')), "PADLOCK_TOKEN_SECRET");
-  ASSERT_FALSE(short_secret.ok());
-  EXPECT_EQ(short_secret.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(short_secret.status().message().find("PADLOCK_TOKEN_SECRET"), std::string::npos);
-  EXPECT_EQ(ParseTokenSecret("!!!not-a-secret!!!", "V").status().code(),
-            absl::StatusCode::kInvalidArgument);
-}
-
 }  // namespace
 }  // namespace padlock::gateway

@@ -13,7 +13,7 @@ namespace padlock::loadgen {
 namespace {
 
 // Records what the device asks of its transport; NextFrame is pulled by the test.
-class FakeStream final : public DeviceStream {
+class FakeStream final : public StreamTransport {
  public:
   explicit FakeStream(Device* device) : device_(device) {}
   void Start() override { started = true; }
@@ -52,7 +52,7 @@ TEST(DeviceResend, SendQueuedAfterTheResenderReadItsClockIsResentNotGivenUp) {
   run.new_stream = [&](Device* device) {
     auto stream = std::make_unique<FakeStream>(device);
     streams.push_back(stream.get());
-    return std::unique_ptr<DeviceStream>(std::move(stream));
+    return std::unique_ptr<StreamTransport>(std::move(stream));
   };
   run.devices.push_back(std::make_unique<Device>(&run, 0, Account("alice")));
   run.devices.push_back(std::make_unique<Device>(&run, 1, Account("bob")));

@@ -65,27 +65,5 @@ TEST(DedupeIds, EmptySecretDrawsARandomOnePerObject) {
   EXPECT_NE(a.ForSend("alice", 1, kMessageId), b.ForSend("alice", 1, kMessageId));
 }
 
-TEST(ParseDedupeSecret, AcceptsHexAndBase64OfAtLeast32Bytes) {
-  auto hex = ParseDedupeSecret(absl::BytesToHexString(kSecret), "PADLOCK_DEDUPE_SECRET");
-  ASSERT_TRUE(hex.ok()) << hex.status();
-  EXPECT_EQ(*hex, kSecret);
-  auto base64 = ParseDedupeSecret(absl::Base64Escape(kSecret), "PADLOCK_DEDUPE_SECRET");
-  ASSERT_TRUE(base64.ok()) << base64.status();
-  EXPECT_EQ(*base64, kSecret);
-}
-
-TEST(ParseDedupeSecret, RefusesShortOrMalformedValuesNamingTheVariableNotTheValue) {
-  auto short_secret =
-      ParseDedupeSecret(absl::BytesToHexString(std::string(31, 'x')), "PADLOCK_DEDUPE_SECRET");
-  ASSERT_FALSE(short_secret.ok());
-  EXPECT_EQ(short_secret.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(short_secret.status().message().find("PADLOCK_DEDUPE_SECRET"), std::string::npos);
-  EXPECT_NE(short_secret.status().message().find("31 bytes"), std::string::npos);
-  auto garbage = ParseDedupeSecret("not a secret!", "PADLOCK_DEDUPE_SECRET");
-  ASSERT_FALSE(garbage.ok());
-  EXPECT_EQ(garbage.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(garbage.status().message().find("not a secret"), std::string::npos);
-}
-
 }  // namespace
 }  // namespace padlock::message_queue
