@@ -13,10 +13,10 @@
 #include "absl/time/clock.h"
 #include "clients/sdk/crypto_provider.h"
 #include "clients/sdk/identity.h"
+#include "common/statement/signature.h"
+#include "common/statement/signed_statement.h"
 #include "services/common/redis/cluster_slots.h"
 #include "services/common/runtime/logging.h"
-#include "services/common/statement/signature.h"
-#include "services/common/statement/signed_statement.h"
 
 namespace {
 

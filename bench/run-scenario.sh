@@ -46,7 +46,7 @@ REDIS_PORT="${PADLOCK_LOCAL_REDIS_PORT:-7379}"
 RUNS="${RUNS:-3}"
 RESULTS_DIR="${RESULTS_DIR:-$REPO/bench/results}"
 LOADGEN="$BUILD_DIR/bench/loadgen/padlock-loadgen"
-HEALTHCHECK="$BUILD_DIR/services/common/runtime/padlock-healthcheck"
+HEALTHCHECK="$BUILD_DIR/tools/healthcheck/padlock-healthcheck"
 
 log() { printf '[run-scenario] %s\n' "$*" >&2; }
 die() { printf '[run-scenario] error: %s\n' "$*" >&2; exit 1; }

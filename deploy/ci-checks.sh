@@ -188,11 +188,11 @@ build_image_prebuilt() {
   cp "$REPO/deploy/image/padlock-container-healthcheck" "$REPO/deploy/image/apt-install" \
     "$ctx/deploy/image/"
   cp "$REPO/scripts/lib/internal-certs.sh" "$ctx/scripts/lib/"
-  for b in gateway/padlock-gateway presence/padlock-presence message_queue/padlock-message-queue \
-           key_directory/padlock-key-directory common/runtime/padlock-healthcheck \
-           admin_cli/padlock-admin; do
-    [ -x "$BUILD_DIR/services/$b" ] || { say "missing $BUILD_DIR/services/$b"; return 1; }
-    strip --strip-unneeded -o "$ctx/deploy/prebuilt/${b##*/}" "$BUILD_DIR/services/$b" || return 1
+  for b in services/gateway/padlock-gateway services/presence/padlock-presence \
+           services/message_queue/padlock-message-queue services/key_directory/padlock-key-directory \
+           tools/healthcheck/padlock-healthcheck tools/admin_cli/padlock-admin; do
+    [ -x "$BUILD_DIR/$b" ] || { say "missing $BUILD_DIR/$b"; return 1; }
+    strip --strip-unneeded -o "$ctx/deploy/prebuilt/${b##*/}" "$BUILD_DIR/$b" || return 1
   done
   retry 3 docker build -q --target prebuilt --build-arg PREBUILT=1 -t "$IMAGE" "$ctx" >/dev/null ||
     return 1
@@ -253,7 +253,7 @@ stack_logs_clean() {
 
 # gRPC health through the published (load-balanced) gateway port, with the host's healthcheck.
 gateway_published() {
-  local hc="$BUILD_DIR/services/common/runtime/padlock-healthcheck" deadline=$((SECONDS + 30))
+  local hc="$BUILD_DIR/tools/healthcheck/padlock-healthcheck" deadline=$((SECONDS + 30))
   [ -x "$hc" ] || hc="docker run --rm --network host --entrypoint padlock-healthcheck $IMAGE"
   until $hc --addr="127.0.0.1:$GW_PORT"; do
     [ $SECONDS -ge $deadline ] && return 1

@@ -8,8 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "clients/sdk/crypto_provider.h"
 #include "clients/sdk/identity.h"
+#include "common/statement/signed_statement.h"
 #include "padlock/v1/gateway.grpc.pb.h"
-#include "services/common/statement/signed_statement.h"
 
 namespace padlock::loadgen {
 namespace {

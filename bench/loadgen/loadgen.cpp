@@ -22,8 +22,8 @@
 #include "absl/synchronization/mutex.h"
 #include "bench/loadgen/device_stream.h"
 #include "bench/loadgen/h2_transport.h"
+#include "common/statement/signature.h"
 #include "services/common/runtime/json_string.h"
-#include "services/common/statement/signature.h"
 
 namespace padlock::loadgen {
 namespace {

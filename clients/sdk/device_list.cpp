@@ -4,9 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "clients/sdk/identity.h"
+#include "common/statement/signature.h"
+#include "common/statement/signed_statement.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "services/common/statement/signature.h"
-#include "services/common/statement/signed_statement.h"
 
 namespace padlock::client {
 

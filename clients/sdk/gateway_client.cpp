@@ -8,7 +8,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "services/common/statement/signed_statement.h"
+#include "common/statement/signed_statement.h"
 
 namespace padlock::client {
 namespace {

@@ -8,7 +8,7 @@
 #include "clients/sdk/device_list.h"
 #include "clients/sdk/identity.h"
 #include "clients/sdk/messenger.h"
-#include "services/common/statement/signed_statement.h"
+#include "common/statement/signed_statement.h"
 
 namespace padlock::client {
 

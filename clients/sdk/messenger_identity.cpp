@@ -9,7 +9,7 @@
 #include "clients/sdk/identity.h"
 #include "clients/sdk/messenger.h"
 #include "clients/sdk/safety_number.h"
-#include "services/common/statement/signed_statement.h"
+#include "common/statement/signed_statement.h"
 
 namespace padlock::client {
 

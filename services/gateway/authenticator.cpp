@@ -9,11 +9,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "common/statement/signature.h"
+#include "common/statement/signed_statement.h"
 #include "services/common/runtime/absl_compat.h"
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/metrics_util.h"
-#include "services/common/statement/signature.h"
-#include "services/common/statement/signed_statement.h"
 
 namespace padlock::gateway {
 namespace {

@@ -13,12 +13,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/statement/ids.h"
 #include "services/common/runtime/absl_compat.h"
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/status.h"
-#include "services/common/runtime/upstream_status.h"
 #include "services/common/runtime/unary.h"
-#include "services/common/statement/ids.h"
+#include "services/common/runtime/upstream_status.h"
 #include "services/gateway/device_stream.h"
 #include "services/gateway/key_directory_client.h"
 

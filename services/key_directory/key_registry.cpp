@@ -11,14 +11,14 @@
 #include "absl/strings/cord.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/statement/ids.h"
+#include "common/statement/signature.h"
 #include "prometheus/counter.h"
 #include "prometheus/histogram.h"
 #include "prometheus/registry.h"
 #include "services/common/runtime/absl_compat.h"
 #include "services/common/runtime/logging.h"
 #include "services/common/runtime/status_macros.h"
-#include "services/common/statement/ids.h"
-#include "services/common/statement/signature.h"
 
 namespace padlock::key_directory {
 namespace {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "services/common/statement/signed_statement.h"
+#include "common/statement/signed_statement.h"
 
 namespace padlock::key_directory {
 

@@ -17,9 +17,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "services/common/runtime/metrics_util.h"
+#include "common/statement/ids.h"
 #include "services/common/runtime/absl_compat.h"
-#include "services/common/statement/ids.h"
+#include "services/common/runtime/metrics_util.h"
 
 namespace padlock::message_queue {
 namespace {

@@ -5,10 +5,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/statement/ids.h"
 #include "services/common/runtime/status.h"
 #include "services/common/runtime/status_macros.h"
 #include "services/common/runtime/unary.h"
-#include "services/common/statement/ids.h"
 
 namespace padlock::presence {
 namespace {

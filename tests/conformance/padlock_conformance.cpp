@@ -29,7 +29,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "services/common/statement/signed_statement.h"
+#include "common/statement/signed_statement.h"
 #include "tests/e2e/gateway/e2e_client.h"
 
 namespace padlock::conformance {

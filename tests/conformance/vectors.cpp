@@ -18,9 +18,9 @@
 #include "clients/sdk/identity.h"
 #include "clients/sdk/local_store.h"
 #include "clients/sdk/messenger.h"
+#include "common/statement/signature.h"
+#include "common/statement/signed_statement.h"
 #include "google/protobuf/util/json_util.h"
-#include "services/common/statement/signature.h"
-#include "services/common/statement/signed_statement.h"
 
 namespace padlock::vectors {
 namespace {

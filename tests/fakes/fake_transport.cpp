@@ -5,7 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "services/common/statement/signature.h"
+#include "common/statement/signature.h"
 
 namespace padlock::testing {
 namespace {

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "clients/sdk/identity.h"
+#include "common/statement/signed_statement.h"
 #include "services/common/runtime/status.h"
-#include "services/common/statement/signed_statement.h"
 #include "services/key_directory/key_directory_service.h"
 
 namespace padlock::e2e {

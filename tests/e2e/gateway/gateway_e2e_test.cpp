@@ -13,8 +13,8 @@
 
 #include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
+#include "common/statement/signed_statement.h"
 #include "padlock/v1/message_queue.grpc.pb.h"
-#include "services/common/statement/signed_statement.h"
 #include "tests/e2e/gateway/e2e_client.h"
 #include "tests/harness/stack.h"
 #include "tests/unit/runtime/runtime_test_util.h"

@@ -16,10 +16,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "padlock/v1/key_directory.grpc.pb.h"
-#include "services/common/ratelimit/redis_rate_limiter.h"
 #include "services/common/channels/device_channel.h"
 #include "services/common/postgres/migrations.h"
 #include "services/common/postgres/pool.h"
+#include "services/common/ratelimit/redis_rate_limiter.h"
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/redis_subscriber.h"
 #include "services/common/runtime/executor.h"
@@ -28,10 +28,10 @@
 #include "services/key_directory/key_directory_service.h"
 #include "services/key_directory/postgres_key_store.h"
 #include "services/key_directory/redis_adapters.h"
+#include "tests/fakes/key_store_contract.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/postgres_server.h"
 #include "tests/harness/redis_server.h"
-#include "tests/fakes/key_store_contract.h"
 #include "tests/unit/key_directory/test_identities.h"
 
 namespace padlock::key_directory::testing {
@@ -306,7 +306,7 @@ class KeyDirectoryIntegration : public ::testing::Test {
   // Runs padlock-admin against the in-process server; returns the exit code and fills `output`.
   int Admin(const std::vector<std::string>& args, std::string* output = nullptr) {
     padlock::testing::TempDir dir;
-    std::vector<std::string> argv{padlock::testing::BuildBinary("services/admin_cli/padlock-admin"),
+    std::vector<std::string> argv{padlock::testing::BuildBinary("tools/admin_cli/padlock-admin"),
                                   absl::StrCat("--target=", target_)};
     argv.insert(argv.end(), args.begin(), args.end());
     // The in-process server is plaintext; mutual TLS with operator certificates is covered by
@@ -582,7 +582,7 @@ TEST_F(KeyDirectoryIntegration, AdminActionsThroughTheCli) {
   // Unreachable target: exit 3.
   padlock::testing::TempDir dir;
   auto process = padlock::testing::Subprocess::Start(
-      {.argv = {padlock::testing::BuildBinary("services/admin_cli/padlock-admin"),
+      {.argv = {padlock::testing::BuildBinary("tools/admin_cli/padlock-admin"),
                 absl::StrCat("--target=127.0.0.1:", padlock::testing::FreeTcpPort()), "unban",
                 "x12"},
        .env = {{"PADLOCK_INTERNAL_INSECURE", "1"}},

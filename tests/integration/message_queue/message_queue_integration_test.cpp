@@ -33,9 +33,9 @@
 #include "services/message_queue/message_queue_service.h"
 #include "services/message_queue/redis_inbox_store.h"
 #include "services/message_queue/redis_memory_monitor.h"
+#include "tests/fakes/message_queue_fakes.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/redis_server.h"
-#include "tests/fakes/message_queue_fakes.h"
 
 namespace padlock::message_queue {
 namespace {

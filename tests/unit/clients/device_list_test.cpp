@@ -12,8 +12,8 @@
 #include "clients/sdk/gateway_client.h"
 #include "clients/sdk/identity.h"
 #include "clients/sdk/messenger.h"
+#include "common/statement/signed_statement.h"
 #include "gtest/gtest.h"
-#include "services/common/statement/signed_statement.h"
 
 namespace padlock::client {
 namespace {

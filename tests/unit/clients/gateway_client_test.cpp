@@ -13,10 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "clients/sdk/crypto_provider.h"
 #include "clients/sdk/identity.h"
+#include "common/statement/signature.h"
+#include "common/statement/signed_statement.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "services/common/statement/signature.h"
-#include "services/common/statement/signed_statement.h"
 
 namespace padlock::client {
 namespace {

@@ -9,8 +9,8 @@
 
 #include "absl/status/status.h"
 #include "clients/sdk/signal_handles.h"
+#include "common/statement/signature.h"
 #include "gtest/gtest.h"
-#include "services/common/statement/signature.h"
 
 namespace padlock::client {
 namespace {

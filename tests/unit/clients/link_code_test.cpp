@@ -5,8 +5,8 @@
 
 #include "absl/strings/escaping.h"
 #include "clients/sdk/messenger.h"
+#include "common/statement/signature.h"
 #include "gtest/gtest.h"
-#include "services/common/statement/signature.h"
 #include "tests/harness/harness.h"
 
 namespace padlock::client {

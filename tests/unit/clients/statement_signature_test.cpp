@@ -17,9 +17,9 @@
 #include "absl/strings/escaping.h"
 #include "clients/sdk/identity.h"
 #include "clients/sdk/signal_handles.h"
+#include "common/statement/signature.h"
+#include "common/statement/signed_statement.h"
 #include "gtest/gtest.h"
-#include "services/common/statement/signature.h"
-#include "services/common/statement/signed_statement.h"
 
 namespace padlock {
 namespace {

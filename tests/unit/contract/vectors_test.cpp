@@ -12,8 +12,8 @@
 #include "clients/sdk/content.h"
 #include "clients/sdk/crypto_provider.h"
 #include "clients/sdk/identity.h"
+#include "common/statement/signature.h"
 #include "gtest/gtest.h"
-#include "services/common/statement/signature.h"
 #include "tests/conformance/vectors.h"
 
 namespace padlock::vectors {

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "clients/sdk/crypto_provider.h"
 #include "clients/sdk/identity.h"
-#include "services/common/statement/signed_statement.h"
+#include "common/statement/signed_statement.h"
 #include "tests/fakes/manual_clock.h"
 
 namespace padlock::gateway {

@@ -2,7 +2,7 @@
 
 #include <cstdlib>
 
-#include "services/common/statement/signed_statement.h"
+#include "common/statement/signed_statement.h"
 
 namespace padlock::key_directory::testing {
 namespace {

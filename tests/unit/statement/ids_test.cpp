@@ -1,4 +1,4 @@
-#include "services/common/statement/ids.h"
+#include "common/statement/ids.h"
 
 #include <string>
 

@@ -1,12 +1,12 @@
-#include "services/common/statement/signature.h"
+#include "common/statement/signature.h"
 
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
+#include "common/statement/signed_statement.h"
 #include "gtest/gtest.h"
-#include "services/common/statement/signed_statement.h"
 
 namespace padlock::statement {
 namespace {

@@ -1,4 +1,4 @@
-#include "services/common/statement/signed_statement.h"
+#include "common/statement/signed_statement.h"
 
 #include <string>
 #include <string_view>

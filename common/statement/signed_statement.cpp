@@ -1,4 +1,4 @@
-#include "services/common/statement/signed_statement.h"
+#include "common/statement/signed_statement.h"
 
 #include <cstdio>
 #include <cstdlib>

@@ -1,4 +1,4 @@
-#include "services/common/statement/signature.h"
+#include "common/statement/signature.h"
 
 #include <signal/curve.h>
 #include <signal/signal_protocol.h>
