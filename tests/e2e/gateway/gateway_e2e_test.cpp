@@ -16,6 +16,7 @@
 #include "common/statement/signed_statement.h"
 #include "padlock/v1/message_queue.grpc.pb.h"
 #include "tests/e2e/gateway/e2e_client.h"
+#include "tests/harness/mode_stacks.h"
 #include "tests/harness/stack.h"
 #include "tests/unit/runtime/runtime_test_util.h"
 
@@ -25,20 +26,10 @@ namespace {
 using testing::PadlockStack;
 using testing::WaitFor;
 
-PadlockStack* StackFor(bool cluster) {
-  static std::map<bool, std::unique_ptr<PadlockStack>> stacks;
-  auto it = stacks.find(cluster);
-  if (it != stacks.end()) return it->second.get();
-  auto stack = PadlockStack::Start({.gateways = 2, .redis_cluster = cluster});
-  EXPECT_TRUE(stack.ok()) << stack.status();
-  if (!stack.ok()) return nullptr;
-  return (stacks[cluster] = *std::move(stack)).get();
-}
-
 class GatewayE2eTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    stack_ = StackFor(GetParam());
+    stack_ = testing::StackForMode(GetParam(), {.gateways = 2});
     ASSERT_NE(stack_, nullptr);
     for (int i = 0; i < stack_->gateway_count(); ++i) {
       if (stack_->gateway_pid(i) <= 0 || ::kill(stack_->gateway_pid(i), 0) != 0) {
@@ -47,13 +38,7 @@ class GatewayE2eTest : public ::testing::TestWithParam<bool> {
       ops_.push_back(std::make_unique<AccountOps>(grpc::CreateChannel(
           stack_->gateway_target(i), stack_->gateway_credentials(i))));
     }
-    // Lower-case letters of the test's name (user ids allow [a-z0-9._-]), and the mode.
-    for (char c : std::string(::testing::UnitTest::GetInstance()->current_test_info()->name())) {
-      if (std::isupper(static_cast<unsigned char>(c)) && prefix_.size() < 12) {
-        prefix_ += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      }
-    }
-    prefix_ += GetParam() ? "-c" : "-s";
+    prefix_ = testing::TestUserSuffix(GetParam());
   }
   void TearDown() override {
     if (HasFailure() && stack_ != nullptr) std::cerr << stack_->Logs().substr(0, 20000);

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "services/common/channels/device_channel.h"
 #include "tests/e2e/gateway/e2e_client.h"
+#include "tests/harness/mode_stacks.h"
 #include "tests/harness/stack.h"
 
 namespace padlock::e2e {
@@ -33,19 +34,12 @@ std::string ValidPoint() {
 }
 
 PadlockStack* StackFor(bool cluster) {
-  static std::map<bool, std::unique_ptr<PadlockStack>> stacks;
-  auto it = stacks.find(cluster);
-  if (it != stacks.end()) return it->second.get();
   std::string vapid;
   absl::WebSafeBase64Escape(ValidPoint(), &vapid);
-  auto stack = PadlockStack::Start(
-      {.redis_cluster = cluster,
-       .gateway_env = {{"PADLOCK_PUSH_ALLOWED_HOSTS", "127.0.0.1,localhost"},
-                       {"PADLOCK_PUSH_ENDPOINT_TTL", absl::StrCat(kTtlSeconds, "s")},
-                       {"PADLOCK_VAPID_PUBLIC_KEY", vapid}}});
-  EXPECT_TRUE(stack.ok()) << stack.status();
-  if (!stack.ok()) return nullptr;
-  return (stacks[cluster] = *std::move(stack)).get();
+  return testing::StackForMode(
+      cluster, {.gateway_env = {{"PADLOCK_PUSH_ALLOWED_HOSTS", "127.0.0.1,localhost"},
+                                {"PADLOCK_PUSH_ENDPOINT_TTL", absl::StrCat(kTtlSeconds, "s")},
+                                {"PADLOCK_VAPID_PUBLIC_KEY", vapid}}});
 }
 
 class PushSubscriptionE2eTest : public ::testing::TestWithParam<bool> {
@@ -55,12 +49,7 @@ class PushSubscriptionE2eTest : public ::testing::TestWithParam<bool> {
     ASSERT_NE(stack_, nullptr);
     ops_ = std::make_unique<AccountOps>(
         grpc::CreateChannel(stack_->gateway_target(), stack_->gateway_credentials()));
-    for (char c : std::string(::testing::UnitTest::GetInstance()->current_test_info()->name())) {
-      if (std::isupper(static_cast<unsigned char>(c)) && prefix_.size() < 12) {
-        prefix_ += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      }
-    }
-    prefix_ += GetParam() ? "-c" : "-s";
+    prefix_ = testing::TestUserSuffix(GetParam());
   }
   void TearDown() override {
     if (HasFailure() && stack_ != nullptr) std::cerr << stack_->Logs().substr(0, 20000);

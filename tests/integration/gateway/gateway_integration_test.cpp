@@ -37,6 +37,7 @@
 #include "services/key_directory/redis_adapters.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/postgres_server.h"
+#include "tests/harness/redis_modes.h"
 #include "tests/harness/redis_server.h"
 #include "tests/unit/key_directory/test_identities.h"
 
@@ -45,34 +46,9 @@ namespace {
 
 namespace pb = padlock::v1;
 namespace kd = padlock::key_directory;
-using padlock::testing::PostgresServer;
-using padlock::testing::RedisServer;
 using padlock::testing::WaitFor;
 
-testing::PostgresServer* g_postgres = nullptr;
-testing::RedisServer* g_redis = nullptr;
-
-class Servers : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto pg = PostgresServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    postgres_ = *std::move(pg);
-    auto redis = RedisServer::Start();
-    ASSERT_TRUE(redis.ok()) << redis.status();
-    redis_ = *std::move(redis);
-    g_postgres = postgres_.get();
-    g_redis = redis_.get();
-  }
-  void TearDown() override {
-    redis_.reset();
-    postgres_.reset();
-  }
-
- private:
-  std::unique_ptr<PostgresServer> postgres_;
-  std::unique_ptr<RedisServer> redis_;
-};
+using Servers = padlock::testing::PostgresRedisEnvironment;
 const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new Servers);
 
 const std::string kSecretA(32, 'A');
@@ -179,17 +155,17 @@ class GatewayStack {
 class GatewayIntegration : public ::testing::Test {
  protected:
   void SetUp() override {
-    ASSERT_TRUE(g_redis->FlushAll().ok());
-    auto db = g_postgres->CreateFreshDatabase();
+    ASSERT_TRUE(Servers::redis()->FlushAll().ok());
+    auto db = Servers::postgres()->CreateFreshDatabase();
     ASSERT_TRUE(db.ok()) << db.status();
-    const std::string conninfo = g_postgres->ConnInfo(*db);
+    const std::string conninfo = Servers::postgres()->ConnInfo(*db);
     ASSERT_TRUE(postgres::Migrate({.conninfo = conninfo}, kd::EmbeddedMigrations()).ok());
     auto pool = postgres::Pool::Create(
         {.conninfo = conninfo, .size = 4, .statements = kd::PostgresKeyStore::Statements()});
     ASSERT_TRUE(pool.ok()) << pool.status();
     pool_ = *std::move(pool);
     redis::RedisOptions redis_options;
-    redis_options.addresses = {g_redis->address()};
+    redis_options.addresses = {Servers::redis()->address()};
     redis_options.pool_size = 4;
     auto redis = redis::RedisClient::Create(redis_options);
     ASSERT_TRUE(redis.ok());

@@ -31,6 +31,7 @@
 #include "tests/fakes/key_store_contract.h"
 #include "tests/harness/harness.h"
 #include "tests/harness/postgres_server.h"
+#include "tests/harness/redis_modes.h"
 #include "tests/harness/redis_server.h"
 #include "tests/unit/key_directory/test_identities.h"
 
@@ -38,42 +39,17 @@ namespace padlock::key_directory::testing {
 namespace {
 
 namespace pb = padlock::v1;
-using padlock::testing::PostgresServer;
-using padlock::testing::RedisServer;
 using padlock::testing::WaitFor;
 
-PostgresServer* g_postgres = nullptr;
-RedisServer* g_redis = nullptr;
-
-class Servers : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto pg = PostgresServer::Start();
-    ASSERT_TRUE(pg.ok()) << pg.status();
-    postgres_ = *std::move(pg);
-    auto redis = RedisServer::Start();
-    ASSERT_TRUE(redis.ok()) << redis.status();
-    redis_ = *std::move(redis);
-    g_postgres = postgres_.get();
-    g_redis = redis_.get();
-  }
-  void TearDown() override {
-    redis_.reset();
-    postgres_.reset();
-  }
-
- private:
-  std::unique_ptr<PostgresServer> postgres_;
-  std::unique_ptr<RedisServer> redis_;
-};
+using Servers = padlock::testing::PostgresRedisEnvironment;
 const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new Servers);
 
 // A fresh migrated database and a pool on it.
 std::unique_ptr<postgres::Pool> FreshPool(std::string* conninfo_out = nullptr) {
-  auto db = g_postgres->CreateFreshDatabase();
+  auto db = Servers::postgres()->CreateFreshDatabase();
   EXPECT_TRUE(db.ok()) << db.status();
   if (!db.ok()) return nullptr;
-  const std::string conninfo = g_postgres->ConnInfo(*db);
+  const std::string conninfo = Servers::postgres()->ConnInfo(*db);
   auto migrated = postgres::Migrate({.conninfo = conninfo}, EmbeddedMigrations());
   EXPECT_TRUE(migrated.ok()) << migrated.status();
   auto pool = postgres::Pool::Create(
@@ -121,11 +97,11 @@ class KeyDirectoryIntegration : public ::testing::Test {
   }
 
   void Start(RegistryOptions options) {
-    ASSERT_TRUE(g_redis->FlushAll().ok());
+    ASSERT_TRUE(Servers::redis()->FlushAll().ok());
     pool_ = FreshPool(&conninfo_);
     ASSERT_NE(pool_, nullptr);
     redis::RedisOptions redis_options;
-    redis_options.addresses = {g_redis->address()};
+    redis_options.addresses = {Servers::redis()->address()};
     redis_options.pool_size = 8;
     auto redis = redis::RedisClient::Create(redis_options);
     ASSERT_TRUE(redis.ok());
@@ -641,11 +617,11 @@ TEST(KeyDirectoryBinary, ServesAndRejectsBadConfig) {
   padlock::testing::TempDir dir;
   const std::string binary =
       padlock::testing::BuildBinary("services/key_directory/padlock-key-directory");
-  auto db = g_postgres->CreateFreshDatabase();
+  auto db = Servers::postgres()->CreateFreshDatabase();
   ASSERT_TRUE(db.ok());
   std::map<std::string, std::string> env{
-      {"PADLOCK_POSTGRES_DSN", g_postgres->ConnInfo(*db)},
-      {"PADLOCK_REDIS_ADDRS", g_redis->address()},
+      {"PADLOCK_POSTGRES_DSN", Servers::postgres()->ConnInfo(*db)},
+      {"PADLOCK_REDIS_ADDRS", Servers::redis()->address()},
       {"PADLOCK_METRICS_PORT", absl::StrCat(padlock::testing::FreeTcpPort())},
       {"PADLOCK_ADMIN_PORT", absl::StrCat(padlock::testing::FreeTcpPort())},
       // Plaintext: this test is about configuration and the registration policy.

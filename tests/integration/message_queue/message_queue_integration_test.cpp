@@ -35,6 +35,7 @@
 #include "services/message_queue/redis_memory_monitor.h"
 #include "tests/fakes/message_queue_fakes.h"
 #include "tests/harness/harness.h"
+#include "tests/harness/redis_modes.h"
 #include "tests/harness/redis_server.h"
 
 namespace padlock::message_queue {
@@ -44,7 +45,7 @@ namespace v1 = padlock::v1;
 using padlock::testing::WaitFor;
 using ::testing::ElementsAre;
 
-enum class Mode { kStandalone, kCluster };
+using Mode = padlock::testing::RedisTestMode;
 
 const std::string kDedupeSecret(32, 'k');
 
@@ -167,34 +168,12 @@ class Replica {
   std::unique_ptr<v1::MessageQueue::Stub> stub_;
 };
 
-class MessageQueueIntegrationTest : public ::testing::TestWithParam<Mode> {
+class MessageQueueIntegrationTest : public padlock::testing::RedisModeTest {
  protected:
-  static void SetUpTestSuite() {
-    auto standalone = padlock::testing::RedisServer::Start();
-    ASSERT_TRUE(standalone.ok()) << standalone.status();
-    standalone_ = standalone->release();
-    auto cluster = padlock::testing::RedisCluster::Start(3);
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = cluster->release();
-  }
-  static void TearDownTestSuite() {
-    delete standalone_;
-    delete cluster_;
-    standalone_ = nullptr;
-    cluster_ = nullptr;
-  }
-
   void SetUp() override {
-    ASSERT_NE(standalone_, nullptr);
-    ASSERT_NE(cluster_, nullptr);
-    if (GetParam() == Mode::kCluster) {
-      ASSERT_TRUE(cluster_->FlushAll().ok());
-      options_.addresses = cluster_->addresses();
-      options_.mode = redis::RedisMode::kCluster;
-    } else {
-      ASSERT_TRUE(standalone_->FlushAll().ok());
-      options_.addresses = {standalone_->address()};
-    }
+    RedisModeTest::SetUp();
+    if (HasFatalFailure()) return;
+    options_ = redis_options_;
     directory_.Set("alice", 1, {{1, 101}});
     directory_.Set("bob", 4, {{1, 201}, {2, 202}});
     probe_client_ = *redis::RedisClient::Create(options_);
@@ -274,17 +253,12 @@ class MessageQueueIntegrationTest : public ::testing::TestWithParam<Mode> {
     return n;
   }
 
-  static padlock::testing::RedisServer* standalone_;
-  static padlock::testing::RedisCluster* cluster_;
   redis::RedisOptions options_;
   FakeDeviceDirectory directory_;
   std::unique_ptr<redis::RedisClient> probe_client_;
   std::unique_ptr<ChannelProbe> probe_;
   std::unique_ptr<Replica> replica_;
 };
-
-padlock::testing::RedisServer* MessageQueueIntegrationTest::standalone_ = nullptr;
-padlock::testing::RedisCluster* MessageQueueIntegrationTest::cluster_ = nullptr;
 
 TEST_P(MessageQueueIntegrationTest, EnqueueWakesDeviceThenBacklogAckAndEmpty) {
   StartReplica();
@@ -1585,10 +1559,7 @@ TEST_P(MessageQueueIntegrationTest, GroupSendToMembersOnEveryMasterStoresAndWake
 }
 
 INSTANTIATE_TEST_SUITE_P(Redis, MessageQueueIntegrationTest,
-                         ::testing::Values(Mode::kStandalone, Mode::kCluster),
-                         [](const ::testing::TestParamInfo<Mode>& info) {
-                           return info.param == Mode::kCluster ? "Cluster" : "Standalone";
-                         });
+                         padlock::testing::AllRedisModes(), padlock::testing::RedisModeName);
 
 }  // namespace
 }  // namespace padlock::message_queue

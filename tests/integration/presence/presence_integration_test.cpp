@@ -30,6 +30,7 @@
 #include "services/presence/redis_event_publisher.h"
 #include "services/presence/redis_presence_store.h"
 #include "tests/harness/harness.h"
+#include "tests/harness/redis_modes.h"
 #include "tests/harness/redis_server.h"
 
 namespace padlock::presence {
@@ -45,14 +46,7 @@ constexpr int64_t kEntryTtlMs = 2000;
 constexpr int kMaxSubscriptions = 5;
 constexpr int kRateBurst = 4;
 
-enum class Mode { kStandalone, kCluster };
-
-redis::RedisOptions OptionsFor(Mode mode, const std::vector<std::string>& addresses) {
-  redis::RedisOptions options;
-  options.addresses = addresses;
-  options.mode = mode == Mode::kCluster ? redis::RedisMode::kCluster : redis::RedisMode::kStandalone;
-  return options;
-}
+using Mode = padlock::testing::RedisTestMode;
 
 // One presence replica: its own Redis client, logic, executor, sweeper and gRPC server.
 class Replica {
@@ -164,33 +158,12 @@ void Deadline(grpc::ClientContext& context) {
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
 }
 
-class PresenceIntegrationTest : public ::testing::TestWithParam<Mode> {
+class PresenceIntegrationTest : public padlock::testing::RedisModeTest {
  protected:
-  static void SetUpTestSuite() {
-    auto standalone = padlock::testing::RedisServer::Start();
-    ASSERT_TRUE(standalone.ok()) << standalone.status();
-    standalone_ = standalone->release();
-    auto cluster = padlock::testing::RedisCluster::Start(3);
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = cluster->release();
-  }
-  static void TearDownTestSuite() {
-    delete standalone_;
-    delete cluster_;
-    standalone_ = nullptr;
-    cluster_ = nullptr;
-  }
-
   void SetUp() override {
-    ASSERT_NE(standalone_, nullptr);
-    ASSERT_NE(cluster_, nullptr);
-    if (GetParam() == Mode::kCluster) {
-      ASSERT_TRUE(cluster_->FlushAll().ok());
-      options_ = OptionsFor(Mode::kCluster, cluster_->addresses());
-    } else {
-      ASSERT_TRUE(standalone_->FlushAll().ok());
-      options_ = OptionsFor(Mode::kStandalone, {standalone_->address()});
-    }
+    RedisModeTest::SetUp();
+    if (HasFatalFailure()) return;
+    options_ = redis_options_;
     a_ = std::make_unique<Replica>(options_, "replica-a");
     b_ = std::make_unique<Replica>(options_, "replica-b");
     probe_client_ = *redis::RedisClient::Create(options_);
@@ -288,17 +261,12 @@ class PresenceIntegrationTest : public ::testing::TestWithParam<Mode> {
     return {resp.locations().begin(), resp.locations().end()};
   }
 
-  static padlock::testing::RedisServer* standalone_;
-  static padlock::testing::RedisCluster* cluster_;
   redis::RedisOptions options_;
   std::unique_ptr<Replica> a_;
   std::unique_ptr<Replica> b_;
   std::unique_ptr<redis::RedisClient> probe_client_;
   std::unique_ptr<ChannelProbe> probe_;
 };
-
-padlock::testing::RedisServer* PresenceIntegrationTest::standalone_ = nullptr;
-padlock::testing::RedisCluster* PresenceIntegrationTest::cluster_ = nullptr;
 
 TEST_P(PresenceIntegrationTest, SubscriberHearsOnlineThenOfflineWithLastSeen) {
   probe_->Listen("bob", 1);
@@ -554,10 +522,7 @@ TEST_P(PresenceIntegrationTest, TwoReplicasServeOneSetOfGatewaysConsistently) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Redis, PresenceIntegrationTest,
-                         ::testing::Values(Mode::kStandalone, Mode::kCluster),
-                         [](const ::testing::TestParamInfo<Mode>& info) {
-                           return info.param == Mode::kCluster ? "Cluster" : "Standalone";
-                         });
+                         padlock::testing::AllRedisModes(), padlock::testing::RedisModeName);
 
 }  // namespace
 }  // namespace padlock::presence

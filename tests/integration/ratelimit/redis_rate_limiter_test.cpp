@@ -13,41 +13,12 @@
 #include "services/common/ratelimit/redis_rate_limiter.h"
 #include "services/common/redis/cluster_slots.h"
 #include "services/common/redis/redis_client.h"
-#include "tests/harness/redis_server.h"
+#include "tests/harness/redis_modes.h"
 
 namespace padlock::ratelimit {
 namespace {
 
-using padlock::testing::RedisCluster;
 using padlock::testing::RedisServer;
-
-RedisServer* g_standalone = nullptr;
-RedisCluster* g_cluster = nullptr;
-
-class Servers : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto standalone = RedisServer::Start();
-    ASSERT_TRUE(standalone.ok()) << standalone.status();
-    standalone_ = *std::move(standalone);
-    auto cluster = RedisCluster::Start(3);
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = *std::move(cluster);
-    g_standalone = standalone_.get();
-    g_cluster = cluster_.get();
-  }
-  void TearDown() override {
-    cluster_.reset();
-    standalone_.reset();
-  }
-
- private:
-  std::unique_ptr<RedisServer> standalone_;
-  std::unique_ptr<RedisCluster> cluster_;
-};
-const auto* const kEnvironment = ::testing::AddGlobalTestEnvironment(new Servers);
-
-enum class Mode { kStandalone, kCluster };
 
 // Client calls of one kind ("command" or "pipeline") observed by the client's metrics.
 uint64_t ClientCalls(prometheus::Registry& registry, const std::string& call) {
@@ -62,21 +33,16 @@ uint64_t ClientCalls(prometheus::Registry& registry, const std::string& call) {
   return 0;
 }
 
-class RedisRateLimiterTest : public ::testing::TestWithParam<Mode> {
+class RedisRateLimiterTest : public padlock::testing::RedisModeTest {
  protected:
   void SetUp() override {
-    ASSERT_NE(g_standalone, nullptr);
-    ASSERT_NE(g_cluster, nullptr);
-    redis::RedisOptions options;
-    if (cluster()) {
-      ASSERT_TRUE(g_cluster->WaitHealthy(absl::Seconds(30)).ok());
-      ASSERT_TRUE(g_cluster->FlushAll().ok());
-      options.addresses = {g_cluster->address(0)};
-      options.mode = redis::RedisMode::kCluster;
-    } else {
-      ASSERT_TRUE(g_standalone->FlushAll().ok());
-      options.addresses = {g_standalone->address()};
+    if (cluster_mode() && cluster() != nullptr) {
+      ASSERT_TRUE(cluster()->WaitHealthy(absl::Seconds(30)).ok());
     }
+    RedisModeTest::SetUp();
+    if (HasFatalFailure()) return;
+    redis::RedisOptions options = redis_options_;
+    if (cluster_mode()) options.addresses = {cluster()->address(0)};  // one seed
     options.metrics = &registry_;
     auto client = redis::RedisClient::Create(options);
     ASSERT_TRUE(client.ok()) << client.status();
@@ -84,17 +50,15 @@ class RedisRateLimiterTest : public ::testing::TestWithParam<Mode> {
     limiter_ = std::make_unique<RedisRateLimiter>(client_.get());
   }
 
-  bool cluster() const { return GetParam() == Mode::kCluster; }
-
   // The claim buckets of `requester` → `target`. On the cluster, users are picked so that the
   // two buckets are owned by different masters: the pipeline then spans two nodes.
   std::pair<std::string, std::string> Buckets() {
     for (int n = 0; n < 1000; ++n) {
       std::string from = absl::StrCat("rl:claim:from:bob", n);
       std::string to = absl::StrCat("rl:claim:to:alice", n);
-      if (!cluster()) return {from, to};
-      auto from_owner = g_cluster->OwnerOfSlot(redis::KeySlot(from));
-      auto to_owner = g_cluster->OwnerOfSlot(redis::KeySlot(to));
+      if (!cluster_mode()) return {from, to};
+      auto from_owner = cluster()->OwnerOfSlot(redis::KeySlot(from));
+      auto to_owner = cluster()->OwnerOfSlot(redis::KeySlot(to));
       if (from_owner.ok() && to_owner.ok() && *from_owner != *to_owner) return {from, to};
     }
     ADD_FAILURE() << "no pair of buckets on two masters";
@@ -107,10 +71,7 @@ class RedisRateLimiterTest : public ::testing::TestWithParam<Mode> {
 };
 
 INSTANTIATE_TEST_SUITE_P(Modes, RedisRateLimiterTest,
-                         ::testing::Values(Mode::kStandalone, Mode::kCluster),
-                         [](const ::testing::TestParamInfo<Mode>& info) {
-                           return info.param == Mode::kCluster ? "Cluster" : "Standalone";
-                         });
+                         padlock::testing::AllRedisModes(), padlock::testing::RedisModeName);
 
 TEST_P(RedisRateLimiterTest, TakeEachChargesEveryBucketInOnePipeline) {
   const auto [from, to] = Buckets();
