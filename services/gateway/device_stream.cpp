@@ -445,8 +445,8 @@ void DeviceStream::OnDone() {
     SetDeadline(call->context, hub_->settings().call_deadline);
     *call->request.mutable_device() = Address(claims_);
     call->request.set_epoch(epoch);
-    hub_->presence()->async()->Disconnect(&call->context, &call->request, &call->response,
-                                          [call](grpc::Status) { delete call; });
+    hub_->presence()->Disconnect(&call->context, &call->request, &call->response,
+                                 [call](grpc::Status) { delete call; });
   }
   // `keep` releases the stream's self-reference here; pumps or calls may still hold it.
 }

@@ -183,11 +183,11 @@ void DeviceStream::MaybeReadLocked() {
   call->request.set_after_server_id(cursor_.after_server_id());
   call->request.set_after_sequence(cursor_.after_sequence());
   call->request.set_max_envelopes(cursor_.read_limit());
-  hub_->message_queue()->async()->ReadInbox(&call->context, &call->request, &call->response,
-                                            [call](grpc::Status status) {
-                                              call->stream->OnInboxRead(status, call->response);
-                                              delete call;
-                                            });
+  hub_->inbox()->ReadInbox(&call->context, &call->request, &call->response,
+                           [call](grpc::Status status) {
+                             call->stream->OnInboxRead(status, call->response);
+                             delete call;
+                           });
 }
 
 void DeviceStream::OnInboxRead(const grpc::Status& status, v1::ReadInboxResponse& response) {

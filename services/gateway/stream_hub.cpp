@@ -24,18 +24,26 @@ StreamHub::StreamHub(StreamSettings settings, Authenticator* auth, redis::RedisC
                      std::shared_ptr<grpc::Channel> presence, runtime::BoundedExecutor* executor,
                      prometheus::Registry* metrics, PushRegistry* push,
                      runtime::Clock* clock)
+    : StreamHub(std::move(settings), auth, redis,
+                std::make_unique<GrpcInboxClient>(std::move(message_queue)),
+                std::make_unique<GrpcPresenceClient>(std::move(presence)), executor, metrics, push,
+                clock) {}
+
+StreamHub::StreamHub(StreamSettings settings, Authenticator* auth, redis::RedisClient* redis,
+                     std::unique_ptr<InboxClient> inbox, std::unique_ptr<PresenceClient> presence,
+                     runtime::BoundedExecutor* executor, prometheus::Registry* metrics,
+                     PushRegistry* push, runtime::Clock* clock)
     : settings_(std::move(settings)),
       auth_(auth),
       redis_(redis),
-      message_queue_(v1::MessageQueue::NewStub(std::move(message_queue))),
-      presence_(v1::Presence::NewStub(std::move(presence))),
+      inbox_(std::move(inbox)),
+      presence_(std::move(presence)),
       executor_(executor),
       push_(push),
       clock_(clock != nullptr ? clock : runtime::SystemClock::Get()),
       metrics_(std::make_unique<StreamMetrics>(metrics)),
-      acks_(std::make_unique<AckPump>(&settings_, message_queue_.get(), metrics_.get())),
-      sends_(std::make_unique<SendPump>(&settings_, message_queue_.get(), metrics_.get(),
-                                        acks_.get())) {}
+      acks_(std::make_unique<AckPump>(&settings_, inbox_.get(), metrics_.get())),
+      sends_(std::make_unique<SendPump>(&settings_, inbox_.get(), metrics_.get(), acks_.get())) {}
 
 StreamHub::~StreamHub() { Stop(); }
 
@@ -275,7 +283,7 @@ void StreamHub::Heartbeat(const std::vector<std::shared_ptr<DeviceStream>>& stre
   for (auto& owned : calls) {
     Call* call = owned.release();
     SetDeadline(call->context, settings_.call_deadline);
-    presence_->async()->Heartbeat(
+    presence_->Heartbeat(
         &call->context, &call->request, &call->response, [this, call](grpc::Status status) {
           std::unique_ptr<Call> done(call);
           if (!status.ok()) {

@@ -27,8 +27,6 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "padlock/v1/gateway.grpc.pb.h"
-#include "padlock/v1/message_queue.grpc.pb.h"
-#include "padlock/v1/presence.grpc.pb.h"
 #include "services/common/redis/redis_client.h"
 #include "services/common/redis/redis_subscriber.h"
 #include "services/common/runtime/clock.h"
@@ -38,6 +36,7 @@
 #include "services/gateway/stream_metrics.h"
 #include "services/gateway/stream_pumps.h"
 #include "services/gateway/stream_settings.h"
+#include "services/gateway/upstream_clients.h"
 
 namespace prometheus {
 class Registry;
@@ -53,6 +52,11 @@ class StreamHub {
   // presence watches, heartbeats and push-to-ack latency.
   StreamHub(StreamSettings settings, Authenticator* auth, redis::RedisClient* redis,
             std::shared_ptr<grpc::Channel> message_queue, std::shared_ptr<grpc::Channel> presence,
+            runtime::BoundedExecutor* executor, prometheus::Registry* metrics,
+            PushRegistry* push = nullptr, runtime::Clock* clock = nullptr);
+  // The same over any message-queue and presence clients (fakes in tests).
+  StreamHub(StreamSettings settings, Authenticator* auth, redis::RedisClient* redis,
+            std::unique_ptr<InboxClient> inbox, std::unique_ptr<PresenceClient> presence,
             runtime::BoundedExecutor* executor, prometheus::Registry* metrics,
             PushRegistry* push = nullptr, runtime::Clock* clock = nullptr);
   // Stop()s.
@@ -90,8 +94,8 @@ class StreamHub {
   runtime::BoundedExecutor* executor() const { return executor_; }
   runtime::Clock* clock() const { return clock_; }
   StreamMetrics& metrics() const { return *metrics_; }
-  padlock::v1::MessageQueue::Stub* message_queue() const { return message_queue_.get(); }
-  padlock::v1::Presence::Stub* presence() const { return presence_.get(); }
+  InboxClient* inbox() const { return inbox_.get(); }
+  PresenceClient* presence() const { return presence_.get(); }
   SendPump& send_pump() const { return *sends_; }
   AckPump& ack_pump() const { return *acks_; }
 
@@ -108,8 +112,8 @@ class StreamHub {
   const StreamSettings settings_;
   Authenticator* const auth_;
   redis::RedisClient* const redis_;
-  std::unique_ptr<padlock::v1::MessageQueue::Stub> message_queue_;
-  std::unique_ptr<padlock::v1::Presence::Stub> presence_;
+  const std::unique_ptr<InboxClient> inbox_;
+  const std::unique_ptr<PresenceClient> presence_;
   runtime::BoundedExecutor* const executor_;
   // Renews the device's push subscription at each stream start-up; null: no push.
   PushRegistry* const push_;

@@ -19,8 +19,7 @@ namespace v1 = padlock::v1;
 
 // ----- ack pump -----
 
-AckPump::AckPump(const StreamSettings* settings, v1::MessageQueue::Stub* queue,
-                 StreamMetrics* metrics)
+AckPump::AckPump(const StreamSettings* settings, InboxClient* queue, StreamMetrics* metrics)
     : BatchPump(settings->max_batches_in_flight),
       settings_(settings),
       queue_(queue),
@@ -85,8 +84,8 @@ void AckPump::Fill(AckBatch& batch, std::deque<std::shared_ptr<DeviceStream>>& r
 void AckPump::Start(std::unique_ptr<AckBatch> batch) {
   AckBatch* raw = batch.release();
   SetDeadline(raw->context, settings_->call_deadline);
-  queue_->async()->Ack(&raw->context, &raw->request, &raw->response,
-                       [this, raw](grpc::Status status) { Complete(raw, status); });
+  queue_->Ack(&raw->context, &raw->request, &raw->response,
+              [this, raw](grpc::Status status) { Complete(raw, status); });
 }
 
 void AckPump::Complete(AckBatch* raw, const grpc::Status& status) {
@@ -115,8 +114,8 @@ void AckPump::Complete(AckBatch* raw, const grpc::Status& status) {
 
 // ----- send pump -----
 
-SendPump::SendPump(const StreamSettings* settings, v1::MessageQueue::Stub* queue,
-                   StreamMetrics* metrics, AckPump* acks)
+SendPump::SendPump(const StreamSettings* settings, InboxClient* queue, StreamMetrics* metrics,
+                   AckPump* acks)
     : BatchPump(settings->max_batches_in_flight),
       settings_(settings),
       queue_(queue),
@@ -164,8 +163,8 @@ void SendPump::Start(std::unique_ptr<SendBatch> batch) {
   metrics_->batch_sends->Observe(static_cast<double>(batch->request.sends_size()));
   SetDeadline(batch->context, settings_->call_deadline);
   SendBatch* raw = batch.release();
-  queue_->async()->Enqueue(&raw->context, &raw->request, &raw->response,
-                           [this, raw](grpc::Status status) { Complete(raw, status); });
+  queue_->Enqueue(&raw->context, &raw->request, &raw->response,
+                  [this, raw](grpc::Status status) { Complete(raw, status); });
   for (const auto& stream : left_acks) stream->ScheduleAcks();
 }
 

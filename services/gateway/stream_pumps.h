@@ -20,6 +20,7 @@
 #include "services/gateway/linger_timer.h"
 #include "services/gateway/stream_metrics.h"
 #include "services/gateway/stream_settings.h"
+#include "services/gateway/upstream_clients.h"
 
 namespace padlock::gateway {
 
@@ -40,8 +41,7 @@ struct AckBatch {
 // Every argument must outlive the pump.
 class AckPump final : public BatchPump<std::shared_ptr<DeviceStream>, AckBatch> {
  public:
-  AckPump(const StreamSettings* settings, padlock::v1::MessageQueue::Stub* queue,
-          StreamMetrics* metrics);
+  AckPump(const StreamSettings* settings, InboxClient* queue, StreamMetrics* metrics);
   ~AckPump() override;
 
   // `stream` has acks: they linger (if configured), then go in an Ack batch.
@@ -62,7 +62,7 @@ class AckPump final : public BatchPump<std::shared_ptr<DeviceStream>, AckBatch> 
   void Complete(AckBatch* raw, const grpc::Status& status);
 
   const StreamSettings* const settings_;
-  padlock::v1::MessageQueue::Stub* const queue_;
+  InboxClient* const queue_;
   StreamMetrics* const metrics_;
   // Last: destroyed first, so no linger fires into a half-destroyed pump.
   std::unique_ptr<LingerTimer> linger_;  // null without a linger
@@ -84,8 +84,8 @@ struct SendBatch {
 // Every argument must outlive the pump.
 class SendPump final : public BatchPump<std::shared_ptr<DeviceStream>, SendBatch> {
  public:
-  SendPump(const StreamSettings* settings, padlock::v1::MessageQueue::Stub* queue,
-           StreamMetrics* metrics, AckPump* acks);
+  SendPump(const StreamSettings* settings, InboxClient* queue, StreamMetrics* metrics,
+           AckPump* acks);
 
  private:
   void Fill(SendBatch& batch, std::deque<std::shared_ptr<DeviceStream>>& ready) override;
@@ -94,7 +94,7 @@ class SendPump final : public BatchPump<std::shared_ptr<DeviceStream>, SendBatch
   void Complete(SendBatch* raw, const grpc::Status& status);
 
   const StreamSettings* const settings_;
-  padlock::v1::MessageQueue::Stub* const queue_;
+  InboxClient* const queue_;
   StreamMetrics* const metrics_;
   AckPump* const acks_;
 };
