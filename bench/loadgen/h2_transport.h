@@ -1,5 +1,5 @@
 #pragma once
-// The load generator's fast device-stream transport (--transport=h2, the default; issue #15):
+// The load generator's fast device-stream transport (--transport=h2, the default):
 // Gateway.Connect spoken directly as gRPC over plaintext HTTP/2 (h2c with prior knowledge), with
 // nghttp2 on a few epoll event loops, so that the generator costs a fraction of what the server
 // does per envelope and measures the server rather than itself.

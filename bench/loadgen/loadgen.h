@@ -1,5 +1,5 @@
 #pragma once
-// padlock-loadgen: the end-to-end load generator (DESIGN.md §8, issue #8). One process drives N
+// padlock-loadgen: the end-to-end load generator (DESIGN.md §8). One process drives N
 // devices through the real public gateway: each registered with real libsignal keys, logged in,
 // and holding one Gateway.Connect stream on its own TCP connection. Scenarios:
 //

@@ -341,7 +341,7 @@ absl::Status LocalStore::InTransaction(const std::function<absl::Status()>& body
   return absl::OkStatus();
 }
 
-// ---- Signed-prekey ages (schema v3) ----
+// ---- Signed-prekey ages ----
 
 absl::Status LocalStore::StoreSignedPreKeyAt(uint32_t id, std::string_view record,
                                              int64_t created_at_ms) {

@@ -2,9 +2,9 @@
 // The device's local database (DESIGN.md "messages live on devices"): one SQLite file, created
 // with mode 0600, optionally encrypted with a passphrase (SQLCipher), with a versioned schema
 // (PRAGMA user_version). It holds the local identity, signed and one-time prekeys, sessions,
-// remote identities (trust on first use), sender keys, (schema version 2) the account, the
-// verified device lists, the durable outbox, message history and the received-message-id set,
-// and (version 3) signed-prekey ages and stories.
+// remote identities (trust on first use), sender keys, the account, the verified device lists,
+// the durable outbox, message history, the received-message-id set, signed-prekey ages and
+// stories.
 //
 // LocalStore also exposes itself to libsignal as a signal_protocol_store_context
 // (CreateStoreContext) whose callbacks follow libsignal-protocol-c 2.3.3's conventions exactly (see
@@ -98,7 +98,7 @@ struct GroupRecord {
   uint32_t epoch = 0;
 };
 
-// A signed prekey held on this device (schema v3): when it was made and, once a newer one
+// A signed prekey held on this device: when it was made and, once a newer one
 // replaced it, when it was retired (0 while it is the current one).
 struct SignedPreKeyInfo {
   uint32_t id = 0;
@@ -106,7 +106,7 @@ struct SignedPreKeyInfo {
   int64_t retired_at_ms = 0;
 };
 
-// A story (schema v3): shown apart from chat history until it expires.
+// A story: shown apart from chat history until it expires.
 struct StoryRecord {
   std::string message_id;  // 16 bytes
   std::string sender_user_id;
@@ -167,7 +167,7 @@ class LocalStore {
   // Deletes the session with `address` (extra or stale device). OK when there was none.
   absl::Status DeleteSession(const RemoteAddress& address);
 
-  // ---- Account (schema v2) ----
+  // ---- Account ----
   // AlreadyExists when one is stored.
   absl::Status SaveAccount(const AccountRecord& account);
   // NotFound when the device is not registered yet.
@@ -220,19 +220,19 @@ class LocalStore {
   // Forgets `sender`'s sender key for the group (this device's own: the next use makes a new one).
   absl::Status DeleteSenderKey(std::string_view group_id, const RemoteAddress& sender);
 
-  // ---- Signed prekeys by age (schema v3; for scheduled rotation) ----
+  // ---- Signed prekeys by age (for scheduled rotation) ----
   // Stores (replacing) signed prekey `id` with its age: created at `created_at_ms`, current.
   absl::Status StoreSignedPreKeyAt(uint32_t id, std::string_view record, int64_t created_at_ms);
   // Records (replacing) the age of signed prekey `age.id` (retired_at_ms > 0: replaced then).
   absl::Status SetSignedPreKeyAge(const SignedPreKeyInfo& age);
   // Every stored signed prekey, by id; created_at_ms is 0 for a key whose age was never recorded
-  // (stored by StoreSignedPreKey, or before schema v3).
+  // (stored by StoreSignedPreKey, or in a database from before ages were kept).
   absl::StatusOr<std::vector<SignedPreKeyInfo>> ListSignedPreKeys();
   // Deletes the key and its age. OK when absent.
   absl::Status DeleteSignedPreKey(uint32_t id);
   absl::StatusOr<bool> ContainsSignedPreKey(uint32_t id);
 
-  // ---- Stories (schema v3) ----
+  // ---- Stories ----
   // AlreadyExists when the same sender's story (message id) is stored.
   absl::Status AddStory(const StoryRecord& story);
   // Stories not expired at `now_ms` (expires_at_ms > now_ms), oldest first.

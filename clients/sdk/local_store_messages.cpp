@@ -1,4 +1,4 @@
-// LocalStore: the messenger's records (schema v2 and v3) — the account, verified device lists,
+// LocalStore: the messenger's records — the account, verified device lists,
 // the outbox, history, received message ids, groups and sender-key sharing, and stories.
 #include <string>
 #include <string_view>
@@ -275,7 +275,7 @@ absl::Status LocalStore::DeleteSenderKey(std::string_view group_id, const Remote
   return s.Done("delete sender key");
 }
 
-// ---- Stories (schema v3) ----
+// ---- Stories ----
 
 namespace {
 

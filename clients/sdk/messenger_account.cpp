@@ -184,7 +184,7 @@ absl::StatusOr<bool> Messenger::RotateSignedPreKeyIfDue() {
     }
   }
   if (current->created_at_ms == 0) {
-    // Stored without an age (by registration, linking, or before schema v3): it is as old as
+    // Stored without an age (by registration, linking, or before ages were kept): it is as old as
     // this first check says.
     if (absl::Status s = core_.store->SetSignedPreKeyAge({current_id, now, 0}); !s.ok()) return s;
     current->created_at_ms = now;

@@ -27,7 +27,7 @@ constexpr uint32_t kMaxLinkedDeviceId = 16;
 // id above the listed ones, so 2 (an account's first linked device) is by far the likeliest: it
 // every other attempt, ids 3..16 in turn in between: 2, 3, 2, 4, 2, 5, ... A login reveals
 // nothing about ids that are not ours (every failure is "login failed"), so each id costs one
-// attempt; trying all 15 every second is what tripped the login limit (issue #17).
+// attempt; trying all 15 every second would trip the login limit.
 uint32_t CandidateDeviceId(uint64_t attempt) {
   if (attempt % 2 == 0) return 2;
   return 3 + static_cast<uint32_t>((attempt / 2) % (kMaxLinkedDeviceId - 2));

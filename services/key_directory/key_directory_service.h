@@ -54,8 +54,8 @@ class KeyDirectoryService final : public padlock::v1::KeyDirectory::CallbackServ
   runtime::BoundedExecutor* const executor_;
 };
 
-// padlock.v1.KeyDirectoryAdmin. RotateTokenSecret stays UNIMPLEMENTED (owned by the gateway,
-// issue #6).
+// padlock.v1.KeyDirectoryAdmin. RotateTokenSecret is UNIMPLEMENTED: the token secret belongs to
+// the gateway.
 class KeyDirectoryAdminService final : public padlock::v1::KeyDirectoryAdmin::CallbackService {
  public:
   KeyDirectoryAdminService(KeyRegistry* registry, runtime::BoundedExecutor* executor);

@@ -1,8 +1,7 @@
 #pragma once
 // Keyed identifiers for what the message-queue keeps in Redis about one send, so that Redis never
 // holds who wrote to whom: the dedupe record in each recipient device's buckets (`qd0/qd1`) and
-// the name of a group/story send's shared payload (`gp:{…}`). Both used to be the plain
-// "<sender user>:<sender device>:<message id>"; now they are
+// the name of a group/story send's shared payload (`gp:{…}`):
 //
 //   id = first 16 bytes of HMAC-SHA256(secret, "padlock-dedupe-v1" · 0x00 ·
 //                                      u32be(len(sender user)) · sender user ·

@@ -1,4 +1,4 @@
-// The fault suite (issue #16): the real stack (tests/harness/stack.h) under load from
+// The fault suite: the real stack (tests/harness/stack.h) under load from
 // padlock-loadgen in reconnect-and-resend mode — devices reconnect after a broken stream and send
 // every unanswered send again with the same message id, as a real client does — while one
 // component at a time is broken and brought back: each service killed -9 and restarted on its

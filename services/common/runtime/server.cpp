@@ -389,8 +389,8 @@ absl::Status ServiceRunner::Start() {
   }
 
   if (acceptor_ != nullptr) {
-    // A process that cannot take connections is not ready either (issue #16: padlock_ready
-    // said 1 while nobody could connect).
+    // A process that cannot take connections is not ready either (else padlock_ready says 1
+    // while nobody can connect).
     AddReadinessCheck("accept", [this]() -> absl::Status {
       if (acceptor_->Accepting()) return absl::OkStatus();
       return absl::UnavailableError("out of descriptors: cannot accept connections");

@@ -1,8 +1,8 @@
-// Issue #17 item 6: `padlock link` polled login ~15 times a second while it waited for approval,
-// tripped the per-address login limit, gave up on RESOURCE_EXHAUSTED, and `link-approve` from
-// the same address failed too. Here the gateway runs the production rate-limit profile (login and
-// challenge: 30 per address, then one per 2 s) and both commands run from one address
-// (127.0.0.1): the waiting `link` stays under the limits and both succeed.
+// `padlock link` and `link-approve` from one address stay within the login limits: a `link` that
+// polled login too often while it waited for approval would trip the per-address limit and give up
+// on RESOURCE_EXHAUSTED, and `link-approve` would fail too. Here the gateway runs the production
+// rate-limit profile (login and challenge: 30 per address, then one per 2 s) and both commands run
+// from one address (127.0.0.1): the waiting `link` stays under the limits and both succeed.
 #include <sys/wait.h>
 
 #include <iostream>

@@ -1,7 +1,6 @@
-// SIGTERM on a gateway holding many streams (issue #16: "3 of 100 streams ended INTERNAL, not
-// with a Closing frame"): every connected stream must get Closing{REASON_DRAIN} as its last frame
-// and then end OK; a stream still starting up may instead end UNAVAILABLE ("draining"), never with
-// a transport fault. Real binaries (tests/harness/stack.h), one gateway.
+// SIGTERM on a gateway holding many streams: every connected stream must get Closing{REASON_DRAIN}
+// as its last frame and then end OK; a stream still starting up may instead end UNAVAILABLE
+// ("draining"), never with a transport fault. Real binaries (tests/harness/stack.h), one gateway.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 

@@ -164,7 +164,7 @@ double RssBytes(pid_t pid) {
   return 0;
 }
 
-// Issue #16: one address holding thousands of TCP connections that never speak HTTP/2. Beyond
+// One address holding thousands of TCP connections that never speak HTTP/2. Beyond
 // the per-address cap they are closed at once, within it at the handshake deadline; a client
 // from another address is served during and after; the memory goes back. PADLOCK_FLOOD_COUNT
 // sets the number (default 2 000; the 25 000 of the issue by hand, see docs/GATEWAY.md).
@@ -245,8 +245,8 @@ TEST_F(GatewayLimitsTest, GarbageUnaryRequestIsInvalidArgumentWithAReason) {
   EXPECT_THAT(stack_->Logs(), ::testing::Not(HasSubstr("[libprotobuf")));
 }
 
-// A frame gRPC cannot parse used to end the stream OK, so a buggy client reconnected and sent
-// it again forever.
+// A frame gRPC cannot parse ends the stream INVALID_ARGUMENT, not OK: a buggy client told OK
+// would reconnect and send it again forever.
 TEST_F(GatewayLimitsTest, GarbageFrameOnConnectEndsTheStreamWithInvalidArgument) {
   Account alice = MustRegister("alice.garbage");
   auto channel = grpc::CreateChannel(stack_->gateway_target(), grpc::InsecureChannelCredentials());
@@ -439,7 +439,7 @@ int64_t RedisUsedMemory(const PadlockStack& stack) {
 
 }  // namespace
 
-// Issue #16: one process stored 5 700 challenge keys a second. GetChallenge is limited per
+// A challenge flood must not fill Redis. GetChallenge is limited per
 // address (the production limit: 30, then one per 2 s) and a device id holds at most one
 // challenge, so 20 000 calls from one address leave a handful of keys.
 TEST(GatewayAddressLimitsTest, ChallengeFloodFromOneAddressIsLimitedAndRedisStaysSmall) {
@@ -590,8 +590,8 @@ TEST(GatewayTlsTest, ServesTlsWithTheConfiguredCertificate) {
             grpc::StatusCode::UNAVAILABLE);
 }
 
-// Issue #16: "Client-visible errors carry internal addresses (… ipv4:127.0.0.1:17430)". gRPC's
-// own failure messages name the peer; every path that forwards an upstream failure to a device
+// Client-visible errors carry no internal addresses (… ipv4:127.0.0.1:17430). gRPC's own
+// failure messages name the peer; every path that forwards an upstream failure to a device
 // must show a clean message. Its own stack: the test kills services.
 TEST(GatewayUpstreamFailureTest, ClientVisibleErrorsNameNoInternalAddress) {
   auto started = PadlockStack::Start({.gateways = 1});
@@ -650,8 +650,8 @@ TEST(GatewayUpstreamFailureTest, ClientVisibleErrorsNameNoInternalAddress) {
   if (::testing::Test::HasFailure()) std::cerr << stack->Logs().substr(0, 20000);
 }
 
-// Issue #16: a message-queue kill under load made the gateway write 52 050 identical warnings
-// in 2.3 s. With the log rate limit, every second after the kill holds fewer than 100 lines,
+// A message-queue kill under load must not flood the log with identical warnings: with the log
+// rate limit, every second after the kill holds fewer than 100 lines,
 // each one JSON.
 TEST(GatewayUpstreamFailureTest, MessageQueueKillUnderLoadLogsUnderAHundredLinesPerSecond) {
   auto started = PadlockStack::Start({.gateways = 1});

@@ -1,8 +1,7 @@
-// Readiness follows Redis (issue #16: "readiness lags the truth by ~2 s both ways"): the real
-// gateway's health ("" = readiness) goes NOT_SERVING when its redis-server stops or freezes and
-// SERVING when it is back. The goal is 250 ms; on this shared machine the test asserts only a
-// generous deadline and prints the measured lags. The services run with the defaults
-// (PADLOCK_READINESS_INTERVAL 100 ms, PADLOCK_READINESS_CHECK_TIMEOUT 150 ms).
+// Readiness follows Redis: the real gateway's health ("" = readiness) goes NOT_SERVING when its
+// redis-server stops or freezes and SERVING when it is back. The goal is 250 ms; on this shared
+// machine the test asserts only a generous deadline and prints the measured lags. The services run
+// with the defaults (PADLOCK_READINESS_INTERVAL 100 ms, PADLOCK_READINESS_CHECK_TIMEOUT 150 ms).
 #include <grpcpp/create_channel.h>
 #include <gtest/gtest.h>
 

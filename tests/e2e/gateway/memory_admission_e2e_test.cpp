@@ -1,4 +1,4 @@
-// Memory admission end to end (issue #16): 40 devices that never read, each sent large envelopes
+// Memory admission end to end: 40 devices that never read, each sent large envelopes
 // at the production send rate limit, against a Redis with a small maxmemory. The full inboxes'
 // senders are refused RESOURCE_EXHAUSTED with a retry-after; nobody else's send, login or connect
 // fails for lack of Redis memory; Redis never reaches maxmemory; and once the readers read, every

@@ -1,4 +1,4 @@
-// Web Push subscriptions end to end (issue #19, first slice): the real binaries on one
+// Web Push subscriptions end to end: the real binaries on one
 // redis-server and on a 3-master Redis Cluster, through the public gateway. A subscription lands
 // in Redis under the device's hash tag with its TTL, a Connect renews the TTL, and deleting it,
 // unlinking the device or deleting the account removes the key. The gateway allows loopback push

@@ -7,7 +7,7 @@
 //
 // Every run is bounded by a send count (Options::count), never by a duration: the same work, and
 // so the same verdict, on a fast machine and a slow one. A duration-bounded claims run once made
-// a fast machine exhaust the key-directory's per-target claim burst (issue #22).
+// a fast machine exhaust the key-directory's per-target claim burst.
 #include <gtest/gtest-spi.h>
 #include <gtest/gtest.h>
 

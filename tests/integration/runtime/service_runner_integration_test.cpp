@@ -461,7 +461,7 @@ TEST_F(SlowServerTest, HealthcheckToolExitCodes) {
 // ---- Connection admission (ConnectionAcceptor) -------------------------------------------------
 
 // TCP connections from `source` (another loopback address, so that the test's gRPC client on
-// 127.0.0.1 is a different address) that never send a byte: the half-open clients of issue #16.
+// 127.0.0.1 is a different address) that never send a byte: half-open clients.
 // Non-blocking connects, so a full listen queue cannot stall the test.
 class HalfOpenClients {
  public:
@@ -534,7 +534,7 @@ class AdmissionTest : public SlowServerTest {
   static inline int fresh_ = 0;
 };
 
-// Issue #16: one address holding many connections that never speak HTTP/2. Its connections
+// One address holding many connections that never speak HTTP/2. Its connections
 // beyond the per-address cap are closed at once, those within it by the handshake deadline; a
 // client from another address is served during and after; the gateway accepts after they
 // close; metrics count it all.

@@ -211,7 +211,7 @@ TEST_F(ServicesTest, DomainRpcsAnswerUnimplementedOrValidateAndAreCounted) {
   std::vector<Service> all = LaunchAll();
   grpc::Status status;
   {
-    // Implemented (issue #3): an empty request is refused naming the field.
+    // An empty request is refused naming the field.
     auto stub = v1::KeyDirectory::NewStub(all[0].channel);
     grpc::ClientContext ctx;
     v1::ClaimBundlesResponse response;
@@ -224,7 +224,7 @@ TEST_F(ServicesTest, DomainRpcsAnswerUnimplementedOrValidateAndAreCounted) {
               1.0);
   }
   {
-    // Token rotation belongs to the gateway issue (#6): still UNIMPLEMENTED, never faked.
+    // Token rotation belongs to the gateway: UNIMPLEMENTED here, never faked.
     auto stub = v1::KeyDirectoryAdmin::NewStub(all[0].channel);
     grpc::ClientContext ctx;
     v1::RotateTokenSecretResponse response;
@@ -232,7 +232,7 @@ TEST_F(ServicesTest, DomainRpcsAnswerUnimplementedOrValidateAndAreCounted) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNIMPLEMENTED);
   }
   {
-    // Implemented (issue #4): a send with a malformed message id is refused on its own, with
+    // A send with a malformed message id is refused on its own, with
     // INVALID_ARGUMENT in its outcome; the batch call itself succeeds.
     auto stub = v1::MessageQueue::NewStub(all[1].channel);
     grpc::ClientContext ctx;
@@ -252,7 +252,7 @@ TEST_F(ServicesTest, DomainRpcsAnswerUnimplementedOrValidateAndAreCounted) {
               1.0);
   }
   {
-    // Implemented (issue #5): an empty request is refused naming the field, never a crash.
+    // An empty request is refused naming the field, never a crash.
     auto stub = v1::Presence::NewStub(all[2].channel);
     grpc::ClientContext ctx;
     v1::ConnectResponse response;
@@ -265,7 +265,7 @@ TEST_F(ServicesTest, DomainRpcsAnswerUnimplementedOrValidateAndAreCounted) {
     grpc::ClientContext ctx;
     v1::GetChallengeResponse response;
     status = stub->GetChallenge(&ctx, v1::GetChallengeRequest(), &response);
-    // Implemented (issue #6, first increment): an empty request is refused naming the field.
+    // An empty request is refused naming the field.
     EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_THAT(status.error_message(), HasSubstr("device.user_id"));
     EXPECT_EQ(ScrapeValue(all[3].metrics_port, "grpc_server_handled_total",

@@ -40,9 +40,9 @@ DeviceAccount Account(const std::string& user) {
 }
 
 // The resender thread reads the clock once per round and then visits every device; a send queued
-// by another thread after that read is newer than the round's `now`. It used to count as older
-// than the resend deadline (an unsigned underflow), so a reconnect gave it up at once: counted
-// unaccepted and lost, and its window slot freed (the fault suite's crash and lost sends).
+// by another thread after that read is newer than the round's `now`; it must not count as older
+// than the resend deadline (an unsigned underflow), or a reconnect gives it up at once: counted
+// unaccepted and lost, and its window slot freed.
 TEST(DeviceResend, SendQueuedAfterTheResenderReadItsClockIsResentNotGivenUp) {
   RunState run;
   run.resend = true;

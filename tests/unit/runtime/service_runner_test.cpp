@@ -92,7 +92,7 @@ TEST_F(ServiceRunnerTest, FailingCheckFlipsReadinessAndBack) {
 }
 
 // A dependency that accepts and never answers: the check blocks. Readiness must not wait for it
-// to time out on its own (issue #16: readiness lagged by seconds).
+// to time out on its own (readiness lagged by seconds).
 TEST_F(ServiceRunnerTest, CheckThatDoesNotAnswerFlipsReadinessAndBack) {
   std::mutex mu;
   std::condition_variable cv;
