@@ -128,7 +128,9 @@ class PushSubscriptionStore {
                            absl::Duration ttl) = 0;
   // Removes it; OK when there was none. Unavailable when down.
   virtual absl::Status Delete(const DeviceRef& device) = 0;
-  // Restarts its time to live (nothing when there is none). Unavailable when down.
+  // Restarts its time to live (nothing when there is none) and clears the device's push
+  // coalescing mark (channels::PushCoalesceKey), so the next message pushes again. Unavailable
+  // when down.
   virtual absl::Status Refresh(const DeviceRef& device, absl::Duration ttl) = 0;
 };
 

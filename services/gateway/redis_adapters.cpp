@@ -82,9 +82,19 @@ absl::Status RedisPushSubscriptionStore::Delete(const DeviceRef& device) {
 }
 
 absl::Status RedisPushSubscriptionStore::Refresh(const DeviceRef& device, absl::Duration ttl) {
-  return Done(redis_->Execute(redis::Command::Keyed(
-      {"EXPIRE", channels::PushSubscriptionKey(device.user_id, device.device_id), Seconds(ttl)},
-      1, /*idempotent=*/true)));
+  // One round trip, both keys on the device's slot. Deleting the coalescing mark lets the next
+  // message after this connect push again (a mark left from before the connect would hold it back
+  // for up to the push interval).
+  const std::vector<redis::Command> commands = {
+      redis::Command::Keyed(
+          {"EXPIRE", channels::PushSubscriptionKey(device.user_id, device.device_id), Seconds(ttl)},
+          1, /*idempotent=*/true),
+      redis::Command::Keyed({"DEL", channels::PushCoalesceKey(device.user_id, device.device_id)},
+                            1, /*idempotent=*/true)};
+  for (const absl::StatusOr<redis::RedisReply>& reply : redis_->ExecutePipeline(commands)) {
+    if (absl::Status s = Done(reply); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace padlock::gateway

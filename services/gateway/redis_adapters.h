@@ -32,7 +32,8 @@ class RedisChallengeStore final : public ChallengeStore {
 
 // Key channels::PushSubscriptionKey ("push:{<user>:<device>}", the device's hash tag) → a
 // serialized padlock.v1.PushSubscription, EX = ttl: one key per device, replaced by SET,
-// refreshed by EXPIRE (nothing when the key is gone), removed by DEL. The key-directory deletes it
+// refreshed by EXPIRE (nothing when the key is gone) together with a DEL of the push coalescing
+// mark "pn:{<user>:<device>}", removed by DEL. The key-directory deletes it
 // with the device (RedisDeviceEventPublisher::DeviceRevoked).
 class RedisPushSubscriptionStore final : public PushSubscriptionStore {
  public:

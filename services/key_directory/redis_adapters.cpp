@@ -142,13 +142,15 @@ absl::Status RedisDeviceEventPublisher::DeviceRevoked(const std::string& user_id
   event.set_revoked(true);
   absl::Status published =
       channels::PublishDeviceEvent(*redis_, user_id, device_id, event).status();
-  // Every inbox key and the push subscription share the device's hash tag: one DEL on one
-  // shard. (A banned account's devices lose their subscriptions too; they register again.)
+  // Every inbox key, the push subscription and its coalescing mark share the device's hash tag:
+  // one DEL on one shard. (A banned account's devices lose their subscriptions too; they register
+  // again.)
   std::vector<std::string> del = {"DEL"};
   for (std::string& key : channels::DeviceInboxKeys(user_id, device_id)) {
     del.push_back(std::move(key));
   }
   del.push_back(channels::PushSubscriptionKey(user_id, device_id));
+  del.push_back(channels::PushCoalesceKey(user_id, device_id));
   absl::StatusOr<redis::RedisReply> deleted =
       redis_->Execute(redis::Command::Keyed(std::move(del), 1, /*idempotent=*/true));
   if (!published.ok()) return published;

@@ -68,6 +68,10 @@ struct AppendResult {
   bool online = false;     // a subscriber received the wake-up (false for duplicates)
   bool duplicate = false;  // a retry inside the dedupe window: the first append's ids
   int64_t expired = 0;     // entries the append's time trim removed
+  // No gateway received the wake-up, the device has a push subscription and no push was due for
+  // it within InboxLimits::push_interval: the caller should have it woken by a push. Always
+  // false when push_interval is zero, for duplicates and for online_only.
+  bool push_due = false;
 };
 
 // One stored entry as read back.
@@ -166,6 +170,9 @@ struct InboxLimits {
   // by WAIT on the connections that made them, and appends that fewer replicas confirmed within
   // the timeout fail with Unavailable (the send is refused; a retry is deduplicated).
   redis::ReplicaWait durability;
+  // At most one push per device per this interval (the pn: mark, docs/PUSH.md); zero when no
+  // notifier is configured: appends never report push_due and write no mark.
+  absl::Duration push_interval = absl::ZeroDuration();
 };
 
 }  // namespace padlock::message_queue

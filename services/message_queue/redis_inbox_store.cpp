@@ -64,13 +64,14 @@ uint64_t AsU64(const RedisReply& r) {
 absl::StatusOr<AppendResult> ParseAppend(const RedisReply& reply) {
   if (reply.is_error()) return ReplyError(reply, "enqueue");
   const auto& e = reply.elements();
-  if (!reply.is_array() || e.size() != 5 || !e[2].is_string()) return Malformed("enqueue");
+  if (!reply.is_array() || e.size() != 6 || !e[2].is_string()) return Malformed("enqueue");
   AppendResult result;
   result.duplicate = e[0].integer() == 1;
   result.sequence = AsU64(e[1]);
   result.server_id = e[2].str();
   result.online = e[3].integer() > 0;
   result.expired = e[4].integer();
+  result.push_due = e[5].integer() == 1;
   return result;
 }
 
@@ -197,7 +198,10 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::AppendAfterAcks(
   const std::vector<std::string> common_args = {
       retention_ms, absl::StrCat(limits_.max_entries), absl::StrCat(limits_.max_bytes),
       absl::StrCat(limits_.inline_wakeup_bytes), absl::StrCat(bucket), bucket_ttl_ms, key_ttl_ms,
-      key_ttl_refresh_ms, std::string(), std::string()};
+      key_ttl_refresh_ms, std::string(), std::string(),
+      limits_.push_interval > absl::ZeroDuration()
+          ? absl::StrCat(std::max<int64_t>(1, absl::ToInt64Milliseconds(limits_.push_interval)))
+          : std::string()};
   for (size_t i = 0; i < requests.size(); ++i) {
     const AppendRequest& r = requests[i];
     const DeviceKey& d = r.device;
@@ -230,7 +234,9 @@ std::vector<absl::StatusOr<AppendResult>> RedisInboxStore::AppendAfterAcks(
     call.keys.insert(call.keys.end(),
                      {std::move(inbox), channels::SequenceKey(d.user_id, d.device_id),
                       channels::DeviceChannel(d.user_id, d.device_id), MetaKey(d),
-                      DedupeKey(d, bucket % 2), DedupeKey(d, (bucket + 1) % 2)});
+                      DedupeKey(d, bucket % 2), DedupeKey(d, (bucket + 1) % 2),
+                      channels::PushSubscriptionKey(d.user_id, d.device_id),
+                      channels::PushCoalesceKey(d.user_id, d.device_id)});
     call.args.insert(
         call.args.end(),
         {r.envelope, r.dedupe_key, absl::StrCat(r.expires_at_ms),

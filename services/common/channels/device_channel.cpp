@@ -43,6 +43,10 @@ std::string PushSubscriptionKey(std::string_view user_id, uint32_t device_id) {
   return absl::StrCat("push:", DeviceHashTag(user_id, device_id));
 }
 
+std::string PushCoalesceKey(std::string_view user_id, uint32_t device_id) {
+  return absl::StrCat("pn:", DeviceHashTag(user_id, device_id));
+}
+
 std::string UserHashTag(std::string_view user_id) { return absl::StrCat("{", View(user_id), "}"); }
 
 absl::StatusOr<int64_t> PublishDeviceEvent(redis::RedisClient& redis, std::string_view user_id,

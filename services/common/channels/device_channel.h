@@ -41,6 +41,12 @@ std::vector<std::string> DeviceInboxKeys(std::string_view user_id, uint32_t devi
 // padlock.v1.PushSubscription with a TTL, docs/PUSH.md). Not one of the inbox keys: the
 // message-queue's purge leaves it; the key-directory deletes it with the device.
 std::string PushSubscriptionKey(std::string_view user_id, uint32_t device_id);
+// "pn:{alice:2}": the push coalescing mark, "1" with a TTL of the push interval. The enqueue
+// script sets it (SET NX PX) when an envelope reached no gateway and the device has a push
+// subscription, and asks for a push only when it could set it: at most one push per device per
+// interval, cluster-wide. The gateway deletes it when the device connects, so the next message
+// after a connect pushes again (docs/PUSH.md).
+std::string PushCoalesceKey(std::string_view user_id, uint32_t device_id);
 // "{alice}": the per-user hash tag (keys that concern a user as a whole).
 std::string UserHashTag(std::string_view user_id);
 

@@ -1,16 +1,17 @@
 -- The enqueue of a batch of devices (one or many) in one call: on a cluster all of them in one
 -- hash slot, on a standalone Redis any devices. Per device, in call order, it does exactly what a
 -- call per device did: each device's appends see those before it in the same call.
--- KEYS: per device i (0-based), at 6i + 1..6: inbox, sequence, channel, meta, dedupe bucket now,
---       dedupe bucket before.
+-- KEYS: per device i (0-based), at 8i + 1..8: inbox, sequence, channel, meta, dedupe bucket now,
+--       dedupe bucket before, push subscription, push coalescing mark.
 -- ARGV: retention_ms, max_entries, max_bytes, inline_wakeup_bytes, bucket number,
 --       dedupe bucket ttl_ms, key ttl_ms, key ttl refresh interval ms, memory-pressure byte cap
 --       ('' when Redis memory is not under pressure), '1' when Redis memory is above the
---       high-water mark ('' otherwise); then per device i at 10 + 5i + 1..5: envelope, dedupe key,
+--       high-water mark ('' otherwise), the push interval in ms ('' when no notifier is
+--       configured: no push check); then per device i at 11 + 5i + 1..5: envelope, dedupe key,
 --       expires_at_ms, shared payload key ('' for 1:1), shared payload bytes for the wake-up (''
 --       when too big).
 -- Returns one element per device, in order: {duplicate 0|1, sequence, entry id, subscribers,
--- expired}, or an error reply (INBOX_FULL, INBOX_PRESSURE or MEMORY_FULL …, or a command's error)
+-- expired, push_due 0|1}, or an error reply (INBOX_FULL, INBOX_PRESSURE or MEMORY_FULL …, or a command's error)
 -- for that device alone. The memory refusals come after the dedupe look-up: a retry of a send
 -- already stored is answered with its placement whatever the memory.
 -- Each device runs under pcall, so an error stops only that device (as it stopped its own call
@@ -24,9 +25,10 @@ local retention, max_entries, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), 
 local inline_bytes, bucket = tonumber(ARGV[4]), ARGV[5]
 local bucket_ttl, key_ttl, refresh_ms = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local pressure_cap, memory_full = tonumber(ARGV[9]), ARGV[10] == '1'
+local push_interval = ARGV[11]
 local bucket_before = string.format('%.0f', tonumber(bucket) - 1)
-local function enqueue(inbox, sequence, channel, meta_key, now_key, before_key,
-                       env, dedupe, expires, payload_key, shared)
+local function enqueue(inbox, sequence, channel, meta_key, now_key, before_key, push_key,
+                       mark_key, env, dedupe, expires, payload_key, shared)
   local cur = redis.call('HMGET', now_key, '_b', dedupe)
   local hit = false
   local hit_bucket = now_key
@@ -43,7 +45,7 @@ local function enqueue(inbox, sequence, channel, meta_key, now_key, before_key,
     -- connection (the durability policy) also covers that append before the retry is answered.
     redis.call('HSET', hit_bucket, dedupe, hit)
     local seq, id = string.match(hit, '^(%d+) (.+)$')
-    return {1, tonumber(seq), id, 0, 0}
+    return {1, tonumber(seq), id, 0, 0, 0}
   end
   local now = now_ms()
   local meta = redis.call('HMGET', meta_key, 'bytes', 'h', 'r')
@@ -104,14 +106,21 @@ local function enqueue(inbox, sequence, channel, meta_key, now_key, before_key,
     wake = wake .. '\18' .. varint(#full) .. full
   end
   local subscribers = redis.call('SPUBLISH', channel, '\10' .. varint(#wake) .. wake)
-  return {0, seq, id, subscribers, expired}
+  -- No gateway holds the device: it may sleep. A push is due when it has a subscription and no
+  -- push went out within the interval (the mark's NX), so a burst of messages wakes it once.
+  local push_due = 0
+  if subscribers == 0 and push_interval ~= '' and redis.call('EXISTS', push_key) == 1 and
+      redis.call('SET', mark_key, '1', 'NX', 'PX', push_interval) then
+    push_due = 1
+  end
+  return {0, seq, id, subscribers, expired, push_due}
 end
 local results = {}
-for i = 0, #KEYS / 6 - 1 do
-  local k, a = 6 * i, 10 + 5 * i
+for i = 0, #KEYS / 8 - 1 do
+  local k, a = 8 * i, 11 + 5 * i
   local ok, r = pcall(enqueue, KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], KEYS[k + 4], KEYS[k + 5],
-                      KEYS[k + 6], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
-                      ARGV[a + 5])
+                      KEYS[k + 6], KEYS[k + 7], KEYS[k + 8], ARGV[a + 1], ARGV[a + 2],
+                      ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
   -- A failed redis.call raises its error reply: "WRONGTYPE …" as a string (Redis 7.0), or a table
   -- {err = …}; the reply keeps its code. Anything else is a Lua error.
   if not ok and not (type(r) == 'table' and r.err) then

@@ -131,6 +131,20 @@ TEST_P(PushSubscriptionE2eTest, ReconnectRefreshesTheTtl) {
   EXPECT_GT(Ttl(key), kTtlSeconds - 60);
 }
 
+TEST_P(PushSubscriptionE2eTest, ConnectClearsThePushCoalescingMark) {
+  Account dave = MustRegister("dave");
+  const std::string token = MustLogin(dave, 1);
+  ASSERT_TRUE(SetSubscription(token, "http://127.0.0.1:9/push/dave").ok());
+  // A push went out while the device slept (the message-queue set the mark)...
+  const std::string mark = channels::PushCoalesceKey(dave.user, 1);
+  ASSERT_EQ(Cli(mark, {"SET", mark, "1", "PX", "600000"}), "OK");
+  ASSERT_TRUE(Exists(mark));
+  // ...then it connects: the next message after this connect may push again.
+  auto conn = DeviceConn::Open(ops_->stub(), token);
+  ASSERT_TRUE(conn->WaitConnected().has_value());
+  EXPECT_FALSE(Exists(mark));
+}
+
 TEST_P(PushSubscriptionE2eTest, DeleteRemovesTheKey) {
   Account carol = MustRegister("carol");
   const std::string token = MustLogin(carol, 1);

@@ -1558,6 +1558,78 @@ TEST_P(MessageQueueIntegrationTest, GroupSendToMembersOnEveryMasterStoresAndWake
   EXPECT_EQ(refs->str(), absl::StrCat(members.size()));
 }
 
+// The push coalescing of the enqueue script (docs/PUSH.md): a push is due only for a device that
+// no gateway holds and that has a push subscription, once per interval (the pn: mark), never for
+// a duplicate; deleting the mark (the gateway does on connect) makes the next one due again.
+TEST_P(MessageQueueIntegrationTest, PushIsDueOncePerIntervalForOfflineSubscribedDevices) {
+  probe_->Listen("bob", 1);
+  auto set = [&](const std::string& key) {
+    auto reply = probe_client_->Execute(redis::Command::Keyed({"SET", key, "sub"}, 1));
+    ASSERT_TRUE(reply.ok() && !reply->is_error());
+  };
+  set(channels::PushSubscriptionKey("bob", 1));
+  set(channels::PushSubscriptionKey("bob", 2));
+  auto pttl = [&](const std::string& key) {
+    auto reply = probe_client_->Execute(redis::Command::Keyed({"PTTL", key}, 1));
+    EXPECT_TRUE(reply.ok());
+    return reply.ok() ? reply->integer() : -3;
+  };
+  InboxLimits limits;
+  limits.push_interval = absl::Seconds(60);
+  RedisInboxStore store(probe_client_.get(), limits);
+  const uint64_t expires = static_cast<uint64_t>(absl::ToUnixMillis(absl::Now() + absl::Hours(1)));
+  int n = 0;
+  auto append = [&](const std::string& user, uint32_t device, std::string dedupe = "") {
+    if (dedupe.empty()) dedupe = absl::StrCat("d", ++n);
+    AppendRequest request;
+    request.device = DeviceKey{user, device};
+    v1::Envelope envelope;
+    envelope.set_ciphertext("ciphertext");
+    request.envelope = envelope.SerializeAsString();
+    request.dedupe_key = dedupe;
+    request.expires_at_ms = expires;
+    return request;
+  };
+  // One call for all three (on a cluster: one per slot), so each device's element is checked.
+  std::vector<absl::StatusOr<AppendResult>> first =
+      store.Append({append("bob", 1), append("bob", 2, "first"), append("carol", 1)});
+  ASSERT_EQ(first.size(), 3u);
+  for (const auto& r : first) ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(first[0]->online);
+  EXPECT_FALSE(first[0]->push_due);  // a gateway holds bob:1
+  EXPECT_FALSE(first[1]->online);
+  EXPECT_TRUE(first[1]->push_due);   // offline, subscribed
+  EXPECT_FALSE(first[2]->push_due);  // offline, no subscription
+  const std::string mark = channels::PushCoalesceKey("bob", 2);
+  EXPECT_GT(pttl(mark), 0);
+  EXPECT_LE(pttl(mark), 60'000);
+  EXPECT_EQ(pttl(channels::PushCoalesceKey("carol", 1)), -2);  // no mark written
+  EXPECT_EQ(pttl(channels::PushCoalesceKey("bob", 1)), -2);
+
+  // Inside the interval: stored, not due; a retry (duplicate) is never due.
+  auto again = store.Append({append("bob", 2)});
+  ASSERT_TRUE(again[0].ok());
+  EXPECT_FALSE(again[0]->push_due);
+  auto retry = store.Append({append("bob", 2, "first")});
+  ASSERT_TRUE(retry[0].ok());
+  EXPECT_TRUE(retry[0]->duplicate);
+  EXPECT_FALSE(retry[0]->push_due);
+
+  // The device connected (the gateway deletes the mark): the next message pushes again.
+  ASSERT_TRUE(probe_client_->Execute(redis::Command::Keyed({"DEL", mark}, 1)).ok());
+  auto after_connect = store.Append({append("bob", 2)});
+  ASSERT_TRUE(after_connect[0].ok());
+  EXPECT_TRUE(after_connect[0]->push_due);
+
+  // Without a notifier (interval zero): never due, no mark.
+  ASSERT_TRUE(probe_client_->Execute(redis::Command::Keyed({"DEL", mark}, 1)).ok());
+  RedisInboxStore no_push(probe_client_.get(), InboxLimits());
+  auto plain = no_push.Append({append("bob", 2)});
+  ASSERT_TRUE(plain[0].ok());
+  EXPECT_FALSE(plain[0]->push_due);
+  EXPECT_EQ(pttl(mark), -2);
+}
+
 INSTANTIATE_TEST_SUITE_P(Redis, MessageQueueIntegrationTest,
                          padlock::testing::AllRedisModes(), padlock::testing::RedisModeName);
 
