@@ -7,6 +7,7 @@
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/common/runtime/absl_compat.h"
+#include "services/notifier/push_policy.h"
 #include "tests/fakes/manual_clock.h"
 
 namespace padlock::notifier {
@@ -360,6 +362,37 @@ TEST(VapidSigner, CachesPerOriginForLessThanTheLifetime) {
   EXPECT_NE(renewed, first);
   EXPECT_EQ(s.signed_count(), 3);
   EXPECT_TRUE(VerifyEs256(ParseAuthorization(renewed).jwt, s.public_key()));
+}
+
+TEST(WakeUp, FixedSizeBodyDecryptsToTheWakeUpWithTheHeaders) {
+  absl::StatusOr<std::unique_ptr<VapidSigner>> signer =
+      VapidSigner::FromPem(NewVapidPem(), "mailto:ops@example.org");
+  ASSERT_TRUE(signer.ok());
+  const Device device = NewDevice();
+  const std::string endpoint = "https://push.example.net/wpush/abc";
+  absl::StatusOr<PushHttpRequest> a =
+      BuildWakeUp(endpoint, device.public_point, device.auth, absl::Hours(24 * 7), **signer);
+  absl::StatusOr<PushHttpRequest> b =
+      BuildWakeUp(endpoint, device.public_point, device.auth, absl::Hours(24 * 7), **signer);
+  ASSERT_TRUE(a.ok() && b.ok()) << a.status();
+  EXPECT_EQ(a->url, endpoint);
+  EXPECT_EQ(a->body.size(), kWakeUpBodyBytes);
+  EXPECT_EQ(b->body.size(), kWakeUpBodyBytes);
+  EXPECT_NE(a->body, b->body);  // fresh secrets each time
+  EXPECT_EQ(Decrypt(a->body, device), std::optional<std::string>(kWakeUpPlaintext));
+  std::map<std::string, std::string> headers(a->headers.begin(), a->headers.end());
+  EXPECT_EQ(headers["TTL"], "604800");
+  EXPECT_EQ(headers["Urgency"], "high");
+  EXPECT_EQ(headers["Topic"], "padlock-wake");
+  EXPECT_EQ(headers["Content-Encoding"], "aes128gcm");
+  const ParsedHeader vapid = ParseAuthorization(headers["Authorization"]);
+  EXPECT_TRUE(VerifyEs256(vapid.jwt, (*signer)->public_key()));
+  EXPECT_EQ(BuildWakeUp(endpoint, "bad", device.auth, absl::Hours(1), **signer).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(BuildWakeUp("ftp://x/", device.public_point, device.auth, absl::Hours(1), **signer)
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
 }
 
 TEST(VapidSigner, RefusesBadKeysAndLifetimes) {
