@@ -26,7 +26,7 @@ FROM apt-base AS runtime-base
 # final stage catches a gap).
 ARG RUNTIME_PACKAGES="libabsl20220623 libgrpc++1.51 libgrpc29 libhiredis0.14 libpqxx-6.4 \
 libprometheus-cpp-core1.0 libprometheus-cpp-pull1.0 libprotobuf32 libsignal-protocol-c2.3.2 \
-libssl3 libstdc++6 ca-certificates openssl"
+libssl3 libstdc++6 libcurl4 ca-certificates openssl"
 RUN apt-install $RUNTIME_PACKAGES \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --system --gid 10001 padlock \
@@ -64,7 +64,8 @@ FROM apt-base AS build
 ARG BUILD_PACKAGES="build-essential cmake ninja-build pkg-config ca-certificates \
 libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev \
 prometheus-cpp-dev libhiredis-dev libpqxx-dev libpq-dev libsignal-protocol-c-dev libssl-dev \
-libsqlite3-dev libsqlcipher-dev libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev"
+libsqlite3-dev libsqlcipher-dev libgtest-dev libgmock-dev libbenchmark-dev libnghttp2-dev \
+libcurl4-openssl-dev"
 # libnghttp2-dev: configuring the tree configures bench/loadgen, which needs it (not the image).
 RUN apt-install $BUILD_PACKAGES \
     && rm -rf /var/lib/apt/lists/*

@@ -15,6 +15,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   # the load generator's h2 device-stream transport (bench/loadgen/h2_transport.h)
   libnghttp2-dev
+  # the notifier's Web Push client (libcurl's multi interface, services/notifier)
+  libcurl4-openssl-dev
   # servers the local stack and the tests start themselves
   redis-server redis-tools postgresql-15 postgresql-client-15
   # runuser (run PostgreSQL unprivileged when invoked as root)

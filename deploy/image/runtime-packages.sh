@@ -8,7 +8,7 @@ for a in "$@"; do
   if [ -d "$a" ]; then
     while IFS= read -r b; do bins+=("$b"); done < <(find "$a/services" -type f -perm -u+x \
       \( -name padlock-gateway -o -name padlock-presence -o -name padlock-message-queue \
-         -o -name padlock-key-directory -o -name padlock-healthcheck \))
+         -o -name padlock-key-directory -o -name padlock-notifier -o -name padlock-healthcheck \))
   else
     bins+=("$a")
   fi
