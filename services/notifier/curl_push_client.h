@@ -22,18 +22,12 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "services/notifier/push_dispatcher.h"
 #include "services/notifier/push_policy.h"
 
 typedef void CURLM;
 
 namespace padlock::notifier {
-
-struct PushHttpResult {
-  int status = 0;            // HTTP status; 0 when there was no answer (see `error`)
-  std::string retry_after;   // the Retry-After header's value, if any
-  std::string error;         // why there was no answer (no URL in it)
-  absl::Duration latency;    // from the start of the transfer to its end
-};
 
 struct CurlPushClientOptions {
   // Lower-case host names or numeric addresses (IPv6 without brackets) exempt from the address
@@ -46,7 +40,7 @@ struct CurlPushClientOptions {
   size_t max_queued = 10'000;
 };
 
-class CurlPushClient {
+class CurlPushClient final : public PushPoster {
  public:
   using Done = std::function<void(const PushHttpResult&)>;
 
@@ -60,7 +54,7 @@ class CurlPushClient {
 
   // Queues `request`; `done` runs exactly once, on the transfer thread (it must not block), or
   // not at all when this returns an error: ResourceExhausted when max_queued requests wait.
-  absl::Status Post(PushHttpRequest request, Done done);
+  absl::Status Post(PushHttpRequest request, Done done) override;
 
  private:
   struct Transfer;

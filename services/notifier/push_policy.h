@@ -90,6 +90,14 @@ struct PushHttpRequest {
   std::string body;
 };
 
+// What came back: the status and the one header the policy reads.
+struct PushHttpResult {
+  int status = 0;           // HTTP status; 0 when there was no answer (see `error`)
+  std::string retry_after;  // the Retry-After header's value, if any
+  std::string error;        // why there was no answer (no URL in it)
+  absl::Duration latency;   // from the start of the transfer to its end
+};
+
 // The POST of one wake-up to `endpoint` for the subscription keys `p256dh` and `auth`: the fixed
 // wake-up encrypted with fresh secrets, headers TTL (seconds), Urgency: high, Topic,
 // Content-Encoding: aes128gcm, Content-Type: application/octet-stream and the VAPID
