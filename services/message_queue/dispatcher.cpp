@@ -156,12 +156,14 @@ bool IsServerId(std::string_view id) {
 }
 
 Dispatcher::Dispatcher(DispatchOptions options, DeviceDirectory* directory, InboxStore* store,
-                       runtime::Clock* clock, prometheus::Registry* metrics)
+                       runtime::Clock* clock, prometheus::Registry* metrics,
+                       PushNotifier* notifier)
     : options_(options),
       dedupe_ids_(options_.dedupe_secret),
       directory_(directory),
       store_(store),
-      clock_(clock) {
+      clock_(clock),
+      notifier_(notifier) {
   enqueued_ = runtime::MakeCounter(metrics, "padlock_envelopes_enqueued_total",
                           "Device envelopes accepted (stored or published online_only)");
   online_ = runtime::MakeCounter(metrics, "padlock_envelopes_published_online_total",
@@ -391,6 +393,9 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
   }
   if (appends.empty()) return response;
   std::vector<absl::StatusOr<AppendResult>>& results = stored.appends;
+  // Devices to wake with a push: every stored append that reported push_due, also in a send
+  // refused for another device (what was stored stays stored).
+  std::vector<PushWakeRequest> wakes;
   for (int i = 0; i < n; ++i) {
     if (ranges[i].first == ranges[i].second) continue;
     const absl::Status* failure = nullptr;
@@ -408,6 +413,7 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
       if (result->online) runtime::Increment(online_);
       if (!appends[k].online_only) runtime::Increment(stored_);
       runtime::Increment(expired_, static_cast<double>(result->expired));
+      if (result->push_due) wakes.push_back({appends[k].device, now_ms});
     }
     if (failure != nullptr) {
       const bool exhausted = failure->code() == absl::StatusCode::kResourceExhausted;
@@ -434,6 +440,8 @@ absl::StatusOr<v1::EnqueueResponse> Dispatcher::Enqueue(const v1::EnqueueRequest
       placement->set_online(results[k]->online);
     }
   }
+  // Asynchronous: never on the send's critical path, never failing it.
+  if (notifier_ != nullptr && !wakes.empty()) notifier_->Notify(std::move(wakes));
   return response;
 }
 

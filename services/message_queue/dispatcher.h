@@ -20,6 +20,7 @@
 #include "services/message_queue/dedupe_id.h"
 #include "services/message_queue/device_directory.h"
 #include "services/message_queue/inbox_store.h"
+#include "services/message_queue/push_notifier.h"
 
 namespace prometheus {
 class Counter;
@@ -52,8 +53,10 @@ struct DispatchOptions {
 
 class Dispatcher {
  public:
+  // `notifier` (may be null: no push wake-ups) gets the devices whose appends report push_due.
   Dispatcher(DispatchOptions options, DeviceDirectory* directory, InboxStore* store,
-             runtime::Clock* clock, prometheus::Registry* metrics);
+             runtime::Clock* clock, prometheus::Registry* metrics,
+             PushNotifier* notifier = nullptr);
 
   // One outcome per send, in order (see message_queue.proto); the request's acks are applied
   // before the appends, their outcome in ack_result. Fails as a whole only with InvalidArgument
@@ -93,6 +96,7 @@ class Dispatcher {
   DeviceDirectory* const directory_;
   InboxStore* const store_;
   runtime::Clock* const clock_;
+  PushNotifier* const notifier_;
   prometheus::Family<prometheus::Counter>* refused_ = nullptr;
   prometheus::Counter* enqueued_ = nullptr;
   prometheus::Counter* online_ = nullptr;

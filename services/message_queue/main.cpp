@@ -13,6 +13,7 @@
 #include "services/message_queue/dedupe_id.h"
 #include "services/message_queue/dispatcher.h"
 #include "services/message_queue/grpc_device_directory.h"
+#include "services/message_queue/grpc_push_notifier.h"
 #include "services/message_queue/message_queue_config.h"
 #include "services/message_queue/message_queue_service.h"
 #include "services/message_queue/redis_device_directory.h"
@@ -61,8 +62,16 @@ int main() {
   mq::RedisInboxStore store(redis->get(), settings.limits, &admission);
   mq::RedisMemoryMonitor memory_monitor(redis->get(), &runner.metrics(), &admission);
   memory_monitor.Start(settings.memory_poll_interval);
+  // Push wake-ups only with a notifier (the store's push interval is zero without one).
+  std::unique_ptr<mq::GrpcPushNotifier> notifier;
+  if (!settings.notifier_target.empty()) {
+    notifier = std::make_unique<mq::GrpcPushNotifier>(
+        padlock::wiring::MakeInternalChannel(settings.notifier_target, *options.internal_tls,
+                                             "notifier"),
+        settings.notify_deadline, /*max_in_flight=*/256, &runner.metrics());
+  }
   mq::Dispatcher dispatcher(settings.dispatch, &directory, &store, runtime::SystemClock::Get(),
-                            &runner.metrics());
+                            &runner.metrics(), notifier.get());
   // Replicas must log the same key id, or retries across them are stored twice.
   runtime::LogInfo("dedupe ids",
                    {{"key_id", mq::DedupeIds(settings.dispatch.dedupe_secret).key_id()}});

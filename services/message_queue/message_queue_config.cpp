@@ -67,6 +67,13 @@ MessageQueueSettings MessageQueueSettingsFromConfig(runtime::Config& config) {
   s.admission.retry_after = config.Duration("PADLOCK_MEMORY_RETRY_AFTER", absl::Seconds(30),
                                             absl::Seconds(1), absl::Hours(1));
   s.dispatch.refused_retry_after = s.admission.retry_after;
+  if (config.Has("PADLOCK_NOTIFIER_TARGET")) {
+    s.notifier_target = config.String("PADLOCK_NOTIFIER_TARGET", "");
+    s.limits.push_interval = config.Duration("PADLOCK_PUSH_INTERVAL", absl::Seconds(60),
+                                             absl::Milliseconds(100), absl::Hours(24));
+    s.notify_deadline = config.Duration("PADLOCK_NOTIFY_DEADLINE", absl::Seconds(2),
+                                        absl::Milliseconds(10), absl::Minutes(1));
+  }
   s.workers = static_cast<int>(config.Int("PADLOCK_MESSAGE_QUEUE_WORKERS", 8, 1, 256));
   s.queue = static_cast<size_t>(config.Int("PADLOCK_MESSAGE_QUEUE_QUEUE", 4096, 1, 1'000'000));
   return s;

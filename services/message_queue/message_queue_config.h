@@ -27,8 +27,13 @@
 //   PADLOCK_MEMORY_RETRY_AFTER           retry_after_ms of sends refused for lack of room (30s)
 //   PADLOCK_MESSAGE_QUEUE_WORKERS        executor threads (default 8)
 //   PADLOCK_MESSAGE_QUEUE_QUEUE          executor queue bound (default 4096)
+//   PADLOCK_NOTIFIER_TARGET              the notifier (e.g. dns:///notifier:7440); unset: no push
+//                                        wake-ups at all (no push check, no pn: marks)
+//   PADLOCK_PUSH_INTERVAL                at most one push per device per this (default 60s)
+//   PADLOCK_NOTIFY_DEADLINE              deadline of a Notify rpc (default 2s)
 
 #include <cstddef>
+#include <string>
 
 #include "absl/time/time.h"
 #include "services/common/runtime/config.h"
@@ -46,6 +51,9 @@ struct MessageQueueSettings {
   MemoryAdmissionOptions admission;
   int workers = 8;
   size_t queue = 4096;
+  // Empty: no notifier (limits.push_interval stays zero).
+  std::string notifier_target;
+  absl::Duration notify_deadline = absl::Seconds(2);
 };
 
 MessageQueueSettings MessageQueueSettingsFromConfig(runtime::Config& config);
