@@ -4,7 +4,7 @@
 #
 #   scripts/lib/internal-certs.sh OUT_DIR [NAME...]
 #
-# NAMEs default to: key-directory message-queue presence gateway operator. A NAME of `operator`
+# NAMEs default to: key-directory message-queue presence gateway notifier operator. A NAME of `operator`
 # or `operator-<who>` gets an operator certificate (client only); any other NAME a service
 # certificate (client and server). Layout, the same keys as a cert-manager Secret:
 #
@@ -25,7 +25,7 @@ set -euo pipefail
 out="${1:?usage: internal-certs.sh OUT_DIR [NAME...]}"
 shift
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(key-directory message-queue presence gateway operator)
+[ ${#names[@]} -gt 0 ] || names=(key-directory message-queue presence gateway notifier operator)
 ca_days="${PADLOCK_CA_DAYS:-1825}"
 cert_days="${PADLOCK_CERT_DAYS:-365}"
 operator_days="${PADLOCK_OPERATOR_CERT_DAYS:-90}"

@@ -95,8 +95,33 @@ absl::StatusOr<std::unique_ptr<PadlockStack>> PadlockStack::Start(StackOptions o
   s.message_queue_.env["PADLOCK_KEY_DIRECTORY_TARGET"] = s.key_directory_target();
   // Required (docs/PRIVACY.md); a fixed test value, the same for every message-queue.
   s.message_queue_.env["PADLOCK_DEDUPE_SECRET"] = std::string(64, 'd');
-  for (Process* p : {&s.key_directory_, &s.presence_, &s.message_queue_}) {
+  std::string vapid_key_file;
+  if (s.options_.notifier) {
+    vapid_key_file = absl::StrCat(s.dir_.path(), "/vapid.pem");
+    auto keygen = Subprocess::Start(
+        {.argv = {"openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out",
+                  vapid_key_file},
+         .log_path = absl::StrCat(s.dir_.path(), "/vapid-keygen.log")});
+    if (!keygen.ok()) return keygen.status();
+    auto done = keygen->Wait(absl::Seconds(30));
+    if (!done.ok() || !WIFEXITED(*done) || WEXITSTATUS(*done) != 0) {
+      return absl::InternalError(absl::StrCat("VAPID key generation failed: ", keygen->ReadLog()));
+    }
+    s.notifier_ = make("notifier", PADLOCK_NOTIFIER_BIN);
+    s.notifier_.env["PADLOCK_VAPID_PRIVATE_KEY_FILE"] = vapid_key_file;
+    internal_env(s.notifier_, "notifier");
+    s.message_queue_.env["PADLOCK_NOTIFIER_TARGET"] = s.notifier_target();
+    s.message_queue_.env["PADLOCK_PUSH_INTERVAL"] =
+        absl::StrCat(absl::ToInt64Milliseconds(s.options_.push_interval), "ms");
+  }
+  std::vector<Process*> services = {&s.key_directory_, &s.presence_};
+  if (s.options_.notifier) services.push_back(&s.notifier_);
+  services.push_back(&s.message_queue_);
+  for (Process* p : services) {
     for (const auto& [k, v] : s.options_.service_env) p->env[k] = v;
+    if (p == &s.notifier_) {
+      for (const auto& [k, v] : s.options_.notifier_env) p->env[k] = v;
+    }
     if (absl::Status st = s.Launch(*p); !st.ok()) return st;
   }
   for (int i = 0; i < s.options_.gateways; ++i) {
@@ -109,6 +134,7 @@ absl::StatusOr<std::unique_ptr<PadlockStack>> PadlockStack::Start(StackOptions o
              {"PADLOCK_MESSAGE_QUEUE_TARGET", s.message_queue_target()},
              {"PADLOCK_PRESENCE_TARGET", s.presence_target()}};
     internal_env(g, "gateway");
+    if (!vapid_key_file.empty()) g.env["PADLOCK_VAPID_KEY_FILE"] = vapid_key_file;
     for (const auto& [k, v] : s.options_.gateway_env) g.env[k] = v;
     s.gateways_.push_back(std::move(g));
     if (absl::Status st = s.Launch(s.gateways_.back()); !st.ok()) return st;
@@ -214,6 +240,9 @@ std::string PadlockStack::key_directory_target() const {
 std::string PadlockStack::key_directory_admin_target() const {
   return Loopback(key_directory_admin_port_);
 }
+std::string PadlockStack::notifier_target() const {
+  return options_.notifier ? Loopback(notifier_.grpc_port) : std::string();
+}
 int PadlockStack::message_queue_metrics_port() const { return message_queue_.metrics_port; }
 
 std::string PadlockStack::redis_addresses() const {
@@ -297,6 +326,7 @@ std::string PadlockStack::Logs() const {
   add(key_directory_);
   add(presence_);
   add(message_queue_);
+  add(notifier_);
   for (const auto& g : gateways_) add(g);
   return out;
 }

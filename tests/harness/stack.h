@@ -50,6 +50,13 @@ struct StackOptions {
   // Extra redis-server arguments (standalone only), e.g. {"--appendonly", "yes"} for a Redis
   // that keeps its data across RedisServer::Kill + StartAgain (tests/chaos).
   std::vector<std::string> redis_args = {};
+  // Also run the notifier (Web Push wake-ups, docs/PUSH.md) with a VAPID key generated for the
+  // stack; the message-queue gets it as PADLOCK_NOTIFIER_TARGET with `push_interval`, the
+  // gateways get the key's file (PADLOCK_VAPID_KEY_FILE). Off: the stack has no push at all.
+  bool notifier = false;
+  absl::Duration push_interval = absl::Seconds(2);
+  // Extra environment for the notifier (e.g. PADLOCK_PUSH_ALLOWED_HOSTS).
+  std::map<std::string, std::string> notifier_env = {};
 };
 
 class PadlockStack {
@@ -73,6 +80,8 @@ class PadlockStack {
   std::string key_directory_target() const;
   // The key-directory's operator port.
   std::string key_directory_admin_target() const;
+  // The notifier's gRPC target; empty without StackOptions::notifier.
+  std::string notifier_target() const;
   // The generated PKI: <pki_dir>/<name>/{tls.crt,tls.key,ca.crt} for key-directory,
   // message-queue, presence, gateway and operator; <pki_dir>/ca/ the CA. Empty when insecure.
   std::string pki_dir() const { return pki_dir_; }
@@ -138,7 +147,7 @@ class PadlockStack {
   std::string postgres_dsn_;
   std::string pki_dir_;
   int key_directory_admin_port_ = 0;
-  Process key_directory_, presence_, message_queue_;
+  Process key_directory_, presence_, message_queue_, notifier_;
   std::vector<Process> gateways_;
 };
 

@@ -18,6 +18,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 
 namespace padlock::notifier {
@@ -27,6 +29,7 @@ struct ReceivedRequest {
   std::string path;
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
+  absl::Time received;  // when the whole request was read
 };
 
 // Accepts connections one at a time, reads one request, answers with `response` (raw bytes; empty:
@@ -54,6 +57,20 @@ class TinyHttpServer {
   void SetResponse(std::string response) {
     std::lock_guard<std::mutex> lock(mu_);
     response_ = std::move(response);
+  }
+  // The answer for requests to `path` exactly (others get SetResponse's).
+  void SetResponseFor(const std::string& path, std::string response) {
+    std::lock_guard<std::mutex> lock(mu_);
+    path_responses_[path] = std::move(response);
+  }
+  // The requests to `path`.
+  std::vector<ReceivedRequest> requests_to(const std::string& path) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<ReceivedRequest> out;
+    for (const ReceivedRequest& r : requests_) {
+      if (r.path == path) out.push_back(r);
+    }
+    return out;
   }
   std::vector<ReceivedRequest> requests() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -114,11 +131,13 @@ class TinyHttpServer {
         }
         request.body = data.substr(header_end + 4);
       }
+      request.received = absl::Now();
       std::string response;
       {
         std::lock_guard<std::mutex> lock(mu_);
+        auto special = path_responses_.find(request.path);
+        response = special != path_responses_.end() ? special->second : response_;
         requests_.push_back(std::move(request));
-        response = response_;
       }
       if (!response.empty()) (void)!write(fd, response.data(), response.size());
       close(fd);
@@ -133,6 +152,7 @@ class TinyHttpServer {
   std::mutex mu_;
   std::string response_ = "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
   std::vector<ReceivedRequest> requests_;
+  std::map<std::string, std::string> path_responses_;
 };
 
 }  // namespace padlock::notifier
