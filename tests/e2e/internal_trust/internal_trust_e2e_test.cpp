@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "padlock/v1/key_directory.grpc.pb.h"
 #include "padlock/v1/message_queue.grpc.pb.h"
+#include "padlock/v1/notifier.grpc.pb.h"
 #include "padlock/v1/presence.grpc.pb.h"
 #include "services/common/runtime/health_client.h"
 #include "services/common/runtime/internal_tls.h"
@@ -74,6 +75,15 @@ grpc::Status CallKeyDirectory(const std::shared_ptr<grpc::Channel>& channel) {
   return pb::KeyDirectory::NewStub(channel)->GetDeviceList(&context, request, &response);
 }
 
+// An empty batch: queues nothing, answers OK to the message-queue.
+grpc::Status CallNotifier(const std::shared_ptr<grpc::Channel>& channel) {
+  pb::NotifyRequest request;
+  pb::NotifyResponse response;
+  grpc::ClientContext context;
+  SetDeadline(context);
+  return pb::Notifier::NewStub(channel)->Notify(&context, request, &response);
+}
+
 grpc::Status CallAdmin(const std::shared_ptr<grpc::Channel>& channel) {
   pb::CreateInviteRequest request;
   request.set_ttl_seconds(60);
@@ -111,7 +121,8 @@ bool Allowed(const grpc::Status& status) {
 class InternalTrustTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    auto stack = PadlockStack::Start();
+    // With the notifier, whose caller policy is checked too.
+    auto stack = PadlockStack::Start({.notifier = true});
     ASSERT_TRUE(stack.ok()) << stack.status();
     stack_ = stack->release();
   }
@@ -237,6 +248,20 @@ TEST_F(InternalTrustTest, ServicesThatShouldNotCallAreRefused) {
                                            {"grpc_service", "padlock.v1.MessageQueue"},
                                            {"caller", "service/presence"}}),
             1.0);
+}
+
+TEST_F(InternalTrustTest, OnlyTheMessageQueueMayCallTheNotifier) {
+  const Target notifier{"notifier", stack_->notifier_target(), CallNotifier};
+  grpc::Status status = notifier.call(As("message-queue", notifier));
+  EXPECT_TRUE(status.ok()) << status.error_code() << " " << status.error_message();
+  for (const char* caller : {"gateway", "presence", "key-directory", "operator"}) {
+    SCOPED_TRACE(caller);
+    status = notifier.call(As(caller, notifier));
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << status.error_message();
+  }
+  // No client certificate: refused in the handshake.
+  status = notifier.call(ChannelWith(notifier.address, CaPem(), nullptr, notifier.name));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
 }
 
 TEST_F(InternalTrustTest, ClientsRefuseAServerThatIsNotTheServiceTheyMeant) {
