@@ -1,6 +1,6 @@
 # Padlock container image: one image with every service binary; the command picks the service
 #   docker run padlock/padlock padlock-gateway        (also padlock-presence,
-#   padlock-message-queue, padlock-key-directory, padlock-healthcheck, padlock-admin, and
+#   padlock-message-queue, padlock-key-directory, padlock-notifier, padlock-healthcheck, padlock-admin, and
 #   padlock-internal-certs: scripts/lib/internal-certs.sh, the internal CA and certificates)
 #
 # Targets (stages are ordered so that the classic builder, which builds every stage up to the
@@ -53,7 +53,7 @@ USER root
 RUN set -e; rm -f /usr/local/bin/README.md; \
     if [ "$PREBUILT" = 1 ]; then \
       for b in padlock-gateway padlock-presence padlock-message-queue padlock-key-directory \
-               padlock-healthcheck padlock-admin; do \
+               padlock-notifier padlock-healthcheck padlock-admin; do \
         test -x "/usr/local/bin/$b" || { echo "missing $b" >&2; exit 1; }; \
       done; \
       if ldd /usr/local/bin/padlock-* | grep 'not found'; then exit 1; fi; \
@@ -74,11 +74,12 @@ WORKDIR /src
 COPY . /src
 RUN cmake -S /src -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
     && cmake --build /build -j "$JOBS" --target padlock-gateway padlock-presence \
-         padlock-message-queue padlock-key-directory padlock-healthcheck padlock-admin \
+         padlock-message-queue padlock-key-directory padlock-notifier padlock-healthcheck \
+         padlock-admin \
     && mkdir -p /out/bin \
     && find /build -type f -name 'padlock-*' -perm -u+x \
          \( -name padlock-gateway -o -name padlock-presence -o -name padlock-message-queue \
-            -o -name padlock-key-directory -o -name padlock-healthcheck \
+            -o -name padlock-key-directory -o -name padlock-notifier -o -name padlock-healthcheck \
             -o -name padlock-admin \) \
          -exec install -m 0755 -s {} /out/bin/ \; \
     && ls -l /out/bin
