@@ -11,10 +11,18 @@ set -euo pipefail
 ns="${1:?usage: deploy/k8s-internal-secrets.sh NAMESPACE [PKI_DIR]}"
 pki="${2:-./padlock-pki-$ns}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-"$repo/scripts/lib/internal-certs.sh" "$pki" gateway presence message-queue key-directory operator
-for svc in gateway presence message-queue key-directory; do
+"$repo/scripts/lib/internal-certs.sh" "$pki" gateway presence message-queue key-directory notifier \
+  operator
+for svc in gateway presence message-queue key-directory notifier; do
   kubectl -n "$ns" create secret generic "padlock-$svc-internal-tls" \
     --from-file=tls.crt="$pki/$svc/tls.crt" --from-file=tls.key="$pki/$svc/tls.key" \
     --from-file=ca.crt="$pki/$svc/ca.crt" --dry-run=client -o yaml | kubectl -n "$ns" apply -f -
 done
+# The VAPID key pair (Web Push): made once in PKI_DIR, kept (devices' subscriptions name it).
+if [ ! -s "$pki/vapid.pem" ]; then
+  (umask 077; openssl ecparam -name prime256v1 -genkey -noout -out "$pki/vapid.pem")
+fi
+openssl ec -in "$pki/vapid.pem" -pubout -out "$pki/vapid.pub.pem" 2>/dev/null
+kubectl -n "$ns" create secret generic padlock-vapid --from-file=vapid.pem="$pki/vapid.pem" \
+  --from-file=vapid.pub.pem="$pki/vapid.pub.pem" --dry-run=client -o yaml | kubectl -n "$ns" apply -f -
 echo "secrets applied in $ns; the CA and the operator certificate are in $pki (keep it private)"
