@@ -1,4 +1,4 @@
-// Web Push wake-ups end to end (issue #19): the real binaries (gateway, presence, message-queue,
+// Web Push wake-ups end to end: the real binaries (gateway, presence, message-queue,
 // key-directory, notifier) on one redis-server, and push services played by HTTP/1.1 listeners
 // in this test on 127.0.0.1 (allow-listed, as the local stack does). Waits are conditions with
 // deadlines; the coalescing interval is 2 s.
