@@ -424,7 +424,9 @@ absl::StatusOr<std::string> VapidSigner::AuthorizationHeader(std::string_view en
   // Signed outside the lock: two threads may both sign for one origin; either token is valid.
   absl::StatusOr<std::string> jwt = SignJwt(*origin, now + lifetime_);
   if (!jwt.ok()) return jwt.status();
-  std::string header = absl::StrCat("vapid t=", *jwt, ", k=", Base64UrlEncode(public_key_));
+  // RFC 8292 allows optional white space after the comma; without it, strict parsers (py_vapid's
+  // among them) read the header too.
+  std::string header = absl::StrCat("vapid t=", *jwt, ",k=", Base64UrlEncode(public_key_));
   std::lock_guard<std::mutex> lock(mu_);
   ++signed_count_;
   if (cache_.size() >= kMaxCachedOrigins && !cache_.contains(*origin)) {

@@ -97,7 +97,7 @@ class VapidSigner {
   const std::string& public_key() const { return public_key_; }
 
   // The value of the `Authorization` header for a push to `endpoint`:
-  // "vapid t=<jwt>, k=<base64url public key>". The JWT is cached per origin (see the class
+  // "vapid t=<jwt>,k=<base64url public key>". The JWT is cached per origin (see the class
   // comment). InvalidArgument when the endpoint has no origin; Internal on an OpenSSL failure.
   absl::StatusOr<std::string> AuthorizationHeader(std::string_view endpoint);
 

@@ -192,7 +192,7 @@ struct ParsedHeader {
 ParsedHeader ParseAuthorization(std::string_view header) {
   ParsedHeader parsed;
   EXPECT_THAT(std::string(header), StartsWith("vapid t="));
-  for (absl::string_view part : absl::StrSplit(ToAbsl(header.substr(6)), ", ")) {
+  for (absl::string_view part : absl::StrSplit(ToAbsl(header.substr(6)), ',')) {
     if (part.substr(0, 2) == "t=") parsed.jwt = std::string(part.substr(2));
     if (part.substr(0, 2) == "k=") parsed.k = std::string(part.substr(2));
   }
