@@ -248,16 +248,6 @@ absl::StatusOr<std::string> KeyRegistry::BeginSummaryChange(const std::string& u
   return token;
 }
 
-template <typename Change>
-auto KeyRegistry::WithSummaryChange(const std::string& user_id,
-                                    std::optional<device_lists::Summary> after, Change change)
-    -> decltype(change()) {
-  ASSIGN_OR_RETURN(std::string token, BeginSummaryChange(user_id));
-  auto result = change();
-  EndSummaryChange(user_id, token, result.ok() ? std::move(after) : std::nullopt);
-  return result;
-}
-
 void KeyRegistry::EndSummaryChange(const std::string& user_id, const std::string& token,
                                    const std::optional<device_lists::Summary>& after) {
   if (summaries_ == nullptr) return;
@@ -652,67 +642,6 @@ absl::Status KeyRegistry::DeleteAccount(const DeviceAddress& caller) {
   ASSIGN_OR_RETURN(AccountState account, store_->GetAccount(caller.user_id));
   if (account.banned || account.reset) return absl::NotFoundError("no account");
   return AdminDeleteAccount(caller.user_id);
-}
-
-absl::StatusOr<Invitation> KeyRegistry::CreateInvite(absl::Duration ttl,
-                                                     const std::string& for_user_id) {
-  if (!for_user_id.empty()) {
-    RETURN_IF_ERROR(ValidateUserIdField(for_user_id, "for_user_id"));
-  }
-  if (ttl < absl::ZeroDuration() || ttl > options_.max_invite_ttl) {
-    return Invalid("ttl_seconds", "out of range");
-  }
-  if (ttl == absl::ZeroDuration()) ttl = options_.default_invite_ttl;
-  Invitation invitation{.token = new_token_(), .expires_at = clock_->Now() + ttl};
-  RETURN_IF_ERROR(invites_->Create(invitation.token, for_user_id, ttl));
-  return invitation;
-}
-
-absl::Status KeyRegistry::ResetIdentity(const std::string& user_id) {
-  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
-  absl::StatusOr<std::vector<uint32_t>> removed =
-      WithSummaryChange(user_id, kNotListed, [&] { return store_->ResetAccount(user_id); });
-  if (!removed.ok()) return removed.status();
-  RevokeDevices(user_id, *removed);
-  runtime::LogInfo("identity reset by operator", {{"user", runtime::HashUserId(user_id)}});
-  return absl::OkStatus();
-}
-
-absl::Status KeyRegistry::BanAccount(const std::string& user_id) {
-  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
-  absl::StatusOr<std::vector<uint32_t>> devices =
-      WithSummaryChange(user_id, kNotListed, [&] { return store_->SetBanned(user_id, true); });
-  if (!devices.ok()) return devices.status();
-  // Closes the devices' streams; the keys stay so that an unban restores the account.
-  for (uint32_t id : *devices) {
-    if (absl::Status s = publisher_->DeviceRevoked(user_id, id); !s.ok() && metrics_) {
-      metrics_->announce_failures.Increment();
-    }
-  }
-  runtime::LogInfo("account banned", {{"user", runtime::HashUserId(user_id)}});
-  return absl::OkStatus();
-}
-
-absl::Status KeyRegistry::UnbanAccount(const std::string& user_id) {
-  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
-  ASSIGN_OR_RETURN(AccountState account, store_->GetAccount(user_id));
-  if (!account.banned) return absl::NotFoundError("account is not banned");
-  // The list itself is not at hand here: the next look-up fills the summary.
-  absl::StatusOr<std::vector<uint32_t>> devices =
-      WithSummaryChange(user_id, std::nullopt, [&] { return store_->SetBanned(user_id, false); });
-  if (!devices.ok()) return devices.status();
-  runtime::LogInfo("account unbanned", {{"user", runtime::HashUserId(user_id)}});
-  return absl::OkStatus();
-}
-
-absl::Status KeyRegistry::AdminDeleteAccount(const std::string& user_id) {
-  RETURN_IF_ERROR(ValidateUserIdField(user_id, "user_id"));
-  absl::StatusOr<std::vector<uint32_t>> removed =
-      WithSummaryChange(user_id, kNotListed, [&] { return store_->DeleteAccount(user_id); });
-  if (!removed.ok()) return removed.status();
-  RevokeDevices(user_id, *removed);
-  runtime::LogInfo("account deleted", {{"user", runtime::HashUserId(user_id)}});
-  return absl::OkStatus();
 }
 
 }  // namespace padlock::key_directory

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -271,5 +272,16 @@ absl::Status ValidateKeyField(std::string_view key, const char* field);
 absl::Status ValidateSignatureField(std::string_view signature, const char* field);
 absl::Status ValidateOneTimePreKeys(const std::vector<OneTimePreKey>& keys, uint32_t max,
                                     const char* field);
+
+template <typename Change>
+auto KeyRegistry::WithSummaryChange(const std::string& user_id,
+                                    std::optional<device_lists::Summary> after, Change change)
+    -> decltype(change()) {
+  absl::StatusOr<std::string> token = BeginSummaryChange(user_id);
+  if (!token.ok()) return token.status();
+  auto result = change();
+  EndSummaryChange(user_id, *token, result.ok() ? std::move(after) : std::nullopt);
+  return result;
+}
 
 }  // namespace padlock::key_directory
