@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/statement/signed_statement.h"
 #include "padlock/v1/message_queue.grpc.pb.h"
+#include "services/common/channels/device_channel.h"
 #include "tests/e2e/gateway/e2e_client.h"
 #include "tests/harness/mode_stacks.h"
 #include "tests/harness/stack.h"
@@ -771,6 +772,41 @@ TEST(GatewayPresenceDownE2eTest, AFrozenPresenceServiceDoesNotDelayTokenExpiry) 
                                expires + absl::Seconds(8) - absl::Now());
   ASSERT_TRUE(closing.has_value()) << "no closing frame within 8 s of the token's expiry";
   EXPECT_EQ(closing->closing().reason(), pb::Closing::REASON_TOKEN_EXPIRED);
+}
+
+// Nor read retries: with presence frozen (every heartbeat hangs for its 40 s deadline) and the
+// message-queue gone, a read the stream has to make (a wake-up that skips sequences) fails and is
+// retried every 500 ms by housekeeping. A housekeeping that waited for heartbeats would make one
+// attempt in those 40 s.
+TEST(GatewayPresenceDownE2eTest, AFrozenPresenceServiceDoesNotDelayReadRetries) {
+  auto stack = PadlockStack::Start({.gateway_env = {{"PADLOCK_INTERNAL_DEADLINE", "40s"},
+                                                    {"PADLOCK_PRESENCE_HEARTBEAT", "200ms"}}});
+  ASSERT_TRUE(stack.ok()) << stack.status();
+  AccountOps ops(grpc::CreateChannel((*stack)->gateway_target(), (*stack)->gateway_credentials()));
+  auto bob = ops.Register("bob.frozenread");
+  ASSERT_TRUE(bob.ok()) << bob.status();
+  auto b1 = DeviceConn::Open(ops.stub(), bob->primary_token);
+  ASSERT_TRUE(b1->WaitQueueEmpty());
+  const pid_t presence = (*stack)->service_pid("presence");
+  ASSERT_GT(presence, 0);
+  ASSERT_EQ(::kill(presence, SIGSTOP), 0);
+  absl::Cleanup thaw = [presence] { ::kill(presence, SIGCONT); };
+  (*stack)->KillService("message-queue");  // reads now fail at once (connection refused)
+  auto failures = [&] {
+    return runtime::testing::ScrapeValue((*stack)->gateway_metrics_port(),
+                                         "padlock_gateway_inbox_read_failures_total", {});
+  };
+  const double before = failures();
+  pb::DeviceChannelEvent jump;  // sequence 1 000 while the stream is at 0: it must read
+  jump.mutable_wakeup()->set_sequence(1000);
+  ASSERT_TRUE((*stack)
+                  ->redis_server()
+                  ->Cli({"SPUBLISH", channels::DeviceChannel(bob->user, 1),
+                         jump.SerializeAsString()})
+                  .ok());
+  EXPECT_TRUE(WaitFor([&] { return failures() >= before + 3; }, absl::Seconds(15)))
+      << "read attempts failed: " << failures() - before;
+  EXPECT_FALSE(b1->ended());
 }
 
 INSTANTIATE_TEST_SUITE_P(RedisModes, GatewayE2eTest, ::testing::Values(false, true),
