@@ -190,6 +190,7 @@ build_image_prebuilt() {
   cp "$REPO/scripts/lib/internal-certs.sh" "$ctx/scripts/lib/"
   for b in services/gateway/padlock-gateway services/presence/padlock-presence \
            services/message_queue/padlock-message-queue services/key_directory/padlock-key-directory \
+           services/notifier/padlock-notifier \
            tools/healthcheck/padlock-healthcheck tools/admin_cli/padlock-admin; do
     [ -x "$BUILD_DIR/$b" ] || { say "missing $BUILD_DIR/$b"; return 1; }
     strip --strip-unneeded -o "$ctx/deploy/prebuilt/${b##*/}" "$BUILD_DIR/$b" || return 1
@@ -269,7 +270,8 @@ prometheus_up() {
 import json, sys, urllib.request, urllib.parse
 port = sys.argv[1]
 want = {"padlock-gateway": 2, "padlock-presence": 1, "padlock-message-queue": 1,
-        "padlock-key-directory": 1, "redis": 1, "postgres": 1, "prometheus": 1}
+        "padlock-key-directory": 1, "padlock-notifier": 1, "redis": 1, "postgres": 1,
+        "prometheus": 1}
 q = urllib.parse.urlencode({"query": "up"})
 try:
     r = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?{q}", timeout=5))
