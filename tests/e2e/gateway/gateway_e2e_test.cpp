@@ -27,6 +27,19 @@ namespace {
 using testing::PadlockStack;
 using testing::WaitFor;
 
+// Entries in a device's inbox, asked of the message-queue directly (as a gateway).
+uint64_t InboxDepth(PadlockStack& stack, const std::string& user, uint32_t device) {
+  auto mq = pb::MessageQueue::NewStub(
+      stack.InternalChannel(stack.message_queue_target(), "gateway", "message-queue"));
+  pb::GetInboxInfoRequest request;
+  request.mutable_device()->set_user_id(user);
+  request.mutable_device()->set_device_id(device);
+  pb::GetInboxInfoResponse response;
+  grpc::ClientContext context;
+  EXPECT_TRUE(mq->GetInboxInfo(&context, request, &response).ok());
+  return response.depth();
+}
+
 class GatewayE2eTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
@@ -72,15 +85,7 @@ class GatewayE2eTest : public ::testing::TestWithParam<bool> {
     return out;
   }
   uint64_t InboxDepth(const Account& account, uint32_t device) {
-    auto mq = pb::MessageQueue::NewStub(
-        stack_->InternalChannel(stack_->message_queue_target(), "gateway", "message-queue"));
-    pb::GetInboxInfoRequest request;
-    request.mutable_device()->set_user_id(account.user);
-    request.mutable_device()->set_device_id(device);
-    pb::GetInboxInfoResponse response;
-    grpc::ClientContext context;
-    EXPECT_TRUE(mq->GetInboxInfo(&context, request, &response).ok());
-    return response.depth();
+    return e2e::InboxDepth(*stack_, account.user, device);
   }
 
   PadlockStack* stack_ = nullptr;
@@ -662,17 +667,7 @@ TEST(GatewayAckBudgetE2eTest, MoreAcksThanOneCallTakesRideOnASendWithoutFailingI
     ASSERT_TRUE(r.has_value() && r->has_accepted()) << id;
   }
   ASSERT_TRUE(b1->WaitEnvelopes(kCount, absl::Seconds(60)));
-  auto mq = pb::MessageQueue::NewStub(
-      (*stack)->InternalChannel((*stack)->message_queue_target(), "gateway", "message-queue"));
-  auto depth = [&] {
-    pb::GetInboxInfoRequest request;
-    request.mutable_device()->set_user_id(bob->user);
-    request.mutable_device()->set_device_id(1);
-    pb::GetInboxInfoResponse response;
-    grpc::ClientContext context;
-    EXPECT_TRUE(mq->GetInboxInfo(&context, request, &response).ok());
-    return response.depth();
-  };
+  auto depth = [&] { return InboxDepth(**stack, bob->user, 1); };
   ASSERT_EQ(depth(), static_cast<uint64_t>(kCount));
   pb::ClientFrame frame;  // every envelope acked one by one, newest first, and a reply
   const std::vector<pb::Envelope> got = b1->Envelopes();
@@ -709,17 +704,7 @@ TEST(GatewayAckLingerE2eTest, ALoneAckRidesOnTheNextSendOfAnotherDevice) {
   auto c1 = DeviceConn::Open(ops.stub(), carol->primary_token);
   ASSERT_TRUE(a1->WaitConnected().has_value() && c1->WaitConnected().has_value());
   ASSERT_TRUE(b1->WaitQueueEmpty());
-  auto mq = pb::MessageQueue::NewStub(
-      (*stack)->InternalChannel((*stack)->message_queue_target(), "gateway", "message-queue"));
-  auto bobs_depth = [&] {
-    pb::GetInboxInfoRequest request;
-    request.mutable_device()->set_user_id(bob->user);
-    request.mutable_device()->set_device_id(1);
-    pb::GetInboxInfoResponse response;
-    grpc::ClientContext context;
-    EXPECT_TRUE(mq->GetInboxInfo(&context, request, &response).ok());
-    return response.depth();
-  };
+  auto bobs_depth = [&] { return InboxDepth(**stack, bob->user, 1); };
   auto folded = [&] {
     return runtime::testing::ScrapeValue((*stack)->gateway_metrics_port(),
                                          "padlock_gateway_acks_folded_total", {});
